@@ -73,20 +73,29 @@ _KEY_RE = re.compile(
     re.IGNORECASE,
 )
 _INT_RE = re.compile(r"\d+")
-# SMSC-local time: Appendix B gives no zone, so datetimes are naive.
-_DATE_FORMATS: dict[int, str] = {
-    10: "%y%m%d%H%M",
-    12: "%y%m%d%H%M%S",
-    14: "%Y%m%d%H%M%S",
-}
 
 
 def _parse_date(value: str) -> datetime | None:
-    fmt = _DATE_FORMATS.get(len(value))
-    if fmt is None or not value.isdigit():
+    """YYMMDDhhmm, YYMMDDhhmmss or YYYYMMDDhhmmss; two-digit years are 20YY
+    (receipts are never older than 2000, and strptime's 1969 pivot would put
+    them a century off).  SMSC-local time: Appendix B gives no zone, so the
+    result is naive.  Anything else, or an impossible date, gives None."""
+    n = len(value)
+    if n not in (10, 12, 14) or not value.isdigit():
         return None
+    if n == 14:
+        year, rest = int(value[:4]), value[4:]
+    else:
+        year, rest = 2000 + int(value[:2]), value[2:]
     try:
-        return datetime.strptime(value, fmt)
+        return datetime(
+            year,
+            int(rest[0:2]),
+            int(rest[2:4]),
+            int(rest[4:6]),
+            int(rest[6:8]),
+            int(rest[8:10]) if len(rest) >= 10 else 0,
+        )
     except ValueError:
         return None
 
