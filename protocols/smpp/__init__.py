@@ -1,9 +1,9 @@
 """SMPP 3.4 without I/O: PDU objects, a strict fast codec, and a session state machine.
 
-    >>> from protocols.smpp import SubmitSm, encode, decode
-    >>> pdu = SubmitSm(sequence_number=1, destination_addr="8613800138000", short_message=b"hi")
-    >>> decode(encode(pdu)) == pdu
-    True
+>>> from protocols.smpp import SubmitSm, encode, decode
+>>> pdu = SubmitSm(sequence_number=1, destination_addr="8613800138000", short_message=b"hi")
+>>> decode(encode(pdu)) == pdu
+True
 """
 
 from .constants import TAG_TYPES, CommandId, CommandStatus, Tag, TagType, TlvKind
@@ -49,6 +49,7 @@ from .pdu import (
     tlv_bytes,
     tlv_value,
 )
+from .session import ConnectionFatal, Event, PduError, Role, Session, SessionState
 
 __all__ = [
     "PDU_CLASSES",
@@ -64,6 +65,7 @@ __all__ = [
     "CancelSmResp",
     "CommandId",
     "CommandStatus",
+    "ConnectionFatal",
     "DataSm",
     "DataSmResp",
     "DeliverSm",
@@ -71,13 +73,18 @@ __all__ = [
     "DistributionList",
     "EnquireLink",
     "EnquireLinkResp",
+    "Event",
     "GenericNack",
     "Outbind",
     "Pdu",
+    "PduError",
     "QuerySm",
     "QuerySmResp",
     "ReplaceSm",
     "ReplaceSmResp",
+    "Role",
+    "Session",
+    "SessionState",
     "SmeAddress",
     "SmppError",
     "SubmitMulti",

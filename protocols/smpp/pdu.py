@@ -78,6 +78,7 @@ MAX_DESTS = 254
 # Layout tables
 # ---------------------------------------------------------------------------
 
+
 class _Kind:
     """Mandatory-parameter kinds. Compared by identity on the generic path."""
 
@@ -153,6 +154,7 @@ _MESSAGE_ID = _c("message_id", 65, S.ESME_RINVMSGID)
 # PDU classes
 # ---------------------------------------------------------------------------
 
+
 def _tlv_dict() -> dict[int, bytes]:
     return {}
 
@@ -164,7 +166,8 @@ class Pdu:
     byte for byte. ``get``/``set`` type values using ``TAG_TYPES``.
     """
 
-    __slots__ = ()
+    if not TYPE_CHECKING:  # mypy would reject assigning the subclasses' fields
+        __slots__ = ()
     command_id: ClassVar[CommandId]
     _layout: ClassVar[tuple[F, ...]]
     if TYPE_CHECKING:
@@ -270,12 +273,13 @@ def _latin1(value: str, status: int, what: str) -> bytes:
         raw = value.encode("latin-1")
     except UnicodeEncodeError:
         raise SmppError(status, f"{what} is not Latin-1 text") from None
-    if b"\0" in raw:
+    if 0 in raw:
         raise SmppError(status, f"{what} contains NUL")
     return raw
 
 
 # Sub-structures of submit_multi / submit_multi_resp (section 4.5.1.1, 4.5.2.1).
+
 
 @dataclass(slots=True, frozen=True)
 class SmeAddress:
@@ -302,6 +306,7 @@ class UnsuccessSme:
 
 
 # --- Session management (section 4.1, 4.2, 4.3, 4.11) ---
+
 
 @dataclass(slots=True)
 class BindTransmitter(Pdu):
@@ -480,6 +485,7 @@ class EnquireLinkResp(Pdu):
 
 
 # --- Message submission and delivery (section 4.4 - 4.7) ---
+
 
 @dataclass(slots=True)
 class SubmitSm(Pdu):
@@ -667,6 +673,7 @@ class DataSmResp(Pdu):
 
 # --- Message management (section 4.8 - 4.10) and alerts (4.12) ---
 
+
 @dataclass(slots=True)
 class QuerySm(Pdu):
     """section 4.8.1"""
@@ -846,6 +853,7 @@ def generic_nack(sequence_number: int, command_status: int) -> GenericNack:
 # Encoding
 # ---------------------------------------------------------------------------
 
+
 def encode(pdu: Pdu) -> bytes:
     """The full PDU, header included. Raises SmppError for a value that cannot be sent."""
     fast = _FAST_ENCODERS.get(type(pdu))
@@ -999,7 +1007,7 @@ def _encode_sm(p: Any) -> bytes:
     if (
         len(st) > 5 or len(sa) > 20 or len(da) > 20 or len(sd) > 16 or len(vp) > 16
         or len(sm) > MAX_SHORT_MESSAGE or type(sm) is not bytes
-        or b"\0" in st or b"\0" in sa or b"\0" in da or b"\0" in sd or b"\0" in vp
+        or 0 in st or 0 in sa or 0 in da or 0 in sd or 0 in vp  # `0 in` is 10x `b"\0" in`
     ):  # fmt: skip
         raise _Refuse
     tlvs = _encode_tlvs(p.tlvs) if p.tlvs else b""
@@ -1017,7 +1025,7 @@ def _encode_sm(p: Any) -> bytes:
 def _encode_msgid_resp(p: Any) -> bytes:
     status = p.command_status
     mid: bytes = p.message_id.encode("latin-1")
-    if len(mid) > 64 or b"\0" in mid:
+    if len(mid) > 64 or 0 in mid:
         raise _Refuse
     if status and not mid and not p.tlvs:
         return _HEADER_PACK(16, p.command_id, status, p.sequence_number)
@@ -1043,6 +1051,7 @@ _FAST_ENCODERS: dict[type[Pdu], Callable[[Any], bytes]] = {
 # ---------------------------------------------------------------------------
 # Decoding
 # ---------------------------------------------------------------------------
+
 
 def decode(data: bytes | bytearray | memoryview) -> Pdu:
     """Exactly one PDU, header included. Raises SmppError and nothing else."""
@@ -1209,6 +1218,7 @@ def _decode_tlvs(data: bytes, p: int, n: int) -> dict[int, bytes]:
 # Fast decoders: straight-line code for the four PDUs a gateway lives on. They
 # raise _Refuse/IndexError/ValueError on anything irregular and decode_body()
 # then runs the generic decoder, which raises the precise SmppError.
+
 
 def _decode_sm(cls: Callable[..., Pdu]) -> Callable[[bytes, int, int], Pdu]:
     def decode_sm(data: bytes, status: int, seq: int) -> Pdu:
