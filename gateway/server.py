@@ -1,0 +1,82 @@
+"""One gateway worker process: HTTP API, dispatchers and connectors on one
+event loop. Workers keep no state of their own (it all lives in Redis), so any
+number of them can run and any one can die."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+
+import uvicorn
+
+from gateway import logs
+from gateway.api import create_app
+from gateway.config import Settings
+from gateway.connectors.smpp import SmppConnector
+from gateway.dispatcher import Dispatcher
+from gateway.receipts import Receipts
+from gateway.store import Store
+
+log = logs.get("smsgw.server")
+
+
+def http_socket(host: str, port: int) -> socket.socket:
+    """A listening socket with SO_REUSEPORT, so N workers share one HTTP port
+    and the kernel spreads connections between them."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    store = Store.from_url(redis_url)
+    receipts = Receipts(store, dict(settings.connectors))
+    consumer = f"{socket.gethostname()}-{os.getpid()}"
+    connectors: dict[str, SmppConnector] = {}
+    dispatchers: list[Dispatcher] = []
+    for name, conn in settings.connectors.items():
+        connector = SmppConnector(name, conn, receipts.on_deliver)
+        connectors[name] = connector
+        dispatchers.append(Dispatcher(name, settings, store, connector, receipts, consumer))
+
+    tasks: list[asyncio.Task[None]] = []
+    server: uvicorn.Server | None = None
+    if settings.http.enabled:
+        config = uvicorn.Config(
+            create_app(settings, store),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
+        )
+        server = uvicorn.Server(config)
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        sock = http_socket(settings.http.host, settings.http.port)
+        tasks.append(asyncio.create_task(server.serve(sockets=[sock])))
+    for connector in connectors.values():
+        connector.start()
+    tasks += [asyncio.create_task(d.run()) for d in dispatchers]
+    log.info("worker_started", worker=worker, http=f"{settings.http.host}:{settings.http.port}")
+
+    await stop.wait()
+    log.info("worker_stopping", worker=worker)
+    if server is not None:
+        server.should_exit = True
+    for d in dispatchers:
+        d.stop()
+    # Dispatchers finish the sends they started; unacknowledged lane entries
+    # would be reclaimed by another worker anyway.
+    await asyncio.wait(tasks, timeout=10)
+    await asyncio.gather(*(c.stop() for c in connectors.values()), return_exceptions=True)
+    await store.close()

@@ -1,0 +1,335 @@
+"""The one module that knows the Redis key layout and the Lua that updates it.
+
+Every other stage calls these methods; none builds a key itself.
+
+Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
+- ``smsgw:m:{<id>}`` hash — ``r`` packed Message, ``s`` status, ``h`` status
+  history (``ts\\tstatus\\tdetail`` lines), ``n`` parts, ``a`` account, ``b`` batch
+  key, ``c`` connector, ``e`` error code, ``i<k>`` SMSC id of part k,
+  ``p<k>`` final state of part k.
+- ``smsgw:lane:{<connector>}:<class>`` stream, consumer group ``dispatch``;
+  entries carry the message id (``m``); parts already acknowledged are
+  known from the ``i<k>`` fields, so a resend skips them.
+- ``smsgw:corr:<connector>:<smsc id>`` → ``<id>|<part>`` with a TTL: receipt
+  correlation after per-connector id normalisation.
+- ``smsgw:early:<connector>:<smsc id>`` — a receipt that beat its submit_sm_resp.
+- ``smsgw:b:{<batch>}`` hash — counts by status.
+
+The Lua scripts build message and batch keys from ids they are given; on a
+single Redis server that is fine. Redis Cluster support (declaring every key
+to the script) is tracked in docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from gateway.model import FINAL_STATUSES, Message, MessageState
+
+PREFIX = "smsgw:"
+GROUP = "dispatch"
+LANES = ("otp", "transactional", "marketing")  # read in this order: OTP first
+
+
+def msg_key(message_id: str) -> str:
+    return f"{PREFIX}m:{{{message_id}}}"
+
+
+def lane_key(connector: str, msg_class: str) -> str:
+    return f"{PREFIX}lane:{{{connector}}}:{msg_class}"
+
+
+def corr_key(connector: str, smsc_id: str) -> str:
+    return f"{PREFIX}corr:{connector}:{smsc_id}"
+
+
+def early_key(connector: str, smsc_id: str) -> str:
+    return f"{PREFIX}early:{connector}:{smsc_id}"
+
+
+def batch_key(batch_id: str) -> str:
+    return f"{PREFIX}b:{{{batch_id}}}"
+
+
+_FINAL_LUA = "local FINAL = {" + ", ".join(f"{s}=true" for s in sorted(FINAL_STATUSES)) + "}\n"
+
+# Move a message to a new status unless it is already final; append history and
+# keep the batch counts in step. Shared by the scripts below.
+_SET_STATUS_FN = (
+    _FINAL_LUA
+    + """
+local function set_status(key, new, ts, detail)
+  local cur = redis.call('HGET', key, 's')
+  if (not cur) or FINAL[cur] or cur == new then return false end
+  local h = redis.call('HGET', key, 'h') or ''
+  redis.call('HSET', key, 's', new, 'h', h .. ts .. '\\t' .. new .. '\\t' .. detail .. '\\n')
+  local b = redis.call('HGET', key, 'b')
+  if b then
+    redis.call('HINCRBY', b, cur, -1)
+    redis.call('HINCRBY', b, new, 1)
+  end
+  return true
+end
+"""
+)
+
+# ARGV: ts, then per message: key, packed record, lane, batch key or '', parts, account, id
+_ENQUEUE = """
+local ts = ARGV[1]
+for i = 2, #ARGV, 7 do
+  local key, lane, b = ARGV[i], ARGV[i + 2], ARGV[i + 3]
+  local fields = {'r', ARGV[i + 1], 's', 'queued', 'n', ARGV[i + 4], 'a', ARGV[i + 5],
+                  'h', ts .. '\\taccepted\\t\\n' .. ts .. '\\tqueued\\t\\n'}
+  if b ~= '' then
+    fields[#fields + 1] = 'b'
+    fields[#fields + 1] = b
+    redis.call('HINCRBY', b, 'queued', 1)
+    redis.call('HINCRBY', b, 'total', 1)
+  end
+  redis.call('HSET', key, unpack(fields))
+  redis.call('XADD', lane, '*', 'm', ARGV[i + 6])
+end
+return (#ARGV - 1) / 7
+"""
+
+# KEYS: message; ARGV: status, ts, detail, then field/value pairs stored with it.
+_SET_STATUS = (
+    _SET_STATUS_FN
+    + """
+local changed = set_status(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
+if changed and #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
+return changed and 1 or 0
+"""
+)
+
+# A part was acknowledged by the SMSC. KEYS: message, correlation, early receipt;
+# ARGV: id, part, smsc id, ts, ttl, connector. Returns an early receipt, if one waited.
+_SUBMITTED = (
+    _SET_STATUS_FN
+    + """
+redis.call('SET', KEYS[2], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[5])
+redis.call('HSET', KEYS[1], 'i' .. ARGV[2], ARGV[3], 'c', ARGV[6])
+set_status(KEYS[1], 'submitted', ARGV[4], ARGV[6] .. ' ' .. ARGV[3])
+local early = redis.call('GET', KEYS[3])
+if early then redis.call('DEL', KEYS[3]) end
+return early
+"""
+)
+
+# Look up the message part of an SMSC id; if the submit_sm_resp has not been
+# seen yet, park the receipt where _SUBMITTED will find it (atomically, so the
+# two cannot miss each other). KEYS: correlation, early; ARGV: receipt, ttl.
+_CORRELATE = """
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+return false
+"""
+
+# A part reached a final state. KEYS: message; ARGV: part, part state, ts, err, detail.
+# The message is delivered when every part is; the first failed part decides otherwise.
+_PART_FINAL = (
+    _SET_STATUS_FN
+    + """
+local key, part, state = KEYS[1], ARGV[1], ARGV[2]
+if redis.call('HSETNX', key, 'p' .. part, state) == 0 then return false end
+local n = tonumber(redis.call('HGET', key, 'n') or '1')
+if state ~= 'delivered' then
+  if set_status(key, state, ARGV[3], ARGV[5]) then
+    redis.call('HSET', key, 'e', ARGV[4])
+    return state
+  end
+  return false
+end
+for k = 1, n do
+  if redis.call('HGET', key, 'p' .. k) ~= 'delivered' then return false end
+end
+return set_status(key, 'delivered', ARGV[3], ARGV[5]) and state or false
+"""
+)
+
+
+def _ts(now: float | None = None) -> str:
+    return f"{time.time() if now is None else now:.3f}"
+
+
+class Store:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.redis = client
+        self._enqueue = client.register_script(_ENQUEUE)
+        self._set_status = client.register_script(_SET_STATUS)
+        self._submitted = client.register_script(_SUBMITTED)
+        self._correlate = client.register_script(_CORRELATE)
+        self._part_final = client.register_script(_PART_FINAL)
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        return cls(aioredis.Redis.from_url(url, decode_responses=False, max_connections=64))
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    # --- admission -------------------------------------------------------
+
+    async def enqueue(self, messages: Sequence[Message]) -> None:
+        """Persist records and append them to their first connector's lane, one
+        script call for the whole chunk (one round trip, one AOF write)."""
+        if not messages:
+            return
+        args: list[str | bytes | int] = [_ts()]
+        for m in messages:
+            args += [
+                msg_key(m.id), m.pack(), lane_key(m.connectors[0], m.msg_class),
+                batch_key(m.batch_id) if m.batch_id else "", m.parts, m.account, m.id,
+            ]
+        await self._enqueue(keys=[], args=args)
+
+    # --- state -----------------------------------------------------------
+
+    async def get(self, message_id: str) -> MessageState | None:
+        raw = await self.redis.hgetall(msg_key(message_id))
+        return _state_from_hash(raw) if raw else None
+
+    async def get_many(self, ids: Iterable[str]) -> list[MessageState | None]:
+        pipe = self.redis.pipeline(transaction=False)
+        for message_id in ids:
+            pipe.hgetall(msg_key(message_id))
+        return [_state_from_hash(raw) if raw else None for raw in await pipe.execute()]
+
+    async def set_status(
+        self, message_id: str, status: str, detail: str = "", **fields: str
+    ) -> bool:
+        args: list[str] = [status, _ts(), detail]
+        for name, value in fields.items():
+            args += [name, value]
+        return bool(await self._set_status(keys=[msg_key(message_id)], args=args))
+
+    async def part_submitted(
+        self, connector: str, message_id: str, part: int, smsc_id: str, ttl: int
+    ) -> bytes | None:
+        """Record the SMSC id of an acknowledged part; returns a receipt that arrived early."""
+        result = await self._submitted(
+            keys=[msg_key(message_id), corr_key(connector, smsc_id), early_key(connector, smsc_id)],
+            args=[message_id, part, smsc_id, _ts(), max(ttl, 60), connector],
+        )
+        return result if result else None
+
+    async def correlate(
+        self, connector: str, smsc_id: str, receipt: bytes, ttl: int
+    ) -> tuple[str, int] | None:
+        value = await self._correlate(
+            keys=[corr_key(connector, smsc_id), early_key(connector, smsc_id)],
+            args=[receipt, max(ttl, 60)],
+        )
+        if not value:
+            return None
+        message_id, _, part = value.decode().partition("|")
+        return message_id, int(part)
+
+    async def part_final(
+        self, message_id: str, part: int, state: str, error_code: str, detail: str
+    ) -> str | None:
+        """Record a part's final state; returns the message's new final status, if it changed."""
+        new = await self._part_final(
+            keys=[msg_key(message_id)], args=[part, state, _ts(), error_code, detail]
+        )
+        return new.decode() if new else None
+
+    async def batch_counts(self, batch_id: str) -> dict[str, int]:
+        raw = await self.redis.hgetall(batch_key(batch_id))
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    # --- lanes -----------------------------------------------------------
+
+    async def ensure_lanes(self, connector: str) -> None:
+        for msg_class in LANES:
+            try:
+                await self.redis.xgroup_create(
+                    lane_key(connector, msg_class), GROUP, id="0", mkstream=True
+                )
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def read_lanes(
+        self, connector: str, consumer: str, count: int, block_ms: int
+    ) -> list[tuple[str, bytes, str]]:
+        """Up to `count` lane entries as (lane key, entry id, message id), higher lanes first:
+        a marketing backlog never delays OTP or transactional traffic."""
+        out: list[tuple[str, bytes, str]] = []
+        for msg_class in LANES:
+            lane = lane_key(connector, msg_class)
+            got = await self.redis.xreadgroup(GROUP, consumer, {lane: ">"}, count=count - len(out))
+            out += _entries(got)
+            if len(out) >= count:
+                return out
+        if out:
+            return out
+        streams = {lane_key(connector, c): ">" for c in LANES}
+        got = await self.redis.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
+        return _entries(got)
+
+    async def reclaim(
+        self, connector: str, consumer: str, idle_ms: int, count: int
+    ) -> list[tuple[str, bytes, str]]:
+        """Take over entries a dead process read but never acknowledged."""
+        out: list[tuple[str, bytes, str]] = []
+        for msg_class in LANES:
+            lane = lane_key(connector, msg_class)
+            _next, claimed, *_ = await self.redis.xautoclaim(
+                lane, GROUP, consumer, min_idle_time=idle_ms, start_id="0", count=count
+            )
+            out += [(lane, eid, fields[b"m"].decode()) for eid, fields in claimed if fields]
+        return out
+
+    async def ack(self, entries: Iterable[tuple[str, bytes]]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for lane, entry_id in entries:
+            pipe.xack(lane, GROUP, entry_id)
+            pipe.xdel(lane, entry_id)
+        await pipe.execute()
+
+    async def lane_depths(self, connectors: Iterable[str]) -> dict[str, int]:
+        pipe = self.redis.pipeline(transaction=False)
+        names = []
+        for connector in connectors:
+            for msg_class in LANES:
+                names.append(f"{connector}:{msg_class}")
+                pipe.xlen(lane_key(connector, msg_class))
+        return dict(zip(names, await pipe.execute(), strict=True))
+
+
+def _entries(got: list | None) -> list[tuple[str, bytes, str]]:
+    out = []
+    for lane, items in got or ():
+        lane_name = lane.decode() if isinstance(lane, bytes) else lane
+        out += [(lane_name, eid, fields[b"m"].decode()) for eid, fields in items if fields]
+    return out
+
+
+def _state_from_hash(raw: dict[bytes, bytes]) -> MessageState:
+    history = []
+    for line in raw.get(b"h", b"").decode().splitlines():
+        ts, status, detail = line.split("\t", 2)
+        history.append((float(ts), status, detail))
+    smsc_ids, part_states = {}, {}
+    for name, value in raw.items():
+        if name[:1] == b"i" and name[1:].isdigit():
+            smsc_ids[int(name[1:])] = value.decode()
+        elif name[:1] == b"p" and name[1:].isdigit():
+            part_states[int(name[1:])] = value.decode()
+    error = raw.get(b"e")
+    connector = raw.get(b"c")
+    return MessageState(
+        message=Message.unpack(raw[b"r"]),
+        status=raw[b"s"].decode(),
+        history=history,
+        connector=connector.decode() if connector else None,
+        error_code=error.decode() if error else None,
+        smsc_ids=smsc_ids,
+        part_states=part_states,
+    )

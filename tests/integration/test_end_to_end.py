@@ -1,0 +1,138 @@
+"""One message through the whole flow, as a user of the HTTP API sees it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+
+from loadtest.harness import GatewayProcess
+from tests.integration.conftest import AUTH, wait_final, wait_for
+
+
+def test_message_is_delivered_with_smsc_id_in_history(
+    gateway: GatewayProcess, client: httpx.Client
+) -> None:
+    r = client.post(
+        "/v1/messages",
+        json={"to": "+8613800138000", "from": "SHOP", "text": "Your order shipped",
+              "client_ref": "o-1"},
+    )
+    assert r.status_code == 202, r.text
+    accepted = r.json()
+    assert accepted["status"] == "accepted"
+    assert accepted["parts"] == 1
+    assert accepted["encoding"] == "gsm7"
+
+    body = wait_final(client, accepted["id"])
+    assert body["status"] == "delivered"
+    statuses = [h["status"] for h in body["history"]]
+    assert statuses == ["accepted", "queued", "submitted", "delivered"]
+    smsc_id = body["smsc_message_ids"]["1"]
+    assert smsc_id
+    assert smsc_id in body["history"][2]["detail"]
+    assert body["connector"] == "sim"
+    assert body["carrier"] == "China Mobile"
+    assert body["client_ref"] == "o-1"
+    times = [h["at"] for h in body["history"]]
+    assert times == sorted(times)
+
+    stats = wait_for(lambda: gateway.sim_stats()["receipts_acked"] >= 1 and gateway.sim_stats())
+    assert stats["unique"] == 1
+    assert stats["duplicates"] == 0
+
+    metrics = client.get("/metrics").text
+    assert 'smsgw_messages_total{status="delivered"} 1.0' in metrics
+
+
+def test_ucs2_message_of_201_characters_reaches_the_smsc_as_3_parts(
+    gateway: GatewayProcess, client: httpx.Client
+) -> None:
+    text = "您好" * 100 + "!"
+    r = client.post("/v1/messages", json={"to": "13800138001", "from": "10690000", "text": text})
+    assert r.status_code == 202, r.text
+    assert r.json()["parts"] == 3
+    assert r.json()["encoding"] == "ucs2"
+    body = wait_final(client, r.json()["id"])
+    assert body["status"] == "delivered"
+    assert sorted(body["smsc_message_ids"]) == ["1", "2", "3"]
+    assert len(set(body["smsc_message_ids"].values())) == 3
+    stats = wait_for(lambda: gateway.sim_stats()["submit_sm"] >= 3 and gateway.sim_stats())
+    assert stats["unique"] == 3 and stats["duplicates"] == 0
+
+
+def test_accepted_message_survives_a_gateway_restart_and_is_sent_once(tmp_path: Path) -> None:
+    # First run: no SMSC to talk to, so the message can only wait in Redis.
+    gw = GatewayProcess(tmp_path, env={"SMSGW_SIMULATOR__ENABLED": "false"})
+    gw.start()
+    try:
+        r = httpx.post(
+            f"{gw.base_url}/v1/messages", headers=AUTH,
+            json={"to": "+8613800138002", "from": "SHOP", "text": "kept across restarts"},
+        )
+        assert r.status_code == 202, r.text
+        message_id = r.json()["id"]
+        status = httpx.get(f"{gw.base_url}/v1/messages/{message_id}", headers=AUTH).json()
+        assert status["status"] == "queued"
+    finally:
+        assert gw.stop() == 0
+    assert (tmp_path / "data" / "redis" / "appendonly.aof").exists()
+
+    # Second run on the same data dir, the simulator back: delivered, once.
+    gw2 = GatewayProcess(tmp_path, http_port=gw.http_port, sim_port=gw.sim_port)
+    with gw2, httpx.Client(base_url=gw2.base_url, headers=AUTH, timeout=10) as client:
+        body = wait_final(client, message_id)
+        assert body["status"] == "delivered"
+        stats = wait_for(lambda: gw2.sim_stats()["receipts_acked"] >= 1 and gw2.sim_stats())
+        assert stats["submit_sm"] == 1
+        assert stats["duplicates"] == 0
+
+
+def test_bad_input_gets_problem_json(gateway: GatewayProcess, client: httpx.Client) -> None:
+    good = {"to": "+8613800138000", "from": "SHOP", "text": "hi"}
+
+    r = httpx.post(f"{gateway.base_url}/v1/messages", json=good,
+                   headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["code"] == "unauthorized"
+
+    r = httpx.post(f"{gateway.base_url}/v1/messages", json=good)
+    assert r.status_code == 401 and r.json()["code"] == "unauthorized"
+
+    r = client.post("/v1/messages", json={**good, "to": "12345"})
+    assert r.status_code == 422
+    assert r.json()["code"] == "invalid_number"
+    assert r.json()["errors"][0]["field"] == "to"
+
+    r = client.post(
+        "/v1/messages", content=b'{"to": ', headers={"content-type": "application/json"}
+    )
+    assert r.status_code == 400
+    assert r.json()["code"] == "malformed_json"
+
+    r = client.post("/v1/messages", json={"from": "SHOP", "text": "hi", "class": "spam"})
+    assert r.status_code == 422
+    problem = r.json()
+    assert problem["code"] == "validation_error"
+    assert {e["field"] for e in problem["errors"]} == {"to", "class"}
+
+    r = client.get("/v1/messages/does-not-exist")
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+    for response in (r,):
+        assert "Traceback" not in response.text
+
+
+def test_logs_are_json_with_ids_and_masked_numbers(
+    gateway: GatewayProcess, client: httpx.Client
+) -> None:
+    r = client.post("/v1/messages", json={"to": "+8613812348000", "from": "SHOP", "text": "hi"})
+    message_id = r.json()["id"]
+    wait_final(client, message_id)
+    lines = [json.loads(line) for line in gateway.log_path.read_text().splitlines()
+             if line.startswith("{")]
+    accepted = [e for e in lines if e.get("event") == "accepted"]
+    assert accepted and accepted[0]["message_id"] == message_id
+    assert accepted[0]["to"] == "+86138****8000"
+    assert "8613812348000" not in gateway.log_path.read_text()

@@ -1,0 +1,96 @@
+"""Configuration: defaults that run, env overrides, and errors named by key path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import DEFAULT_CONFIG, ConfigError, load_settings
+
+GOOD = """
+[accounts.shop]
+api_keys = ["k1"]
+[connectors.a]
+port = 2775
+system_id = "x"
+[[routes]]
+connectors = ["a"]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gw.toml"
+    path.write_text(text)
+    return path
+
+
+def test_default_config_is_valid_and_embedded() -> None:
+    settings = load_settings(DEFAULT_CONFIG, environ={})
+    assert settings.redis.url is None  # embedded Redis by default
+    assert "sim" in settings.connectors
+    assert settings.simulator.enabled
+
+
+def test_env_overrides_nested_keys(tmp_path: Path) -> None:
+    settings = load_settings(
+        write(tmp_path, GOOD),
+        environ={"SMSGW_HTTP__PORT": "9001", "SMSGW_CONNECTORS__A__WINDOW": "7",
+                 "SMSGW_REDIS__URL": "redis://10.0.0.1:6379/0", "OTHER": "x"},
+    )
+    assert settings.http.port == 9001
+    assert settings.connectors["a"].window == 7
+    assert settings.redis.url == "redis://10.0.0.1:6379/0"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GOOD + "[http]\nport = 'eighty'\n", "http.port:"),
+        (GOOD.replace('port = 2775', 'port = 70000'), "connectors.a.port:"),
+        (GOOD + "[http]\nbogus = 1\n", "http.bogus: Extra inputs are not permitted"),
+        (GOOD.replace('connectors = ["a"]', 'connectors = ["nope"]'),
+         "routes.0.connectors: unknown connector 'nope'"),
+        (GOOD.replace('api_keys = ["k1"]', "api_keys = []"), "accounts.shop.api_keys:"),
+        ("[http]\nport = 1\n", "accounts: Field required"),
+        ("not toml = = =", "not valid TOML"),
+    ],
+)
+def test_errors_name_their_key_path(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text), environ={})
+    assert any(expected in line for line in info.value.errors), info.value.errors
+
+
+def test_env_override_errors_name_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, GOOD), environ={"SMSGW_CONNECTORS__A__BINDS": "0"})
+    assert info.value.errors == ["connectors.a.binds: Input should be greater than or equal to 1"]
+
+
+def test_duplicate_api_key_across_accounts(tmp_path: Path) -> None:
+    text = GOOD + '[accounts.other]\napi_keys = ["k1"]\n'
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text), environ={})
+    assert "accounts.other.api_keys: key also belongs to account 'shop'" in info.value.errors
+
+
+def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
+    ok = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", "-c", str(write(tmp_path, GOOD))],
+        capture_output=True, text=True, check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text(GOOD + "[http]\nport = -1\n[dispatch]\nbatch = 0\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "check-config", "-c", str(bad)],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert any(line.startswith("config error: http.port:") for line in lines)
+    assert any(line.startswith("config error: dispatch.batch:") for line in lines)
+    assert "Traceback" not in result.stderr
