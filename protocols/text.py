@@ -22,6 +22,7 @@ Splitting is greedy and never cuts an escape sequence or a surrogate pair;
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -126,6 +127,15 @@ _ALL_GSM_CHARS = _BASIC_CHARS | _EXT_CHARS
 _ENCODE_TABLE: dict[int, str] = {ord(c): chr(i) for i, c in enumerate(_GSM_BASIC) if i != _ESC}
 _ENCODE_TABLE.update({ord(c): "\x1b" + chr(code) for code, c in _GSM_EXT.items()})
 _DECODE_BASIC: tuple[str, ...] = tuple(" " if i == _ESC else c for i, c in enumerate(_GSM_BASIC))
+# The same as C-level codec tables: charmap_encode expands an extension char
+# to its two octets; charmap_decode reads escape-free septets (octets above
+# 0x7F are kept as Latin-1, see decode_gsm7).
+_ENCODE_MAP: dict[int, bytes] = {k: v.encode("latin-1") for k, v in _ENCODE_TABLE.items()}
+_DECODE_MAP = "".join(_DECODE_BASIC) + "".join(map(chr, range(0x80, 0x100)))
+_DECODE_MAP_ESC = _DECODE_MAP[:_ESC] + "\x1b" + _DECODE_MAP[_ESC + 1 :]
+_ESCAPE_PAIRS: tuple[tuple[str, str], ...] = tuple(
+    ("\x1b" + _GSM_BASIC[code], char) for code, char in _GSM_EXT.items()
+)
 
 # One C-level scan answers "is there any char outside GSM 03.38?"; a second
 # one counts extension chars (only run when the text is GSM).
@@ -137,7 +147,18 @@ _EXT_ASCII = bytes(sorted(ord(c) for c in _EXT_CHARS if ord(c) < 0x80))
 _NON_LATIN1_RE = re.compile("[^\x00-\xff]")
 # A UTF-16 high surrogate or an astral char: the only things that make UCS-2
 # length differ from len(text) or constrain a cut.
-_SURROGATE_OR_ASTRAL_RE = re.compile("[\ud800-\udfff\U00010000-\U0010ffff]")
+_HIGH_OR_ASTRAL_RE = re.compile("[\ud800-\udbff\U00010000-\U0010ffff]")
+_GSM_ASCII = bytes(sorted(ord(c) for c in _ALL_GSM_CHARS if ord(c) < 0x80))
+# ASCII → septet, 1:1; the ASCII extension chars map to themselves here (no
+# ASCII default-alphabet char has their octet values as its septet) and are
+# then expanded with bytes.replace, which beats a per-char codec.
+_ASCII_TO_SEPTET = bytes(
+    _ENCODE_MAP[b][0] if b in _ENCODE_MAP and len(_ENCODE_MAP[b]) == 1 else b for b in range(256)
+)
+_ASCII_EXT_EXPAND: dict[int, tuple[bytes, bytes]] = {
+    b: (bytes([b]), _ENCODE_MAP[b]) for b in _EXT_ASCII
+}
+_NOT_EXT_ASCII = bytes(b for b in range(256) if b not in _EXT_ASCII)
 
 # Capacity per part in units (septets / octets / UTF-16 code units).
 _SINGLE: dict[Encoding, int] = {Encoding.GSM7: 160, Encoding.LATIN1: 140, Encoding.UCS2: 70}
@@ -204,14 +225,46 @@ def choose_encoding(text: str, requested: str = "auto") -> Encoding:
     return forced
 
 
+def _ucs2_units(text: str) -> tuple[int, bool]:
+    """(UTF-16 code units, True if the text has no surrogate code points)."""
+    try:
+        return len(text.encode("utf-16-le")) >> 1, True
+    except UnicodeEncodeError:  # lone surrogates: legal in str, one unit each
+        return len(text.encode("utf-16-le", "surrogatepass")) >> 1, False
+
+
 def _units(text: str, encoding: Encoding) -> int:
     if encoding is Encoding.GSM7:
         return septet_length(text)
     if encoding is Encoding.UCS2:
-        if text.isascii():
-            return len(text)
-        return len(text.encode("utf-16-le", "surrogatepass")) >> 1
+        return len(text) if text.isascii() else _ucs2_units(text)[0]
     return len(text)
+
+
+def _ucs2_leads(text: str) -> set[int]:
+    """Code-unit offsets of every high surrogate (astral chars and lone ones)."""
+    leads: set[int] = set()
+    shift = 0
+    for m in _HIGH_OR_ASTRAL_RE.finditer(text):
+        leads.add(m.start() + shift)
+        if m.group() > "\uffff":
+            shift += 1
+    return leads
+
+
+def _count_cuts(total: int, cap: int, leads: set[int]) -> int:
+    """How many parts :func:`_cuts` makes, computed in units from the offsets
+    of the units a cut must not follow."""
+    n = 0
+    start = 0
+    while True:
+        n += 1
+        end = start + cap
+        if end >= total:
+            return n
+        if end - 1 in leads:
+            end -= 1
+        start = end
 
 
 def count_parts(
@@ -225,10 +278,30 @@ def count_parts(
 
     Raises TextError ``unencodable`` for a forced encoding that cannot carry
     the text, and ``too_long`` when ``max_parts`` is given and exceeded (or a
-    PAYLOAD message exceeds 65,535 octets).
+    PAYLOAD message exceeds 65,535 octets).  On the admission hot path: the
+    common cases cost one or two C-level passes over the text.
     """
-    encoding = choose_encoding(text, requested)
-    units = _units(text, encoding)
+    clean = True  # no surrogate code points (UCS-2 only)
+    if requested == "auto":
+        if text.isascii():
+            raw = text.encode("ascii")
+            if raw.translate(None, _GSM_ASCII):  # a control char or backtick
+                encoding, units = Encoding.UCS2, len(raw)
+            else:
+                encoding = Encoding.GSM7
+                units = 2 * len(raw) - len(raw.translate(None, _EXT_ASCII))
+        elif _NON_GSM_RE.search(text) is None:
+            encoding = Encoding.GSM7
+            units = len(text) + len(_EXT_RE.findall(text))
+        else:
+            encoding = Encoding.UCS2
+            units, clean = _ucs2_units(text)
+    else:
+        encoding = choose_encoding(text, requested)
+        if encoding is Encoding.UCS2 and not text.isascii():
+            units, clean = _ucs2_units(text)
+        else:
+            units = _units(text, encoding)
     if concat is Concat.PAYLOAD:
         octets = units * 2 if encoding is Encoding.UCS2 else units
         if octets > _MAX_PAYLOAD_OCTETS:
@@ -237,17 +310,12 @@ def count_parts(
     if units <= _SINGLE[encoding]:
         return encoding, 1
     cap = _PER_PART[concat][encoding]
-    if encoding is Encoding.LATIN1:
+    if units == len(text) and clean:  # no escapes, no surrogates: every cut is legal
         n = -(-units // cap)
     elif encoding is Encoding.GSM7:
-        if units == len(text):  # no escapes: every cut is legal
-            n = -(-units // cap)
-        else:
-            n = sum(1 for _ in _cuts(encode_gsm7(text), cap, 1))
-    elif units == len(text) and _SURROGATE_OR_ASTRAL_RE.search(text) is None:
-        n = -(-units // cap)
+        n = sum(1 for _ in _cuts(encode_gsm7(text), cap, 1))
     else:
-        n = sum(1 for _ in _cuts(text.encode("utf-16-be", "surrogatepass"), cap * 2, 2))
+        n = _count_cuts(units, cap, _ucs2_leads(text))
     if max_parts is not None and n > max_parts:
         raise TextError("too_long", f"{n} parts, at most {max_parts} allowed")
     return encoding, n
@@ -259,9 +327,21 @@ def count_parts(
 
 def encode_gsm7(text: str) -> bytes:
     """Unpacked septets (one per octet), extension characters as 0x1B xx."""
-    if _NON_GSM_RE.search(text) is not None:
-        raise TextError("unencodable", "text has characters outside GSM 03.38")
-    return text.translate(_ENCODE_TABLE).encode("latin-1")
+    if text.isascii():
+        raw = text.encode("ascii")
+        if raw.translate(None, _GSM_ASCII):
+            raise TextError("unencodable", "text has characters outside GSM 03.38")
+        data = raw.translate(_ASCII_TO_SEPTET)
+        ext = raw.translate(None, _NOT_EXT_ASCII)
+        if ext:
+            for b in set(ext):
+                char, septets = _ASCII_EXT_EXPAND[b]
+                data = data.replace(char, septets)
+        return data
+    try:
+        return codecs.charmap_encode(text, "strict", _ENCODE_MAP)[0]
+    except UnicodeEncodeError:
+        raise TextError("unencodable", "text has characters outside GSM 03.38") from None
 
 
 def decode_gsm7(data: bytes) -> str:
@@ -272,27 +352,20 @@ def decode_gsm7(data: bytes) -> str:
     space.  Octets above 0x7F are not septets: they are kept as Latin-1 so a
     mislabelled message degrades instead of failing.
     """
-    out: list[str] = []
-    append = out.append
-    basic = _DECODE_BASIC
-    ext = _GSM_EXT
-    escaped = False
-    for b in data:
-        if escaped:
-            escaped = False
-            if b in ext:
-                append(ext[b])
-                continue
-            if b == _ESC:  # SS2: reserved; show a space and drop the code
-                append(" ")
-                continue
-        elif b == _ESC:
-            escaped = True
-            continue
-        append(basic[b] if b < 0x80 else chr(b))
-    if escaped:
-        append(" ")
-    return "".join(out)
+    if _ESC not in data:
+        return codecs.charmap_decode(data, "strict", _DECODE_MAP)[0]
+    # Decode with the escape kept as U+001B, then rewrite escape pairs with
+    # str.replace, left to right like the handset: SS2 pairs first, then the
+    # extension codes; a leftover escape vanishes before an unknown code and
+    # is a space at the very end.
+    text = codecs.charmap_decode(data, "strict", _DECODE_MAP_ESC)[0]
+    text = text.replace("\x1b\x1b", " ")
+    for pair, char in _ESCAPE_PAIRS:
+        if pair in text:
+            text = text.replace(pair, char)
+    if text.endswith("\x1b"):
+        text = text[:-1] + " "
+    return text.replace("\x1b", "")
 
 
 def pack_septets(data: bytes, fill_bits: int = 0) -> bytes:
@@ -405,8 +478,10 @@ def split(
     ``max_parts`` (at most 255: the UDH counts parts in one octet) and
     ``unencodable`` if the text does not fit ``encoding``.
     """
-    encoding = Encoding(encoding)
-    concat = Concat(concat)
+    if type(encoding) is not Encoding:  # plain strings are welcome, enum calls are slow
+        encoding = Encoding(encoding)
+    if type(concat) is not Concat:
+        concat = Concat(concat)
     if encoding is Encoding.GSM7:
         data = encode_gsm7(text)
         unit = 1
@@ -419,7 +494,7 @@ def split(
         except UnicodeEncodeError:
             raise TextError("unencodable", "text has characters outside Latin-1") from None
         unit = 1
-    dc = encoding.data_coding
+    dc = _DATA_CODING[encoding]
     gsm_packed = packed and encoding is Encoding.GSM7
 
     if concat is Concat.PAYLOAD:
@@ -579,7 +654,7 @@ def decode_short_message(
             smsc_default, "gsm7"
         )
     if alphabet == "gsm7":
-        if any(b > 0x7F for b in body):
+        if not body.isascii():
             return body.decode("latin-1"), udh
         return decode_gsm7(body), udh
     if alphabet == "gsm7-packed":

@@ -447,3 +447,34 @@ def test_parts_respect_the_140_octet_user_data_when_packed_or_not_gsm(
         return
     for p in parts:
         assert len(p.short_message) <= 140
+
+
+def _reference_decode(data: bytes) -> str:
+    # The rule spelled out one octet at a time (23.038 §6.2.1.1).
+    out: list[str] = []
+    escaped = False
+    for b in data:
+        if escaped:
+            escaped = False
+            ext = dict(zip(b"\x0a\x14\x28\x29\x2f\x3c\x3d\x3e\x40\x65", GSM_EXT, strict=True))
+            if b in ext:
+                out.append(ext[b])
+                continue
+            if b == 0x1B:
+                out.append(" ")
+                continue
+        elif b == 0x1B:
+            escaped = True
+            continue
+        out.append(GSM_BASIC[b - (b > 0x1B)] if b < 0x80 else chr(b))
+    if escaped:
+        out.append(" ")
+    return "".join(out)
+
+
+@settings(max_examples=500)
+@given(
+    st.binary(max_size=60) | st.lists(st.sampled_from(b"\x1b\x1b\x65\x28\x41\x00\x80")).map(bytes)
+)
+def test_decode_gsm7_matches_the_octet_by_octet_rule(data: bytes) -> None:
+    assert decode_gsm7(data) == _reference_decode(data)
