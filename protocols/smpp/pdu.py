@@ -1224,10 +1224,15 @@ def _decode_sm(cls: Callable[..., Pdu]) -> Callable[[bytes, int, int], Pdu]:
     def decode_sm(data: bytes, status: int, seq: int) -> Pdu:
         find = data.find
         n = len(data)
-        e = find(b"\0", 16, 22)
-        if e < 0:
-            raise _Refuse
-        service_type = data[16:e].decode("latin-1")
+        # service_type, schedule_delivery_time and validity_period are nearly
+        # always empty: test the first octet before paying for find + decode.
+        if data[16]:
+            e = find(b"\0", 17, 22)
+            if e < 0:
+                raise _Refuse
+            service_type = data[16:e].decode("latin-1")
+        else:
+            e, service_type = 16, ""
         p = e + 3
         e = find(b"\0", p, p + 21)
         if e < 0:
@@ -1241,16 +1246,22 @@ def _decode_sm(cls: Callable[..., Pdu]) -> Callable[[bytes, int, int], Pdu]:
         dst_ton, dst_npi = data[p - 2], data[p - 1]
         destination_addr = data[p:e].decode("latin-1")
         p = e + 4
-        e = find(b"\0", p, p + 17)
-        if e < 0:
-            raise _Refuse
         esm_class, protocol_id, priority_flag = data[p - 3], data[p - 2], data[p - 1]
-        schedule = data[p:e].decode("latin-1") if e > p else ""
+        if data[p]:
+            e = find(b"\0", p + 1, p + 17)
+            if e < 0:
+                raise _Refuse
+            schedule = data[p:e].decode("latin-1")
+        else:
+            e, schedule = p, ""
         p = e + 1
-        e = find(b"\0", p, p + 17)
-        if e < 0:
-            raise _Refuse
-        validity = data[p:e].decode("latin-1") if e > p else ""
+        if data[p]:
+            e = find(b"\0", p + 1, p + 17)
+            if e < 0:
+                raise _Refuse
+            validity = data[p:e].decode("latin-1")
+        else:
+            e, validity = p, ""
         p = e + 6
         sm_length = data[p - 1]
         if sm_length > MAX_SHORT_MESSAGE or p + sm_length > n:
