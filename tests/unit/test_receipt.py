@@ -4,6 +4,7 @@ receipt we fail to read is a message that never becomes ``delivered``."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -13,6 +14,7 @@ from protocols.receipt import (
     MESSAGE_STATE_TO_STAT,
     STAT_TO_MESSAGE_STATE,
     Receipt,
+    _parse_by_keys,
     format_receipt,
     merge_receipt_tlvs,
     message_state_for,
@@ -220,3 +222,46 @@ def test_normalize_message_id(smsc_id: str, mode: str, expected: str) -> None:
 def test_hex_submit_resp_matches_decimal_receipt() -> None:
     # submit_sm_resp said "0A1B2C", the receipt says id:0662316
     assert normalize_message_id("0A1B2C", "hex") == normalize_message_id("0662316", "dec")
+
+
+_KEY_CASE = st.sampled_from([str.lower, str.upper, str.title])
+
+
+@given(
+    id=st.text("0123456789abcdefABCDEF", min_size=1, max_size=40),
+    sub=st.from_regex(r"[0-9]{1,3}", fullmatch=True),
+    submit=st.from_regex(r"[0-9]{10}|[0-9]{12}", fullmatch=True),
+    stat=st.sampled_from([*sorted(STAT_TO_MESSAGE_STATE), "delivered", "Rejected"]),
+    err=st.from_regex(r"[0-9]{1,4}", fullmatch=True),
+    text=st.text(max_size=30),
+    case=_KEY_CASE,
+    sep=st.sampled_from([" ", "  ", "\t", " \r\n "]),
+    date_key=st.sampled_from(["submit date", "submit_date"]),
+)
+def test_fast_path_agrees_with_the_key_scan(
+    id: str,
+    sub: str,
+    submit: str,
+    stat: str,
+    err: str,
+    text: str,
+    case: Any,
+    sep: str,
+    date_key: str,
+) -> None:
+    # The common layout takes one anchored regex; the general key scan must
+    # read it the same way, so which path runs never changes a receipt.
+    keys = [case(k) for k in ("id", "sub", "dlvrd", date_key, "done date", "stat", "err", "text")]
+    s = (
+        sep.join(
+            f"{k}:{v}"
+            for k, v in zip(keys, (id, sub, sub, submit, submit, stat, err), strict=False)
+        )
+        + f"{sep}{keys[-1]}:{text}"
+    )
+    fast = parse_receipt(s)
+    slow = _parse_by_keys(s)
+    assert fast == slow
+    assert (
+        fast is not None and fast.id == id and fast.text == (text[1:] if text[:1] == " " else text)
+    )
