@@ -40,6 +40,7 @@ __all__ = [
     "decode_gsm7",
     "decode_short_message",
     "encode_gsm7",
+    "is_gsm7",
     "pack_septets",
     "parse_udh",
     "septet_length",

@@ -478,3 +478,26 @@ def _reference_decode(data: bytes) -> str:
 )
 def test_decode_gsm7_matches_the_octet_by_octet_rule(data: bytes) -> None:
     assert decode_gsm7(data) == _reference_decode(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=MIXED,
+    requested=st.sampled_from(["gsm7", "latin1", "ucs2", "auto"]),
+    concat=st.sampled_from(list(Concat)),
+)
+def test_forced_encodings_count_like_they_split(text: str, requested: str, concat: Concat) -> None:
+    try:
+        encoding, n = count_parts(text, requested, concat)
+    except TextError as e:
+        assert e.code == "unencodable"
+        with pytest.raises(TextError):
+            split(text, Encoding(requested), concat)
+        return
+    assert encoding == (choose_encoding(text) if requested == "auto" else requested)
+    assert len(split(text, encoding, concat)) == n
+
+
+def test_split_accepts_plain_strings() -> None:
+    parts = split("a" * 161, "gsm7", "udh16", reference=1)  # type: ignore[arg-type]
+    assert parts[0].short_message[:2] == b"\x06\x08"
