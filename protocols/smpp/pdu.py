@@ -155,10 +155,6 @@ _MESSAGE_ID = _c("message_id", 65, S.ESME_RINVMSGID)
 # ---------------------------------------------------------------------------
 
 
-def _tlv_dict() -> dict[int, bytes]:
-    return {}
-
-
 class Pdu:
     """Base of every PDU: header fields, optional parameters, typed TLV access.
 
@@ -323,7 +319,7 @@ class BindTransmitter(Pdu):
     addr_ton: int = 0
     addr_npi: int = 0
     address_range: str = ""
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
     def make_resp(self, **fields: Any) -> BindTransmitterResp:
         return BindTransmitterResp(self.sequence_number, **fields)
@@ -338,7 +334,7 @@ class BindTransmitterResp(Pdu):
     sequence_number: int = 0
     command_status: int = 0
     system_id: str = ""
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -356,7 +352,7 @@ class BindReceiver(Pdu):
     addr_ton: int = 0
     addr_npi: int = 0
     address_range: str = ""
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
     def make_resp(self, **fields: Any) -> BindReceiverResp:
         return BindReceiverResp(self.sequence_number, **fields)
@@ -371,7 +367,7 @@ class BindReceiverResp(Pdu):
     sequence_number: int = 0
     command_status: int = 0
     system_id: str = ""
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -389,7 +385,7 @@ class BindTransceiver(Pdu):
     addr_ton: int = 0
     addr_npi: int = 0
     address_range: str = ""
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
     def make_resp(self, **fields: Any) -> BindTransceiverResp:
         return BindTransceiverResp(self.sequence_number, **fields)
@@ -404,7 +400,7 @@ class BindTransceiverResp(Pdu):
     sequence_number: int = 0
     command_status: int = 0
     system_id: str = ""
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -420,7 +416,7 @@ class Outbind(Pdu):
     command_status: int = 0
     system_id: str = ""
     password: str = ""
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -431,7 +427,7 @@ class Unbind(Pdu):
     _layout: ClassVar[tuple[F, ...]] = ()
     sequence_number: int = 0
     command_status: int = 0
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
     def make_resp(self, **fields: Any) -> UnbindResp:
         return UnbindResp(self.sequence_number, **fields)
@@ -445,7 +441,7 @@ class UnbindResp(Pdu):
     _layout: ClassVar[tuple[F, ...]] = ()
     sequence_number: int = 0
     command_status: int = 0
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -456,7 +452,7 @@ class GenericNack(Pdu):
     _layout: ClassVar[tuple[F, ...]] = ()
     sequence_number: int = 0
     command_status: int = 0
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -467,7 +463,7 @@ class EnquireLink(Pdu):
     _layout: ClassVar[tuple[F, ...]] = ()
     sequence_number: int = 0
     command_status: int = 0
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
     def make_resp(self, **fields: Any) -> EnquireLinkResp:
         return EnquireLinkResp(self.sequence_number, **fields)
@@ -481,7 +477,7 @@ class EnquireLinkResp(Pdu):
     _layout: ClassVar[tuple[F, ...]] = ()
     sequence_number: int = 0
     command_status: int = 0
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
 
 # --- Message submission and delivery (section 4.4 - 4.7) ---
@@ -512,7 +508,7 @@ class SubmitSm(Pdu):
     data_coding: int = 0
     sm_default_msg_id: int = 0
     short_message: bytes = b""
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
     def make_resp(self, **fields: Any) -> SubmitSmResp:
         return SubmitSmResp(self.sequence_number, **fields)
@@ -527,7 +523,7 @@ class SubmitSmResp(Pdu):
     sequence_number: int = 0
     command_status: int = 0
     message_id: str = ""
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -558,7 +554,7 @@ class SubmitMulti(Pdu):
     data_coding: int = 0
     sm_default_msg_id: int = 0
     short_message: bytes = b""
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
     def make_resp(self, **fields: Any) -> SubmitMultiResp:
         return SubmitMultiResp(self.sequence_number, **fields)
@@ -577,7 +573,7 @@ class SubmitMultiResp(Pdu):
     command_status: int = 0
     message_id: str = ""
     unsuccess_sme: list[UnsuccessSme] = field(default_factory=list)
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -605,7 +601,7 @@ class DeliverSm(Pdu):
     data_coding: int = 0
     sm_default_msg_id: int = 0
     short_message: bytes = b""
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
     def make_resp(self, **fields: Any) -> DeliverSmResp:
         return DeliverSmResp(self.sequence_number, **fields)
@@ -621,7 +617,7 @@ class DeliverSmResp(Pdu):
     sequence_number: int = 0
     command_status: int = 0
     message_id: str = ""
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -653,7 +649,7 @@ class DataSm(Pdu):
     esm_class: int = 0
     registered_delivery: int = 0
     data_coding: int = 0
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
     def make_resp(self, **fields: Any) -> DataSmResp:
         return DataSmResp(self.sequence_number, **fields)
@@ -668,7 +664,7 @@ class DataSmResp(Pdu):
     sequence_number: int = 0
     command_status: int = 0
     message_id: str = ""
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
 
 # --- Message management (section 4.8 - 4.10) and alerts (4.12) ---
@@ -686,7 +682,7 @@ class QuerySm(Pdu):
     source_addr_ton: int = 0
     source_addr_npi: int = 0
     source_addr: str = ""
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
     def make_resp(self, **fields: Any) -> QuerySmResp:
         return QuerySmResp(self.sequence_number, **fields)
@@ -709,7 +705,7 @@ class QuerySmResp(Pdu):
     final_date: str = ""
     message_state: int = 0
     error_code: int = 0
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -733,7 +729,7 @@ class CancelSm(Pdu):
     dest_addr_ton: int = 0
     dest_addr_npi: int = 0
     destination_addr: str = ""
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
     def make_resp(self, **fields: Any) -> CancelSmResp:
         return CancelSmResp(self.sequence_number, **fields)
@@ -747,7 +743,7 @@ class CancelSmResp(Pdu):
     _layout: ClassVar[tuple[F, ...]] = ()
     sequence_number: int = 0
     command_status: int = 0
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -775,7 +771,7 @@ class ReplaceSm(Pdu):
     registered_delivery: int = 0
     sm_default_msg_id: int = 0
     short_message: bytes = b""
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
     def make_resp(self, **fields: Any) -> ReplaceSmResp:
         return ReplaceSmResp(self.sequence_number, **fields)
@@ -789,7 +785,7 @@ class ReplaceSmResp(Pdu):
     _layout: ClassVar[tuple[F, ...]] = ()
     sequence_number: int = 0
     command_status: int = 0
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -813,7 +809,7 @@ class AlertNotification(Pdu):
     esme_addr_ton: int = 0
     esme_addr_npi: int = 0
     esme_addr: str = ""
-    tlvs: dict[int, bytes] = field(default_factory=_tlv_dict)
+    tlvs: dict[int, bytes] = field(default_factory=dict)
 
 
 PDU_CLASSES: tuple[type[Pdu], ...] = (
