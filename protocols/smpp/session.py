@@ -222,6 +222,14 @@ class Session:
             del self._outstanding[seq]
         return gone
 
+    def forget(self, sequence_number: int) -> bool:
+        """Stop tracking our request ``sequence_number`` (the caller gave up on it).
+
+        For callers that run their own timers instead of ``expired``: without
+        this, requests never answered would stay outstanding for ever.
+        """
+        return self._outstanding.pop(sequence_number, None) is not None
+
     # -- sending -----------------------------------------------------------
 
     def can_send(self, command_id: int) -> bool:

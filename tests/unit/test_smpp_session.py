@@ -346,8 +346,11 @@ def test_send_all_joins_for_one_write() -> None:
     assert esme.outstanding == 2
 
 
-def test_untimed_requests_never_expire() -> None:
+def test_untimed_requests_never_expire_but_can_be_forgotten() -> None:
     esme, _ = bound_pair()
-    esme.send(EnquireLink())
+    ping = EnquireLink()
+    esme.send(ping)
     assert esme.expired(1e12) == [] and esme.next_deadline() is None
     assert esme.outstanding == 1
+    assert esme.forget(ping.sequence_number) and esme.outstanding == 0
+    assert not esme.forget(ping.sequence_number)
