@@ -168,7 +168,10 @@ class Store:
 
     @classmethod
     def from_url(cls, url: str) -> Store:
-        return cls(aioredis.Redis.from_url(url, decode_responses=False, max_connections=64))
+        # A blocking pool: under a burst, callers wait for a free connection
+        # instead of failing with "Too many connections".
+        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=128, timeout=30)
+        return cls(aioredis.Redis(connection_pool=pool))
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -36,6 +36,9 @@ from protocols.smpp import (
 )
 
 
+RECEIPT_ATTEMPTS = 5
+
+
 @dataclass
 class SimStats:
     binds: int = 0
@@ -124,12 +127,17 @@ class SmscSimulator:
         receipt.set(Tag.RECEIPTED_MESSAGE_ID, message_id)
         receipt.set(Tag.MESSAGE_STATE, message_state_for("DELIVRD"))
         self.stats.receipts_sent += 1
-        try:
-            resp = await target.request(receipt, 30.0)
-        except (ConnectionError, TimeoutError):
-            return
-        if resp.command_status == CommandStatus.ESME_ROK:
-            self.stats.receipts_acked += 1
+        # Like a real SMSC, retry a receipt the ESME did not acknowledge.
+        for attempt in range(RECEIPT_ATTEMPTS):
+            try:
+                resp = await target.request(receipt, 30.0)
+            except (ConnectionError, TimeoutError):
+                return
+            if resp.command_status == CommandStatus.ESME_ROK:
+                self.stats.receipts_acked += 1
+                return
+            receipt.sequence_number = 0
+            await asyncio.sleep(0.5 * (attempt + 1))
 
 
 class _SmscConnection(SmppProtocol):
