@@ -14,6 +14,9 @@ Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
   correlation after per-connector id normalisation.
 - ``smsgw:early:<connector>:<smsc id>`` — a receipt that beat its submit_sm_resp.
 - ``smsgw:b:{<batch>}`` hash — counts by status.
+- ``smsgw:events`` stream — every status change of a message that asked for
+  callbacks (``w`` set in its hash), in order: ``m`` id, ``s`` status, ``t`` ts.
+  The webhook sender consumes it.
 
 The Lua scripts build message and batch keys from ids they are given; on a
 single Redis server that is fine. Redis Cluster support (declaring every key
@@ -55,7 +58,11 @@ def batch_key(batch_id: str) -> str:
     return f"{PREFIX}b:{{{batch_id}}}"
 
 
-_FINAL_LUA = "local FINAL = {" + ", ".join(f"{s}=true" for s in sorted(FINAL_STATUSES)) + "}\n"
+EVENTS_KEY = f"{PREFIX}events"
+_FINAL_LUA = (
+    "local FINAL = {" + ", ".join(f"{s}=true" for s in sorted(FINAL_STATUSES)) + "}\n"
+    + f"local EVENTS = '{EVENTS_KEY}'\nlocal MSG_PREFIX = '{PREFIX}m:'\n"
+)
 
 # Move a message to a new status unless it is already final; append history and
 # keep the batch counts in step. Shared by the scripts below.
@@ -72,18 +79,28 @@ local function set_status(key, new, ts, detail)
     redis.call('HINCRBY', b, cur, -1)
     redis.call('HINCRBY', b, new, 1)
   end
+  if redis.call('HEXISTS', key, 'w') == 1 then
+    redis.call('XADD', EVENTS, '*', 'm', string.sub(key, #MSG_PREFIX + 2, -2), 's', new, 't', ts)
+  end
   return true
 end
 """
 )
 
-# ARGV: ts, then per message: key, packed record, lane, batch key or '', parts, account, id
-_ENQUEUE = """
+# ARGV: ts, then per message: key, packed record, lane, batch key or '', parts, account, id,
+# callbacks wanted ('1' or '')
+_ENQUEUE = _FINAL_LUA + """
 local ts = ARGV[1]
-for i = 2, #ARGV, 7 do
+for i = 2, #ARGV, 8 do
   local key, lane, b = ARGV[i], ARGV[i + 2], ARGV[i + 3]
   local fields = {'r', ARGV[i + 1], 's', 'queued', 'n', ARGV[i + 4], 'a', ARGV[i + 5],
                   'h', ts .. '\\taccepted\\t\\n' .. ts .. '\\tqueued\\t\\n'}
+  if ARGV[i + 7] ~= '' then
+    fields[#fields + 1] = 'w'
+    fields[#fields + 1] = '1'
+    redis.call('XADD', EVENTS, '*', 'm', ARGV[i + 6], 's', 'accepted', 't', ts)
+    redis.call('XADD', EVENTS, '*', 'm', ARGV[i + 6], 's', 'queued', 't', ts)
+  end
   if b ~= '' then
     fields[#fields + 1] = 'b'
     fields[#fields + 1] = b
@@ -93,7 +110,7 @@ for i = 2, #ARGV, 7 do
   redis.call('HSET', key, unpack(fields))
   redis.call('XADD', lane, '*', 'm', ARGV[i + 6])
 end
-return (#ARGV - 1) / 7
+return (#ARGV - 1) / 8
 """
 
 # KEYS: message; ARGV: status, ts, detail, then field/value pairs stored with it.
@@ -188,6 +205,7 @@ class Store:
             args += [
                 msg_key(m.id), m.pack(), lane_key(m.connectors[0], m.msg_class),
                 batch_key(m.batch_id) if m.batch_id else "", m.parts, m.account, m.id,
+                "1" if m.callback_url else "",
             ]
         await self._enqueue(keys=[], args=args)
 

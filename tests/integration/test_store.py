@@ -1,0 +1,106 @@
+"""The store's Lua against a real Redis: the status machine as users see it."""
+
+from __future__ import annotations
+
+import time
+
+from gateway.model import Message, new_id
+from gateway.store import EVENTS_KEY, Store
+
+
+def message(parts: int = 1, callback: str | None = None, batch: str | None = None) -> Message:
+    now = time.time()
+    return Message(
+        id=new_id(), account="demo", to="+8613800138000", sender="SHOP", text="hi",
+        msg_class="transactional", encoding="gsm7", parts=parts, created_at=now,
+        expires_at=now + 3600, connectors=["sim"], callback_url=callback, batch_id=batch,
+    )
+
+
+async def test_enqueue_persists_record_and_lane_entry(store: Store) -> None:
+    m = message()
+    await store.ensure_lanes("sim")
+    await store.enqueue([m])
+    state = await store.get(m.id)
+    assert state is not None and state.message == m
+    assert state.status == "queued"
+    assert [s for _, s, _ in state.history] == ["accepted", "queued"]
+    entries = await store.read_lanes("sim", "c1", 10, 10)
+    assert [mid for _, _, mid in entries] == [m.id]
+
+
+async def test_otp_lane_is_read_before_a_marketing_backlog(store: Store) -> None:
+    await store.ensure_lanes("sim")
+    marketing = [message() for _ in range(5)]
+    for m in marketing:
+        m.msg_class = "marketing"
+    otp = message()
+    otp.msg_class = "otp"
+    await store.enqueue(marketing)
+    await store.enqueue([otp])
+    entries = await store.read_lanes("sim", "c1", 2, 10)
+    assert entries[0][2] == otp.id
+
+
+async def test_multipart_delivered_only_when_every_part_is(store: Store) -> None:
+    m = message(parts=3)
+    await store.enqueue([m])
+    for part in (1, 2, 3):
+        assert await store.part_submitted("sim", m.id, part, f"s{part}", 600) is None
+    assert await store.part_final(m.id, 1, "delivered", "000", "DELIVRD") is None
+    assert await store.part_final(m.id, 2, "delivered", "000", "DELIVRD") is None
+    assert await store.part_final(m.id, 3, "delivered", "000", "DELIVRD") == "delivered"
+    state = await store.get(m.id)
+    assert state is not None and state.status == "delivered"
+    assert state.smsc_ids == {1: "s1", 2: "s2", 3: "s3"}
+
+
+async def test_one_failed_part_makes_the_message_undelivered_and_final(store: Store) -> None:
+    m = message(parts=3)
+    await store.enqueue([m])
+    assert await store.part_final(m.id, 1, "delivered", "000", "DELIVRD") is None
+    assert await store.part_final(m.id, 2, "undelivered", "011", "UNDELIV") == "undelivered"
+    # Later receipts and status changes never move a final status.
+    assert await store.part_final(m.id, 3, "delivered", "000", "DELIVRD") is None
+    assert not await store.set_status(m.id, "submitted")
+    state = await store.get(m.id)
+    assert state is not None
+    assert state.status == "undelivered" and state.error_code == "011"
+
+
+async def test_duplicate_receipt_is_ignored(store: Store) -> None:
+    m = message(parts=1)
+    await store.enqueue([m])
+    assert await store.part_final(m.id, 1, "delivered", "000", "DELIVRD") == "delivered"
+    assert await store.part_final(m.id, 1, "delivered", "000", "DELIVRD") is None
+    state = await store.get(m.id)
+    assert state is not None
+    assert [s for _, s, _ in state.history].count("delivered") == 1
+
+
+async def test_receipt_before_submit_sm_resp_is_kept_and_returned(store: Store) -> None:
+    m = message()
+    await store.enqueue([m])
+    assert await store.correlate("sim", "abc", b"delivered|000|DELIVRD", 600) is None
+    early = await store.part_submitted("sim", m.id, 1, "abc", 600)
+    assert early == b"delivered|000|DELIVRD"
+    # Once correlated, the next lookup finds the message part directly.
+    assert await store.correlate("sim", "abc", b"x", 600) == (m.id, 1)
+
+
+async def test_status_changes_become_events_only_for_callback_messages(store: Store) -> None:
+    quiet, loud = message(), message(callback="http://127.0.0.1:9/hook")
+    await store.enqueue([quiet, loud])
+    await store.set_status(quiet.id, "failed", "x")
+    await store.set_status(loud.id, "failed", "x")
+    events = await store.redis.xrange(EVENTS_KEY)
+    seen = [(f[b"m"].decode(), f[b"s"].decode()) for _, f in events]
+    assert seen == [(loud.id, "accepted"), (loud.id, "queued"), (loud.id, "failed")]
+
+
+async def test_batch_counts_follow_status_changes(store: Store) -> None:
+    a, b = message(batch="b1"), message(batch="b1")
+    await store.enqueue([a, b])
+    await store.part_final(a.id, 1, "delivered", "000", "DELIVRD")
+    counts = await store.batch_counts("b1")
+    assert counts == {"total": 2, "queued": 1, "delivered": 1}
