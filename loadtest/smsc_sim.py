@@ -35,7 +35,6 @@ from protocols.smpp import (
     Tag,
 )
 
-
 RECEIPT_ATTEMPTS = 5
 
 
