@@ -10,7 +10,7 @@ applied when the response is recorded.
 from __future__ import annotations
 
 from gateway import logs, metrics
-from gateway.config import ConnectorSettings
+from gateway.config import ResendRule, Settings
 from gateway.store import Store
 from protocols.receipt import merge_receipt_tlvs, normalize_message_id, parse_receipt
 from protocols.smpp import CommandStatus, DeliverSm, Tag
@@ -31,13 +31,33 @@ STAT_TO_STATE = {
 EARLY_RECEIPT_TTL = 24 * 3600
 
 
-class Receipts:
-    def __init__(self, store: Store, connectors: dict[str, ConnectorSettings]) -> None:
-        self.store = store
-        self.connectors = connectors
+def error_number(err: str) -> int | None:
+    """Receipt `err` as a number: "011" is 11, "0x0B" is 11; None if neither."""
+    err = err.strip()
+    try:
+        return int(err, 16) if err[:2].lower() == "0x" else int(err, 10)
+    except ValueError:
+        return None
 
-    def normalize(self, connector: str, smsc_id: str) -> str:
-        return normalize_message_id(smsc_id, self.connectors[connector].message_id_format)
+
+def resend_wanted(rules: list[ResendRule], stat: str, err: str) -> bool:
+    code = error_number(err)
+    return any(r.stat == stat and (not r.err or code in r.err) for r in rules)
+
+
+class Receipts:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.connectors = settings.connectors
+
+    # An SMSC may write ids one way in submit_sm_resp and another in receipts
+    # (hex vs decimal); each side is normalised by its own setting.
+    def normalize_resp(self, connector: str, smsc_id: str) -> str:
+        return normalize_message_id(smsc_id, self.connectors[connector].resp_id_format)
+
+    def normalize_receipt(self, connector: str, smsc_id: str) -> str:
+        return normalize_message_id(smsc_id, self.connectors[connector].receipt_id_format)
 
     async def on_deliver(self, connector: str, pdu: DeliverSm) -> int:
         """Handle one deliver_sm from an SMSC; returns the command_status to answer with."""
@@ -59,7 +79,7 @@ class Receipts:
         if state is None:
             return CommandStatus.ESME_ROK
         payload = f"{state}|{receipt.err or ''}|{receipt.stat}".encode()
-        smsc_id = self.normalize(connector, receipt.id)
+        smsc_id = self.normalize_receipt(connector, receipt.id)
         found = await self.store.correlate(connector, smsc_id, payload, EARLY_RECEIPT_TTL)
         if found is None:
             log.info("receipt_before_response", connector=connector, smsc_id=smsc_id)
@@ -69,7 +89,30 @@ class Receipts:
 
     async def apply(self, message_id: str, part: int, payload: bytes) -> None:
         state, err, stat = payload.decode().split("|", 2)
+        if (
+            state != "delivered"
+            and resend_wanted(self.settings.retry.resend_on, stat, err)
+            and await self._resend_on_fallback(message_id, part, stat, err)
+        ):
+            return
         new = await self.store.part_final(message_id, part, state, err, f"{stat} err:{err}")
         if new:
             metrics.MESSAGES.labels(new).inc()
             log.info("final", message_id=message_id, status=new, stat=stat, err=err)
+
+    async def _resend_on_fallback(self, message_id: str, part: int, stat: str, err: str) -> bool:
+        """A failed receipt the operator listed: send the part once more on the
+        next connector of the route, if there is one and it was not tried yet."""
+        current = await self.store.get(message_id)
+        if current is None or current.connector is None:
+            return False
+        route = current.message.connectors
+        hop = route.index(current.connector) + 1 if current.connector in route else len(route)
+        if hop >= len(route):
+            return False
+        detail = f"{stat} err:{err}; resend part {part} on {route[hop]}"
+        resent = await self.store.resend_part(current.message, part, hop, detail)
+        if resent:
+            log.info("resend_on_fallback", message_id=message_id, part=part,
+                     to_connector=route[hop], stat=stat, err=err)
+        return resent

@@ -14,8 +14,8 @@ import uvicorn
 from gateway import logs
 from gateway.api import create_app
 from gateway.config import Settings
-from gateway.connectors.smpp import SmppConnector
-from gateway.dispatcher import Dispatcher
+from gateway.connectors import make_connector
+from gateway.dispatcher import Dispatcher, Housekeeper
 from gateway.receipts import Receipts
 from gateway.store import Store
 
@@ -40,13 +40,14 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    store = Store.from_url(redis_url)
-    receipts = Receipts(store, dict(settings.connectors))
+    store = Store.from_url(redis_url, settings.messages.receipt_grace)
+    receipts = Receipts(store, settings)
     consumer = f"{socket.gethostname()}-{os.getpid()}"
-    connectors: dict[str, SmppConnector] = {}
+    connectors = {}
     dispatchers: list[Dispatcher] = []
+    housekeeper = Housekeeper(store)
     for name, conn in settings.connectors.items():
-        connector = SmppConnector(name, conn, receipts.on_deliver)
+        connector = make_connector(name, conn, receipts.on_deliver)
         connectors[name] = connector
         dispatchers.append(Dispatcher(name, settings, store, connector, receipts, consumer))
 
@@ -67,6 +68,7 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     for connector in connectors.values():
         connector.start()
     tasks += [asyncio.create_task(d.run()) for d in dispatchers]
+    tasks.append(asyncio.create_task(housekeeper.run()))
     log.info("worker_started", worker=worker, http=f"{settings.http.host}:{settings.http.port}")
 
     await stop.wait()
@@ -75,6 +77,7 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
         server.should_exit = True
     for d in dispatchers:
         d.stop()
+    housekeeper.stop()
     # Dispatchers finish the sends they started; unacknowledged lane entries
     # would be reclaimed by another worker anyway.
     await asyncio.wait(tasks, timeout=10)

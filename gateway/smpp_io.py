@@ -23,6 +23,7 @@ from protocols.smpp import (
     SmppError,
     Unbind,
     generic_nack,
+    response_for,
 )
 
 
@@ -105,6 +106,7 @@ class SmppProtocol(asyncio.Protocol):
             return await asyncio.wait_for(future, timeout)
         finally:
             self.pending.pop(pdu.sequence_number, None)
+            self.session.forget(pdu.sequence_number)
 
     def close(self) -> None:
         self._flush()
@@ -137,7 +139,9 @@ class SmppProtocol(asyncio.Protocol):
             self.send(pdu.make_resp())
             self.close()
         else:
-            self.send(pdu.make_resp(command_status=CommandStatus.ESME_RINVCMDID))
+            # Operations this side does not serve (outbind, alert_notification, ...):
+            # the matching error response, or generic_nack where there is none.
+            self.send(response_for(pdu, CommandStatus.ESME_RINVCMDID))
 
     def on_pdu_error(self, error: PduError) -> None:
         # Answer what we could not read with generic_nack (SMPP 3.4 §4.3) and go on.

@@ -8,12 +8,19 @@ Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
   key, ``c`` connector, ``e`` error code, ``i<k>`` SMSC id of part k,
   ``p<k>`` final state of part k.
 - ``smsgw:lane:{<connector>}:<class>`` stream, consumer group ``dispatch``;
-  entries carry the message id (``m``); parts already acknowledged are
+  entries carry the message id (``m``) and ``k``, the index in the message's
+  route of the connector this lane belongs to; parts already acknowledged are
   known from the ``i<k>`` fields, so a resend skips them.
 - ``smsgw:corr:<connector>:<smsc id>`` → ``<id>|<part>`` with a TTL: receipt
   correlation after per-connector id normalisation.
 - ``smsgw:early:<connector>:<smsc id>`` — a receipt that beat its submit_sm_resp.
 - ``smsgw:b:{<batch>}`` hash — counts by status.
+- ``smsgw:expiry`` sorted set — message ids by the time they expire (end of
+  validity plus the receipt grace); removed when the message ends.
+- ``smsgw:delayed`` sorted set — ``<id>|<hop>|<lane>`` by due time: retries,
+  scheduled sends and deferrals waiting to go back into a lane.
+- ``smsgw:dlq`` stream — messages that ended because their retries ran out.
+- ``smsgw:rate:<name>`` — GCRA state (theoretical arrival time) of a shared limiter.
 - ``smsgw:events`` stream — every status change of a message that asked for
   callbacks (``w`` set in its hash), in order: ``m`` id, ``s`` status, ``t`` ts.
   The webhook sender consumes it.
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
@@ -59,9 +67,13 @@ def batch_key(batch_id: str) -> str:
 
 
 EVENTS_KEY = f"{PREFIX}events"
+EXPIRY_KEY = f"{PREFIX}expiry"
+DELAYED_KEY = f"{PREFIX}delayed"
+DLQ_KEY = f"{PREFIX}dlq"
 _FINAL_LUA = (
     "local FINAL = {" + ", ".join(f"{s}=true" for s in sorted(FINAL_STATUSES)) + "}\n"
     + f"local EVENTS = '{EVENTS_KEY}'\nlocal MSG_PREFIX = '{PREFIX}m:'\n"
+    + f"local EXPIRY = '{EXPIRY_KEY}'\n"
 )
 
 # Move a message to a new status unless it is already final; append history and
@@ -79,19 +91,21 @@ local function set_status(key, new, ts, detail)
     redis.call('HINCRBY', b, cur, -1)
     redis.call('HINCRBY', b, new, 1)
   end
+  local id = string.sub(key, #MSG_PREFIX + 2, -2)
   if redis.call('HEXISTS', key, 'w') == 1 then
-    redis.call('XADD', EVENTS, '*', 'm', string.sub(key, #MSG_PREFIX + 2, -2), 's', new, 't', ts)
+    redis.call('XADD', EVENTS, '*', 'm', id, 's', new, 't', ts)
   end
+  if FINAL[new] then redis.call('ZREM', EXPIRY, id) end
   return true
 end
 """
 )
 
 # ARGV: ts, then per message: key, packed record, lane, batch key or '', parts, account, id,
-# callbacks wanted ('1' or '')
+# callbacks wanted ('1' or ''), expiry time
 _ENQUEUE = _FINAL_LUA + """
 local ts = ARGV[1]
-for i = 2, #ARGV, 8 do
+for i = 2, #ARGV, 9 do
   local key, lane, b = ARGV[i], ARGV[i + 2], ARGV[i + 3]
   local fields = {'r', ARGV[i + 1], 's', 'queued', 'n', ARGV[i + 4], 'a', ARGV[i + 5],
                   'h', ts .. '\\taccepted\\t\\n' .. ts .. '\\tqueued\\t\\n'}
@@ -108,9 +122,10 @@ for i = 2, #ARGV, 8 do
     redis.call('HINCRBY', b, 'total', 1)
   end
   redis.call('HSET', key, unpack(fields))
-  redis.call('XADD', lane, '*', 'm', ARGV[i + 6])
+  redis.call('XADD', lane, '*', 'm', ARGV[i + 6], 'k', '0')
+  redis.call('ZADD', EXPIRY, ARGV[i + 8], ARGV[i + 6])
 end
-return (#ARGV - 1) / 8
+return (#ARGV - 1) / 9
 """
 
 # KEYS: message; ARGV: status, ts, detail, then field/value pairs stored with it.
@@ -149,12 +164,17 @@ return false
 
 # A part reached a final state. KEYS: message; ARGV: part, part state, ts, err, detail.
 # The message is delivered when every part is; the first failed part decides otherwise.
+# Part 0 stands for every part (a provider that takes the whole text at once).
 _PART_FINAL = (
     _SET_STATUS_FN
     + """
 local key, part, state = KEYS[1], ARGV[1], ARGV[2]
-if redis.call('HSETNX', key, 'p' .. part, state) == 0 then return false end
 local n = tonumber(redis.call('HGET', key, 'n') or '1')
+if part == '0' then
+  for k = 1, n do redis.call('HSETNX', key, 'p' .. k, state) end
+elseif redis.call('HSETNX', key, 'p' .. part, state) == 0 then
+  return false
+end
 if state ~= 'delivered' then
   if set_status(key, state, ARGV[3], ARGV[5]) then
     redis.call('HSET', key, 'e', ARGV[4])
@@ -170,25 +190,138 @@ return set_status(key, 'delivered', ARGV[3], ARGV[5]) and state or false
 )
 
 
+# Hand a message to another connector of its route (failover). KEYS: message,
+# old lane, new lane; ARGV: entry id, id, hop, ts, detail.
+_REROUTE = (
+    _FINAL_LUA
+    + """
+redis.call('XADD', KEYS[3], '*', 'm', ARGV[2], 'k', ARGV[3])
+redis.call('XACK', KEYS[2], 'dispatch', ARGV[1])
+redis.call('XDEL', KEYS[2], ARGV[1])
+local h = redis.call('HGET', KEYS[1], 'h') or ''
+local s = redis.call('HGET', KEYS[1], 's')
+redis.call('HSET', KEYS[1], 'h', h .. ARGV[4] .. '\t' .. s .. '\t' .. ARGV[5] .. '\n')
+return 1
+"""
+)
+
+# Take a lane entry out and have it come back at `due`. KEYS: old lane;
+# ARGV: entry id, member (id|hop|lane), due.
+_DEFER = f"""
+redis.call('ZADD', '{DELAYED_KEY}', ARGV[3], ARGV[2])
+redis.call('XACK', KEYS[1], 'dispatch', ARGV[1])
+redis.call('XDEL', KEYS[1], ARGV[1])
+return 1
+"""
+
+# Move due deferrals back into their lanes. ARGV: now, limit.
+_PROMOTE = f"""
+local due = redis.call('ZRANGEBYSCORE', '{DELAYED_KEY}', '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, member in ipairs(due) do
+  local id, hop, lane = string.match(member, '^([^|]+)|([^|]+)|(.+)$')
+  redis.call('XADD', lane, '*', 'm', id, 'k', hop)
+  redis.call('ZREM', '{DELAYED_KEY}', member)
+end
+return #due
+"""
+
+# Expire messages whose validity (plus receipt grace) has passed. ARGV: now, limit, ts.
+_EXPIRE_DUE = (
+    _SET_STATUS_FN
+    + """
+local due = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local expired = {}
+for _, id in ipairs(due) do
+  if set_status(MSG_PREFIX .. '{' .. id .. '}', 'expired', ARGV[3], 'validity_elapsed') then
+    expired[#expired + 1] = id
+  end
+  redis.call('ZREM', EXPIRY, id)
+end
+return expired
+"""
+)
+
+# GCRA (generic cell rate algorithm) shared by every process: grant up to n of
+# the requested units now. KEYS: limiter; ARGV: rate per second, burst units, n.
+# Returns {granted, ms to wait before asking again}. Time is Redis's own, so
+# hosts with skewed clocks still share one rate.
+_GCRA = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + t[2] / 1000
+local interval = 1000 / tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local room = math.floor((now + burst * interval - tat) / interval)
+local granted = math.min(tonumber(ARGV[3]), room)
+if granted <= 0 then
+  return {0, math.ceil(tat - now - (burst - 1) * interval)}
+end
+tat = tat + granted * interval
+redis.call('SET', KEYS[1], tostring(tat), 'PX', math.ceil(tat - now) + 1000)
+return {granted, 0}
+"""
+
+# Resend one failed part on the next connector, once per part. KEYS: message,
+# next lane; ARGV: part, id, hop, ts, detail. Returns 1 if resent.
+_RESEND_PART = (
+    _FINAL_LUA
+    + """
+local key, part = KEYS[1], ARGV[1]
+local cur = redis.call('HGET', key, 's')
+if (not cur) or FINAL[cur] or redis.call('HEXISTS', key, 'p' .. part) == 1 then return 0 end
+if redis.call('HSETNX', key, 'f' .. part, '1') == 0 then return 0 end
+redis.call('HDEL', key, 'i' .. part)
+redis.call('XADD', KEYS[2], '*', 'm', ARGV[2], 'k', ARGV[3])
+local h = redis.call('HGET', key, 'h') or ''
+redis.call('HSET', key, 'h', h .. ARGV[4] .. '\t' .. cur .. '\t' .. ARGV[5] .. '\n')
+return 1
+"""
+)
+
+# End a message whose retries ran out and keep it in the dead-letter stream.
+# KEYS: message; ARGV: status, ts, error code, connector.
+_DEAD_LETTER = (
+    _SET_STATUS_FN
+    + f"""
+if not set_status(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], 'e', ARGV[3])
+redis.call('XADD', '{DLQ_KEY}', '*', 'm', string.sub(KEYS[1], #MSG_PREFIX + 2, -2),
+           'e', ARGV[3], 'c', ARGV[4], 't', ARGV[2])
+return 1
+"""
+)
+
+
 def _ts(now: float | None = None) -> str:
     return f"{time.time() if now is None else now:.3f}"
 
 
 class Store:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, receipt_grace: float = 300.0) -> None:
         self.redis = client
+        # How long after the end of validity a receipt may still arrive before
+        # the message is declared expired.
+        self.receipt_grace = receipt_grace
         self._enqueue = client.register_script(_ENQUEUE)
         self._set_status = client.register_script(_SET_STATUS)
         self._submitted = client.register_script(_SUBMITTED)
         self._correlate = client.register_script(_CORRELATE)
         self._part_final = client.register_script(_PART_FINAL)
+        self._reroute = client.register_script(_REROUTE)
+        self._defer = client.register_script(_DEFER)
+        self._promote = client.register_script(_PROMOTE)
+        self._expire_due = client.register_script(_EXPIRE_DUE)
+        self._gcra = client.register_script(_GCRA)
+        self._resend_part = client.register_script(_RESEND_PART)
+        self._dead_letter = client.register_script(_DEAD_LETTER)
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
+    def from_url(cls, url: str, receipt_grace: float = 300.0) -> Store:
         # A blocking pool: under a burst, callers wait for a free connection
         # instead of failing with "Too many connections".
         pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=128, timeout=30)
-        return cls(aioredis.Redis(connection_pool=pool))
+        return cls(aioredis.Redis(connection_pool=pool), receipt_grace)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -205,7 +338,7 @@ class Store:
             args += [
                 msg_key(m.id), m.pack(), lane_key(m.connectors[0], m.msg_class),
                 batch_key(m.batch_id) if m.batch_id else "", m.parts, m.account, m.id,
-                "1" if m.callback_url else "",
+                "1" if m.callback_url else "", f"{m.expires_at + self.receipt_grace:.3f}",
             ]
         await self._enqueue(keys=[], args=args)
 
@@ -278,10 +411,10 @@ class Store:
 
     async def read_lanes(
         self, connector: str, consumer: str, count: int, block_ms: int
-    ) -> list[tuple[str, bytes, str]]:
-        """Up to `count` lane entries as (lane key, entry id, message id), higher lanes first:
-        a marketing backlog never delays OTP or transactional traffic."""
-        out: list[tuple[str, bytes, str]] = []
+    ) -> list[LaneEntry]:
+        """Up to `count` lane entries, higher lanes first: a marketing backlog
+        never delays OTP or transactional traffic."""
+        out: list[LaneEntry] = []
         for msg_class in LANES:
             lane = lane_key(connector, msg_class)
             got = await self.redis.xreadgroup(GROUP, consumer, {lane: ">"}, count=count - len(out))
@@ -296,15 +429,15 @@ class Store:
 
     async def reclaim(
         self, connector: str, consumer: str, idle_ms: int, count: int
-    ) -> list[tuple[str, bytes, str]]:
+    ) -> list[LaneEntry]:
         """Take over entries a dead process read but never acknowledged."""
-        out: list[tuple[str, bytes, str]] = []
+        out: list[LaneEntry] = []
         for msg_class in LANES:
             lane = lane_key(connector, msg_class)
             _next, claimed, *_ = await self.redis.xautoclaim(
                 lane, GROUP, consumer, min_idle_time=idle_ms, start_id="0", count=count
             )
-            out += [(lane, eid, fields[b"m"].decode()) for eid, fields in claimed if fields]
+            out += [_entry(lane, eid, fields) for eid, fields in claimed if fields]
         return out
 
     async def ack(self, entries: Iterable[tuple[str, bytes]]) -> None:
@@ -324,11 +457,83 @@ class Store:
         return dict(zip(names, await pipe.execute(), strict=True))
 
 
-def _entries(got: list | None) -> list[tuple[str, bytes, str]]:
+    # --- delivery: failover, deferral, expiry, limits, dead letters --------
+
+    async def reroute(self, entry: LaneEntry, message: Message, hop: int, detail: str) -> None:
+        """Move a lane entry to the lane of the connector at `hop` in the message's route."""
+        await self._reroute(
+            keys=[msg_key(message.id), entry.lane, lane_key(message.connectors[hop],
+                                                            message.msg_class)],
+            args=[entry.entry_id, message.id, hop, _ts(), detail],
+        )
+
+    async def defer(self, entry: LaneEntry, due: float) -> None:
+        """Take the entry out of its lane; it comes back (same lane, same hop) at `due`."""
+        member = f"{entry.message_id}|{entry.hop}|{entry.lane}"
+        await self._defer(keys=[entry.lane], args=[entry.entry_id, member, f"{due:.3f}"])
+
+    async def promote_due(self, limit: int = 1000) -> int:
+        return int(await self._promote(keys=[], args=[f"{time.time():.3f}", limit]))
+
+    async def expire_due(self, limit: int = 1000) -> list[str]:
+        now = time.time()
+        ids = await self._expire_due(keys=[], args=[f"{now:.3f}", limit, _ts(now)])
+        return [i.decode() for i in ids]
+
+    async def rate_acquire(self, name: str, rate: float, burst: float, n: int) -> tuple[int, float]:
+        """Take up to n units from the shared limiter `name`: (granted, seconds to wait)."""
+        granted, wait_ms = await self._gcra(
+            keys=[f"{PREFIX}rate:{name}"], args=[rate, max(1.0, burst), n]
+        )
+        return int(granted), int(wait_ms) / 1000
+
+    async def resend_part(
+        self, message: Message, part: int, hop: int, detail: str
+    ) -> bool:
+        """Send a failed part once more on the connector at `hop` (never twice)."""
+        lane = lane_key(message.connectors[hop], message.msg_class)
+        return bool(
+            await self._resend_part(
+                keys=[msg_key(message.id), lane], args=[part, message.id, hop, _ts(), detail]
+            )
+        )
+
+    async def dead_letter(
+        self, message_id: str, status: str, error_code: str, connector: str
+    ) -> bool:
+        return bool(
+            await self._dead_letter(
+                keys=[msg_key(message_id)], args=[status, _ts(), error_code, connector]
+            )
+        )
+
+    async def dead_letters(self, count: int = 100) -> list[dict[str, str]]:
+        rows = await self.redis.xrange(DLQ_KEY, count=count)
+        return [
+            {"entry": eid.decode(), **{k.decode(): v.decode() for k, v in fields.items()}}
+            for eid, fields in rows
+        ]
+
+    async def remove_dead_letter(self, entry: str) -> None:
+        await self.redis.xdel(DLQ_KEY, entry)
+
+
+class LaneEntry(NamedTuple):
+    lane: str
+    entry_id: bytes
+    message_id: str
+    hop: int  # index of this lane's connector in the message's route
+
+
+def _entry(lane: str, entry_id: bytes, fields: dict[bytes, bytes]) -> LaneEntry:
+    return LaneEntry(lane, entry_id, fields[b"m"].decode(), int(fields.get(b"k", b"0")))
+
+
+def _entries(got: list | None) -> list[LaneEntry]:
     out = []
     for lane, items in got or ():
         lane_name = lane.decode() if isinstance(lane, bytes) else lane
-        out += [(lane_name, eid, fields[b"m"].decode()) for eid, fields in items if fields]
+        out += [_entry(lane_name, eid, fields) for eid, fields in items if fields]
     return out
 
 

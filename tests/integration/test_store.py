@@ -26,7 +26,7 @@ async def test_enqueue_persists_record_and_lane_entry(store: Store) -> None:
     assert state.status == "queued"
     assert [s for _, s, _ in state.history] == ["accepted", "queued"]
     entries = await store.read_lanes("sim", "c1", 10, 10)
-    assert [mid for _, _, mid in entries] == [m.id]
+    assert [(e.message_id, e.hop) for e in entries] == [(m.id, 0)]
 
 
 async def test_otp_lane_is_read_before_a_marketing_backlog(store: Store) -> None:
@@ -39,7 +39,7 @@ async def test_otp_lane_is_read_before_a_marketing_backlog(store: Store) -> None
     await store.enqueue(marketing)
     await store.enqueue([otp])
     entries = await store.read_lanes("sim", "c1", 2, 10)
-    assert entries[0][2] == otp.id
+    assert entries[0].message_id == otp.id
 
 
 async def test_multipart_delivered_only_when_every_part_is(store: Store) -> None:
