@@ -44,6 +44,21 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from gateway import operations
+
+    return operations.status(_load(args.config))
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from gateway import operations
+
+    settings = _load(args.config)
+    if args.dlq_command == "list":
+        return operations.dlq_list(settings, args.count)
+    return operations.dlq_replay(settings, args.ids, args.all)
+
+
 def cmd_smsc_sim(args: argparse.Namespace) -> int:
     from loadtest import smsc_sim
 
@@ -76,6 +91,20 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file; exit 1 on error")
     check.add_argument("-c", "--config", required=True)
     check.set_defaults(func=cmd_check_config)
+
+    status = sub.add_parser("status", help="connectors, queue depths, deferred, dead letters")
+    status.add_argument("-c", "--config", default=None)
+    status.set_defaults(func=cmd_status)
+
+    dlq = sub.add_parser("dlq", help="inspect and re-queue dead-lettered messages")
+    dlq.add_argument("-c", "--config", default=None)
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_sub.add_parser("list", help="one JSON line per dead letter")
+    dlq_list.add_argument("--count", type=int, default=100)
+    dlq_replay = dlq_sub.add_parser("replay", help="queue a fresh copy of each named message")
+    dlq_replay.add_argument("ids", nargs="*")
+    dlq_replay.add_argument("--all", action="store_true")
+    dlq.set_defaults(func=cmd_dlq)
 
     from loadtest import demo, smsc_sim
 

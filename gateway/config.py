@@ -129,6 +129,17 @@ class ConnectorSettings(_Section):
     id_path: str = "id"
     request_timeout: float = Field(default=10.0, gt=0)
     concurrency: int = Field(default=32, ge=1, le=1000)
+    # Receipts: the provider POSTs JSON to /v1/receipts/<connector> with
+    # `Authorization: Bearer <receipt_token>`; the paths say where its fields are.
+    receipt_token: str = ""
+    receipt_id_path: str = "id"
+    receipt_status_path: str = "status"
+    receipt_error_path: str = "error_code"
+    # Provider status → receipt stat (DELIVRD, UNDELIV, EXPIRED, REJECTD, ...).
+    receipt_status_map: dict[str, str] = {
+        "delivered": "DELIVRD", "undelivered": "UNDELIV", "failed": "UNDELIV",
+        "expired": "EXPIRED", "rejected": "REJECTD",
+    }
 
     @model_validator(mode="after")
     def _kind_fields(self) -> ConnectorSettings:
@@ -136,6 +147,8 @@ class ConnectorSettings(_Section):
             raise ValueError("system_id: required for an smpp connector")
         if self.kind == "http" and not self.url:
             raise ValueError("url: required for an http connector")
+        if self.kind == "http" and not self.receipt_token:
+            raise ValueError("receipt_token: required for an http connector")
         return self
 
 

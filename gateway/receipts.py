@@ -74,18 +74,23 @@ class Receipts:
         if receipt is None or not receipt.id:
             log.warning("receipt_unreadable", connector=connector)
             return CommandStatus.ESME_ROK
-        metrics.RECEIPTS.labels(connector, receipt.stat).inc()
-        state = STAT_TO_STATE.get(receipt.stat)
+        await self.handle(connector, receipt.id, receipt.stat, receipt.err or "")
+        return CommandStatus.ESME_ROK
+
+    async def handle(self, connector: str, provider_id: str, stat: str, err: str) -> None:
+        """One receipt, from an SMSC or an HTTP provider: correlate and apply, or
+        park it until the submit response it belongs to is recorded."""
+        metrics.RECEIPTS.labels(connector, stat).inc()
+        state = STAT_TO_STATE.get(stat)
         if state is None:
-            return CommandStatus.ESME_ROK
-        payload = f"{state}|{receipt.err or ''}|{receipt.stat}".encode()
-        smsc_id = self.normalize_receipt(connector, receipt.id)
+            return
+        payload = f"{state}|{err}|{stat}".encode()
+        smsc_id = self.normalize_receipt(connector, provider_id)
         found = await self.store.correlate(connector, smsc_id, payload, EARLY_RECEIPT_TTL)
         if found is None:
             log.info("receipt_before_response", connector=connector, smsc_id=smsc_id)
         else:
             await self.apply(found[0], found[1], payload)
-        return CommandStatus.ESME_ROK
 
     async def apply(self, message_id: str, part: int, payload: bytes) -> None:
         state, err, stat = payload.decode().split("|", 2)

@@ -8,14 +8,16 @@ import asyncio
 import os
 import signal
 import socket
+from typing import Any
 
 import uvicorn
 
 from gateway import logs
-from gateway.api import create_app
+from gateway.api import create_app, problem_response
 from gateway.config import Settings
 from gateway.connectors import make_connector
 from gateway.dispatcher import Dispatcher, Housekeeper
+from gateway.provider_receipts import ReceiptProblem, receipts_router
 from gateway.receipts import Receipts
 from gateway.store import Store
 
@@ -32,6 +34,17 @@ def http_socket(host: str, port: int) -> socket.socket:
     sock.listen(2048)
     sock.setblocking(False)
     return sock
+
+
+def add_provider_receipts(app: Any, settings: Settings, receipts: Receipts) -> None:
+    if not any(c.kind == "http" for c in settings.connectors.values()):
+        return
+    app.include_router(receipts_router(settings, receipts))
+
+    async def _problem(_request: Any, exc: ReceiptProblem) -> Any:
+        return problem_response(exc.status, exc.code, exc.detail)
+
+    app.add_exception_handler(ReceiptProblem, _problem)
 
 
 async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
@@ -54,8 +67,10 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     tasks: list[asyncio.Task[None]] = []
     server: uvicorn.Server | None = None
     if settings.http.enabled:
+        app = create_app(settings, store)
+        add_provider_receipts(app, settings, receipts)
         config = uvicorn.Config(
-            create_app(settings, store),
+            app,
             log_config=None,
             access_log=False,
             lifespan="off",
@@ -69,6 +84,7 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
         connector.start()
     tasks += [asyncio.create_task(d.run()) for d in dispatchers]
     tasks.append(asyncio.create_task(housekeeper.run()))
+    tasks.append(asyncio.create_task(_report(store, consumer, connectors, stop)))
     log.info("worker_started", worker=worker, http=f"{settings.http.host}:{settings.http.port}")
 
     await stop.wait()
@@ -83,3 +99,26 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     await asyncio.wait(tasks, timeout=10)
     await asyncio.gather(*(c.stop() for c in connectors.values()), return_exceptions=True)
     await store.close()
+
+
+async def _report(store: Store, worker: str, connectors: dict, stop: asyncio.Event) -> None:  # type: ignore[type-arg]
+    """Publish this worker's view of its connectors for `smsgw status`."""
+    while not stop.is_set():
+        for name, connector in connectors.items():
+            s = connector.settings
+            report = {
+                "kind": s.kind,
+                "up": connector.down_for() == 0,
+                "down_for_s": round(connector.down_for(), 1),
+                "binds_bound": len(getattr(connector, "senders", ())),
+                "window": getattr(s, "window", None),
+                "tps_limit": s.tps or None,
+            }
+            try:
+                await store.report_connector(worker, name, report)
+            except Exception:
+                pass  # Redis away for a moment: the next round reports
+        try:
+            await asyncio.wait_for(stop.wait(), 5)
+        except TimeoutError:
+            pass

@@ -36,6 +36,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import ResponseError
 
@@ -74,6 +75,12 @@ _FINAL_LUA = (
     "local FINAL = {" + ", ".join(f"{s}=true" for s in sorted(FINAL_STATUSES)) + "}\n"
     + f"local EVENTS = '{EVENTS_KEY}'\nlocal MSG_PREFIX = '{PREFIX}m:'\n"
     + f"local EXPIRY = '{EXPIRY_KEY}'\n"
+    + """
+local function note(key, ts, status, detail)
+  local h = redis.call('HGET', key, 'h') or ''
+  redis.call('HSET', key, 'h', h .. ts .. '\\t' .. status .. '\\t' .. detail .. '\\n')
+end
+"""
 )
 
 # Move a message to a new status unless it is already final; append history and
@@ -84,8 +91,8 @@ _SET_STATUS_FN = (
 local function set_status(key, new, ts, detail)
   local cur = redis.call('HGET', key, 's')
   if (not cur) or FINAL[cur] or cur == new then return false end
-  local h = redis.call('HGET', key, 'h') or ''
-  redis.call('HSET', key, 's', new, 'h', h .. ts .. '\\t' .. new .. '\\t' .. detail .. '\\n')
+  redis.call('HSET', key, 's', new)
+  note(key, ts, new, detail)
   local b = redis.call('HGET', key, 'b')
   if b then
     redis.call('HINCRBY', b, cur, -1)
@@ -198,9 +205,7 @@ _REROUTE = (
 redis.call('XADD', KEYS[3], '*', 'm', ARGV[2], 'k', ARGV[3])
 redis.call('XACK', KEYS[2], 'dispatch', ARGV[1])
 redis.call('XDEL', KEYS[2], ARGV[1])
-local h = redis.call('HGET', KEYS[1], 'h') or ''
-local s = redis.call('HGET', KEYS[1], 's')
-redis.call('HSET', KEYS[1], 'h', h .. ARGV[4] .. '\t' .. s .. '\t' .. ARGV[5] .. '\n')
+note(KEYS[1], ARGV[4], redis.call('HGET', KEYS[1], 's'), ARGV[5])
 return 1
 """
 )
@@ -273,8 +278,7 @@ if (not cur) or FINAL[cur] or redis.call('HEXISTS', key, 'p' .. part) == 1 then 
 if redis.call('HSETNX', key, 'f' .. part, '1') == 0 then return 0 end
 redis.call('HDEL', key, 'i' .. part)
 redis.call('XADD', KEYS[2], '*', 'm', ARGV[2], 'k', ARGV[3])
-local h = redis.call('HGET', key, 'h') or ''
-redis.call('HSET', key, 'h', h .. ARGV[4] .. '\t' .. cur .. '\t' .. ARGV[5] .. '\n')
+note(key, ARGV[4], cur, ARGV[5])
 return 1
 """
 )
@@ -516,6 +520,27 @@ class Store:
 
     async def remove_dead_letter(self, entry: str) -> None:
         await self.redis.xdel(DLQ_KEY, entry)
+
+    async def dead_letter_count(self) -> int:
+        return int(await self.redis.xlen(DLQ_KEY))
+
+    async def delayed_count(self) -> int:
+        return int(await self.redis.zcard(DELAYED_KEY))
+
+    # --- connector reports (each worker publishes its view; `smsgw status` reads) --
+
+    async def report_connector(self, worker: str, name: str, report: dict[str, object],
+                               ttl: int = 15) -> None:
+        await self.redis.set(f"{PREFIX}conn:{name}:{worker}", orjson.dumps(report), ex=ttl)
+
+    async def connector_reports(self) -> dict[str, dict[str, object]]:
+        out: dict[str, dict[str, object]] = {}
+        async for key in self.redis.scan_iter(match=f"{PREFIX}conn:*", count=1000):
+            raw = await self.redis.get(key)
+            if raw:
+                _, name, worker = key.decode().split(":", 2)
+                out.setdefault(name, {})[worker] = orjson.loads(raw)
+        return out
 
 
 class LaneEntry(NamedTuple):

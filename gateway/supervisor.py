@@ -20,6 +20,7 @@ from pathlib import Path
 from gateway import logs
 from gateway.config import Settings
 from gateway.embedded_redis import EmbeddedRedis
+from gateway.operations import redis_url_file
 
 log = logs.get("smsgw.supervisor")
 
@@ -74,6 +75,8 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
             )
             redis_url = redis.start()
             log.info("embedded_redis_started", url=redis_url, data_dir=str(redis.data_dir))
+            # Where `smsgw status` / `smsgw dlq` find this gateway's Redis.
+            redis_url_file(settings).write_text(redis_url)
         if settings.simulator.enabled:
             sim = start_simulator(settings)
         if workers == 1:

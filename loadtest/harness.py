@@ -58,10 +58,11 @@ class GatewayProcess:
             **os.environ,
             "SMSGW_DATA_DIR": str(self.workdir / "data"),
             "SMSGW_HTTP__PORT": str(self.http_port),
-            "SMSGW_SIMULATOR__PORT": str(self.sim_port),
-            "SMSGW_CONNECTORS__SIM__PORT": str(self.sim_port),
-            **self.env,
         }
+        if self.config is None:  # the default config's simulator and its connector
+            env["SMSGW_SIMULATOR__PORT"] = str(self.sim_port)
+            env["SMSGW_CONNECTORS__SIM__PORT"] = str(self.sim_port)
+        env.update(self.env)
         args = [sys.executable, "-m", "gateway.cli", "run", "--workers", str(self.workers)]
         if self.config is not None:
             args += ["-c", str(self.config)]
