@@ -113,7 +113,7 @@ class Provider:
         provider = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 provider.requests.append(body)
                 answer = json.dumps({"data": {"sid": f"P{len(provider.requests)}"}}).encode()
@@ -155,7 +155,9 @@ receipt_status_path = "state"
 
 
 def test_http_provider_connector_and_its_receipts(tmp_path: Path, provider: Provider) -> None:
-    config = write_config(tmp_path, http_connector(provider.url), '[[routes]]\nconnectors = ["prov"]')
+    config = write_config(
+        tmp_path, http_connector(provider.url), '[[routes]]\nconnectors = ["prov"]'
+    )
     with GatewayProcess(tmp_path, config=config) as gw, \
             httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
         mid = submit(client, text="x" * 200)  # 2 parts by SMPP rules; one request here
@@ -164,10 +166,11 @@ def test_http_provider_connector_and_its_receipts(tmp_path: Path, provider: Prov
                                         "ref": mid}
         wait_for(lambda: client.get(f"/v1/messages/{mid}").json()["status"] == "submitted", 20)
 
-        bad = httpx.post(f"{gw.base_url}/v1/receipts/prov", json={"sid": "P1", "state": "delivered"},
+        report = {"sid": "P1", "state": "delivered"}
+        bad = httpx.post(f"{gw.base_url}/v1/receipts/prov", json=report,
                          headers={"Authorization": "Bearer wrong"})
         assert bad.status_code == 401 and bad.json()["code"] == "unauthorized"
-        ok = httpx.post(f"{gw.base_url}/v1/receipts/prov", json={"sid": "P1", "state": "delivered"},
+        ok = httpx.post(f"{gw.base_url}/v1/receipts/prov", json=report,
                         headers={"Authorization": "Bearer rt"})
         assert ok.status_code == 204
         body = wait_final(client, mid)
