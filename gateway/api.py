@@ -222,7 +222,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         )
         await store.enqueue([message])
         metrics.MESSAGES.labels("queued").inc()
-        log.info("accepted", message_id=message.id, to=message.to, parts=message.parts)
+        log.debug("accepted", message_id=message.id, to=message.to, parts=message.parts)
         accepted = {
             "id": message.id, "status": "accepted", "parts": message.parts,
             "encoding": message.encoding,

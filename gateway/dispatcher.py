@@ -20,6 +20,7 @@ import random
 import time
 
 from gateway import logs, metrics
+from gateway.batching import Coalescer
 from gateway.config import Settings
 from gateway.connectors import Outcome
 from gateway.limits import SharedRate
@@ -57,6 +58,9 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         tps = self.conn_settings.tps
         self.rate = SharedRate(store, f"connector:{name}", tps) if tps else None
+        # Per-message Redis writes, batched across every message in flight.
+        self._submitted = Coalescer(store.parts_submitted)
+        self._acks = Coalescer(self._ack_many)
         self.carrier_rates = {
             carrier: SharedRate(store, f"carrier:{carrier}", c.tps)
             for carrier, c in settings.carriers.items()
@@ -64,6 +68,13 @@ class Dispatcher:
 
     def stop(self) -> None:
         self._stopping = True
+
+    async def _ack_many(self, entries: list[tuple[str, bytes]]) -> list[None]:
+        await self.store.ack(entries)
+        return [None] * len(entries)
+
+    async def _ack(self, entry: LaneEntry) -> None:
+        await self._acks.submit((entry.lane, entry.entry_id))
 
     # --- the read loop --------------------------------------------------------
 
@@ -113,7 +124,7 @@ class Dispatcher:
         """This connector is down: move the message to its next connector, or
         keep it waiting (outside the lane) if this was its last one."""
         if state is None or state.status in FINAL_STATUSES:
-            await self.store.ack([(entry.lane, entry.entry_id)])
+            await self._ack(entry)
             return
         m = state.message
         if entry.hop + 1 < len(m.connectors):
@@ -127,7 +138,7 @@ class Dispatcher:
 
     async def _send(self, entry: LaneEntry, state: MessageState | None) -> None:
         if state is None or state.status in FINAL_STATUSES:
-            await self.store.ack([(entry.lane, entry.entry_id)])
+            await self._ack(entry)
             return
         m = state.message
         now = time.time()
@@ -145,7 +156,7 @@ class Dispatcher:
         except _Failover:
             await self._hand_off(entry, state)
             return
-        await self.store.ack([(entry.lane, entry.entry_id)])
+        await self._ack(entry)
 
     async def _send_parts(self, state: MessageState, hop: int) -> None:
         m = state.message
@@ -185,7 +196,7 @@ class Dispatcher:
                     return
                 await asyncio.sleep(self._backoff(attempt))
             smsc_id = self.receipts.normalize_resp(self.name, result.provider_id)
-            early = await self.store.part_submitted(self.name, m.id, part.seq, smsc_id, ttl)
+            early = await self._submitted.submit((self.name, m.id, part.seq, smsc_id, ttl))
             if part.seq <= 1:
                 metrics.MESSAGES.labels("submitted").inc()
             if early is not None:

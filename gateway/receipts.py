@@ -10,6 +10,7 @@ applied when the response is recorded.
 from __future__ import annotations
 
 from gateway import logs, metrics
+from gateway.batching import Coalescer
 from gateway.config import ResendRule, Settings
 from gateway.store import Store
 from protocols.receipt import merge_receipt_tlvs, normalize_message_id, parse_receipt
@@ -50,6 +51,12 @@ class Receipts:
         self.store = store
         self.settings = settings
         self.connectors = settings.connectors
+        self._batch = Coalescer(self._apply_many)
+
+    async def _apply_many(
+        self, receipts: list[tuple[str, str, bytes]]
+    ) -> list[tuple[str, str | None] | None]:
+        return await self.store.apply_receipts(receipts, EARLY_RECEIPT_TTL)
 
     # An SMSC may write ids one way in submit_sm_resp and another in receipts
     # (hex vs decimal); each side is normalised by its own setting.
@@ -86,11 +93,18 @@ class Receipts:
             return
         payload = f"{state}|{err}|{stat}".encode()
         smsc_id = self.normalize_receipt(connector, provider_id)
-        found = await self.store.correlate(connector, smsc_id, payload, EARLY_RECEIPT_TTL)
-        if found is None:
-            log.info("receipt_before_response", connector=connector, smsc_id=smsc_id)
-        else:
-            await self.apply(found[0], found[1], payload)
+        if state != "delivered" and resend_wanted(self.settings.retry.resend_on, stat, err):
+            # The rare path: it may resend on a fallback connector instead of ending.
+            found = await self.store.correlate(connector, smsc_id, payload, EARLY_RECEIPT_TTL)
+            if found is not None:
+                await self.apply(found[0], found[1], payload)
+            return
+        result = await self._batch.submit((connector, smsc_id, payload))
+        if result is None:
+            log.debug("receipt_before_response", connector=connector, smsc_id=smsc_id)
+        elif result[1] is not None:
+            metrics.MESSAGES.labels(result[1]).inc()
+            log.debug("final", message_id=result[0], status=result[1], stat=stat, err=err)
 
     async def apply(self, message_id: str, part: int, payload: bytes) -> None:
         state, err, stat = payload.decode().split("|", 2)
@@ -103,7 +117,7 @@ class Receipts:
         new = await self.store.part_final(message_id, part, state, err, f"{stat} err:{err}")
         if new:
             metrics.MESSAGES.labels(new).inc()
-            log.info("final", message_id=message_id, status=new, stat=stat, err=err)
+            log.debug("final", message_id=message_id, status=new, stat=stat, err=err)
 
     async def _resend_on_fallback(self, message_id: str, part: int, stat: str, err: str) -> bool:
         """A failed receipt the operator listed: send the part once more on the

@@ -145,18 +145,58 @@ return changed and 1 or 0
 """
 )
 
-# A part was acknowledged by the SMSC. KEYS: message, correlation, early receipt;
-# ARGV: id, part, smsc id, ts, ttl, connector. Returns an early receipt, if one waited.
+# A part was acknowledged by the SMSC: store its id and correlation, move the
+# message to `submitted`, and hand back a receipt that arrived early, if any.
+# ARGV: ts, then per part: message key, correlation key, early key, part, smsc id,
+# ttl, connector. Returns one early receipt (or '') per part.
 _SUBMITTED = (
     _SET_STATUS_FN
     + """
-redis.call('SET', KEYS[2], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[5])
-redis.call('HSET', KEYS[1], 'i' .. ARGV[2], ARGV[3], 'c', ARGV[6])
-set_status(KEYS[1], 'submitted', ARGV[4], ARGV[6] .. ' ' .. ARGV[3])
-local early = redis.call('GET', KEYS[3])
-if early then redis.call('DEL', KEYS[3]) end
-return early
+local ts, out = ARGV[1], {}
+for i = 2, #ARGV, 7 do
+  local key, part, smsc_id, conn = ARGV[i], ARGV[i + 3], ARGV[i + 4], ARGV[i + 6]
+  local id = string.sub(key, #MSG_PREFIX + 2, -2)
+  redis.call('SET', ARGV[i + 1], id .. '|' .. part, 'EX', ARGV[i + 5])
+  redis.call('HSET', key, 'i' .. part, smsc_id, 'c', conn)
+  set_status(key, 'submitted', ts, conn .. ' ' .. smsc_id)
+  local early = redis.call('GET', ARGV[i + 2])
+  if early then redis.call('DEL', ARGV[i + 2]) end
+  out[#out + 1] = early or ''
+end
+return out
 """
+)
+
+# A part reached a final state: the message is delivered when every part is;
+# the first failed part decides otherwise. Part 0 stands for every part (a
+# provider that takes the whole text at once). Returns the new status or false.
+_PART_FINAL_FN = """
+local function part_final(key, part, state, ts, err, detail)
+  local n = tonumber(redis.call('HGET', key, 'n') or '1')
+  if part == '0' then
+    for k = 1, n do redis.call('HSETNX', key, 'p' .. k, state) end
+  elseif redis.call('HSETNX', key, 'p' .. part, state) == 0 then
+    return false
+  end
+  if state ~= 'delivered' then
+    if set_status(key, state, ts, detail) then
+      redis.call('HSET', key, 'e', err)
+      return state
+    end
+    return false
+  end
+  for k = 1, n do
+    if redis.call('HGET', key, 'p' .. k) ~= 'delivered' then return false end
+  end
+  return set_status(key, 'delivered', ts, detail) and state or false
+end
+"""
+
+# KEYS: message; ARGV: part, part state, ts, err, detail.
+_PART_FINAL = (
+    _SET_STATUS_FN
+    + _PART_FINAL_FN
+    + "return part_final(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
 )
 
 # Look up the message part of an SMSC id; if the submit_sm_resp has not been
@@ -169,30 +209,28 @@ redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 return false
 """
 
-# A part reached a final state. KEYS: message; ARGV: part, part state, ts, err, detail.
-# The message is delivered when every part is; the first failed part decides otherwise.
-# Part 0 stands for every part (a provider that takes the whole text at once).
-_PART_FINAL = (
+# Many receipts at once: correlate each and apply it, or park it.
+# ARGV: ts, ttl, then per receipt: correlation key, early key, "state|err|stat".
+# Returns per receipt '' (parked) or "<id>|<new status or ''>".
+_RECEIPTS = (
     _SET_STATUS_FN
+    + _PART_FINAL_FN
     + """
-local key, part, state = KEYS[1], ARGV[1], ARGV[2]
-local n = tonumber(redis.call('HGET', key, 'n') or '1')
-if part == '0' then
-  for k = 1, n do redis.call('HSETNX', key, 'p' .. k, state) end
-elseif redis.call('HSETNX', key, 'p' .. part, state) == 0 then
-  return false
-end
-if state ~= 'delivered' then
-  if set_status(key, state, ARGV[3], ARGV[5]) then
-    redis.call('HSET', key, 'e', ARGV[4])
-    return state
+local ts, ttl, out = ARGV[1], ARGV[2], {}
+for i = 3, #ARGV, 3 do
+  local v = redis.call('GET', ARGV[i])
+  if v then
+    local id, part = string.match(v, '^(.*)|(%d+)$')
+    local state, err, stat = string.match(ARGV[i + 2], '^([^|]*)|([^|]*)|(.*)$')
+    local new = part_final(MSG_PREFIX .. '{' .. id .. '}', part, state, ts, err,
+                           stat .. ' err:' .. err)
+    out[#out + 1] = id .. '|' .. (new or '')
+  else
+    redis.call('SET', ARGV[i + 1], ARGV[i + 2], 'EX', ttl)
+    out[#out + 1] = ''
   end
-  return false
 end
-for k = 1, n do
-  if redis.call('HGET', key, 'p' .. k) ~= 'delivered' then return false end
-end
-return set_status(key, 'delivered', ARGV[3], ARGV[5]) and state or false
+return out
 """
 )
 
@@ -312,6 +350,7 @@ class Store:
         self._submitted = client.register_script(_SUBMITTED)
         self._correlate = client.register_script(_CORRELATE)
         self._part_final = client.register_script(_PART_FINAL)
+        self._receipts = client.register_script(_RECEIPTS)
         self._reroute = client.register_script(_REROUTE)
         self._defer = client.register_script(_DEFER)
         self._promote = client.register_script(_PROMOTE)
@@ -366,15 +405,42 @@ class Store:
             args += [name, value]
         return bool(await self._set_status(keys=[msg_key(message_id)], args=args))
 
+    async def parts_submitted(
+        self, parts: Sequence[tuple[str, str, int, str, int]]
+    ) -> list[bytes | None]:
+        """Record acknowledged parts, (connector, message id, part, smsc id, ttl) each,
+        in one script call; returns per part a receipt that arrived early, if any."""
+        args: list[str | int] = [_ts()]
+        for connector, message_id, part, smsc_id, ttl in parts:
+            args += [
+                msg_key(message_id), corr_key(connector, smsc_id), early_key(connector, smsc_id),
+                part, smsc_id, max(ttl, 60), connector,
+            ]
+        return [r or None for r in await self._submitted(keys=[], args=args)]
+
     async def part_submitted(
         self, connector: str, message_id: str, part: int, smsc_id: str, ttl: int
     ) -> bytes | None:
         """Record the SMSC id of an acknowledged part; returns a receipt that arrived early."""
-        result = await self._submitted(
-            keys=[msg_key(message_id), corr_key(connector, smsc_id), early_key(connector, smsc_id)],
-            args=[message_id, part, smsc_id, _ts(), max(ttl, 60), connector],
-        )
-        return result if result else None
+        return (await self.parts_submitted([(connector, message_id, part, smsc_id, ttl)]))[0]
+
+    async def apply_receipts(
+        self, receipts: Sequence[tuple[str, str, bytes]], ttl: int
+    ) -> list[tuple[str, str | None] | None]:
+        """Correlate and apply (connector, smsc id, "state|err|stat") receipts in one
+        script call: per receipt None if parked until its submit_sm_resp, else
+        (message id, the message's new final status if this receipt set one)."""
+        args: list[str | bytes | int] = [_ts(), max(ttl, 60)]
+        for connector, smsc_id, payload in receipts:
+            args += [corr_key(connector, smsc_id), early_key(connector, smsc_id), payload]
+        out: list[tuple[str, str | None] | None] = []
+        for r in await self._receipts(keys=[], args=args):
+            if not r:
+                out.append(None)
+            else:
+                message_id, _, new = r.decode().rpartition("|")
+                out.append((message_id, new or None))
+        return out
 
     async def correlate(
         self, connector: str, smsc_id: str, receipt: bytes, ttl: int
