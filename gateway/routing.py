@@ -24,6 +24,8 @@ class NoRoute(LookupError):
 
 def weighted_order(rank: list[WeightedConnector], rng: random.Random) -> list[str]:
     """Connectors of one rank, first drawn with probability weight/total, and so on."""
+    if len(rank) == 1:
+        return [rank[0].connector]
     pool = list(rank)
     out: list[str] = []
     while pool:
