@@ -86,10 +86,10 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
                 "--index"]
         if config_path is not None:
             args = [*args[:3], "-c", str(config_path), *args[3:]]
-        for index in range(workers):
-            children.append(
-                subprocess.Popen([*args, str(index)], preexec_fn=die_with_parent)
-            )
+        def spawn(index: int) -> subprocess.Popen[bytes]:
+            return subprocess.Popen([*args, str(index)], preexec_fn=die_with_parent)
+
+        children.extend(spawn(index) for index in range(workers))
         stop = {"flag": False}
 
         def _stop(_sig: int, _frame: object) -> None:
@@ -97,9 +97,22 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
 
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
-        while not stop["flag"] and all(c.poll() is None for c in children):
+        restarts: list[float] = []
+        while not stop["flag"]:
             time.sleep(0.2)
-        return 0 if stop["flag"] else 1
+            for index, child in enumerate(children):
+                if child.poll() is None or stop["flag"]:
+                    continue
+                # A worker died (crash, OOM kill, kill -9): start another in its
+                # place. Its unacknowledged lane entries are reclaimed by XAUTOCLAIM.
+                now = time.monotonic()
+                restarts = [t for t in restarts if now - t < 60] + [now]
+                if len(restarts) > 5 * workers:
+                    log.error("workers_crash_looping", restarts_last_minute=len(restarts))
+                    return 1
+                log.warning("worker_died", worker=index, returncode=child.returncode)
+                children[index] = spawn(index)
+        return 0
     finally:
         for child in children:
             if child.poll() is None:
