@@ -200,7 +200,7 @@ class Dispatcher:
             if part.seq <= 1:
                 metrics.MESSAGES.labels("submitted").inc()
             if early is not None:
-                await self.receipts.apply(m.id, part.seq, early)
+                await self.receipts.early(m.id, part.seq, early)
 
     def _backoff(self, attempt: int) -> float:
         retry = self.settings.retry

@@ -106,6 +106,14 @@ class Receipts:
             metrics.MESSAGES.labels(result[1]).inc()
             log.debug("final", message_id=result[0], status=result[1], stat=stat, err=err)
 
+    async def early(self, message_id: str, part: int, outcome: bytes) -> None:
+        """A receipt that beat its submit_sm_resp, as the store returned it."""
+        if outcome[:1] == b"=":
+            if outcome[1:]:
+                metrics.MESSAGES.labels(outcome[1:].decode()).inc()
+            return
+        await self.apply(message_id, part, outcome)
+
     async def apply(self, message_id: str, part: int, payload: bytes) -> None:
         state, err, stat = payload.decode().split("|", 2)
         if (

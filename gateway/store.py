@@ -145,28 +145,6 @@ return changed and 1 or 0
 """
 )
 
-# A part was acknowledged by the SMSC: store its id and correlation, move the
-# message to `submitted`, and hand back a receipt that arrived early, if any.
-# ARGV: ts, then per part: message key, correlation key, early key, part, smsc id,
-# ttl, connector. Returns one early receipt (or '') per part.
-_SUBMITTED = (
-    _SET_STATUS_FN
-    + """
-local ts, out = ARGV[1], {}
-for i = 2, #ARGV, 7 do
-  local key, part, smsc_id, conn = ARGV[i], ARGV[i + 3], ARGV[i + 4], ARGV[i + 6]
-  local id = string.sub(key, #MSG_PREFIX + 2, -2)
-  redis.call('SET', ARGV[i + 1], id .. '|' .. part, 'EX', ARGV[i + 5])
-  redis.call('HSET', key, 'i' .. part, smsc_id, 'c', conn)
-  set_status(key, 'submitted', ts, conn .. ' ' .. smsc_id)
-  local early = redis.call('GET', ARGV[i + 2])
-  if early then redis.call('DEL', ARGV[i + 2]) end
-  out[#out + 1] = early or ''
-end
-return out
-"""
-)
-
 # A part reached a final state: the message is delivered when every part is;
 # the first failed part decides otherwise. Part 0 stands for every part (a
 # provider that takes the whole text at once). Returns the new status or false.
@@ -191,6 +169,40 @@ local function part_final(key, part, state, ts, err, detail)
   return set_status(key, 'delivered', ts, detail) and state or false
 end
 """
+
+# A part was acknowledged by the SMSC: store its id and correlation, move the
+# message to `submitted`, and deal with a receipt that arrived early: a
+# `delivered` one is applied here; any other is handed back for the receipt
+# rules (it may be resent on a fallback). ARGV: ts, then per part: message key,
+# correlation key, early key, part, smsc id, ttl, connector. Returns per part ''
+# (no early receipt), '=' or '=<new status>' (applied), or the receipt payload.
+_SUBMITTED = (
+    _SET_STATUS_FN
+    + _PART_FINAL_FN
+    + """
+local ts, out = ARGV[1], {}
+for i = 2, #ARGV, 7 do
+  local key, part, smsc_id, conn = ARGV[i], ARGV[i + 3], ARGV[i + 4], ARGV[i + 6]
+  local id = string.sub(key, #MSG_PREFIX + 2, -2)
+  redis.call('SET', ARGV[i + 1], id .. '|' .. part, 'EX', ARGV[i + 5])
+  redis.call('HSET', key, 'i' .. part, smsc_id, 'c', conn)
+  set_status(key, 'submitted', ts, conn .. ' ' .. smsc_id)
+  local early = redis.call('GET', ARGV[i + 2])
+  if not early then
+    out[#out + 1] = ''
+  else
+    redis.call('DEL', ARGV[i + 2])
+    local state, err, stat = string.match(early, '^([^|]*)|([^|]*)|(.*)$')
+    if state == 'delivered' then
+      out[#out + 1] = '=' .. (part_final(key, part, state, ts, err, stat .. ' err:' .. err) or '')
+    else
+      out[#out + 1] = early
+    end
+  end
+end
+return out
+"""
+)
 
 # KEYS: message; ARGV: part, part state, ts, err, detail.
 _PART_FINAL = (
@@ -409,7 +421,8 @@ class Store:
         self, parts: Sequence[tuple[str, str, int, str, int]]
     ) -> list[bytes | None]:
         """Record acknowledged parts, (connector, message id, part, smsc id, ttl) each,
-        in one script call; returns per part a receipt that arrived early, if any."""
+        in one script call. Per part: None, or what became of a receipt that
+        arrived early: b"=<status>" / b"=" if it was applied, else its payload."""
         args: list[str | int] = [_ts()]
         for connector, message_id, part, smsc_id, ttl in parts:
             args += [
@@ -511,10 +524,13 @@ class Store:
         return out
 
     async def ack(self, entries: Iterable[tuple[str, bytes]]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
+        by_lane: dict[str, list[bytes]] = {}
         for lane, entry_id in entries:
-            pipe.xack(lane, GROUP, entry_id)
-            pipe.xdel(lane, entry_id)
+            by_lane.setdefault(lane, []).append(entry_id)
+        pipe = self.redis.pipeline(transaction=False)
+        for lane, ids in by_lane.items():
+            pipe.xack(lane, GROUP, *ids)
+            pipe.xdel(lane, *ids)
         await pipe.execute()
 
     async def lane_depths(self, connectors: Iterable[str]) -> dict[str, int]:
