@@ -82,10 +82,10 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
         if workers == 1:
             run_worker(settings, redis_url, 0)
             return 0
-        args = [sys.executable, "-m", "gateway.cli", "worker", "--redis-url", redis_url,
-                "--index"]
+        args = [sys.executable, "-m", "gateway.cli", "worker", "--redis-url", redis_url]
         if config_path is not None:
-            args = [*args[:3], "-c", str(config_path), *args[3:]]
+            args += ["-c", str(config_path)]
+        args.append("--index")
         def spawn(index: int) -> subprocess.Popen[bytes]:
             return subprocess.Popen([*args, str(index)], preexec_fn=die_with_parent)
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -26,18 +27,21 @@ def connector(port: int) -> str:
             "tps = 120\nwindow = 16\n")
 
 
-def audit(client: httpx.Client, ids: list[str], record: Path) -> dict[str, int]:
-    """Every accepted message ends once; where the simulator saw a message twice,
-    the gateway had not recorded the first submission (its stored SMSC id is the
-    later one)."""
+def final_bodies(client: httpx.Client, ids: list[str]) -> list[dict[str, Any]]:
     def all_final() -> bool:
         return all(client.get(f"/v1/messages/{m}").json()["status"] in FINAL_STATUSES
                    for m in ids)
 
     wait_for(all_final, 90, interval=0.5)
+    return [client.get(f"/v1/messages/{m}").json() for m in ids]
+
+
+def audit(bodies: list[dict[str, Any]], record: Path) -> dict[str, int]:
+    """Every accepted message ends once; where the simulator saw a message twice,
+    the gateway had not recorded the first submission (its stored SMSC id is the
+    later one)."""
     stored: set[str] = set()
-    for m in ids:
-        body = client.get(f"/v1/messages/{m}").json()
+    for body in bodies:
         assert body["status"] == "delivered", body
         assert [h["status"] for h in body["history"]].count("delivered") == 1
         assert len(body["smsc_message_ids"]) == 1
@@ -46,7 +50,7 @@ def audit(client: httpx.Client, ids: list[str], record: Path) -> dict[str, int]:
     for line in record.read_text().splitlines():
         row = json.loads(line)
         seen[row["h"]].append((row["t"], normalize_message_id(row["id"])))
-    assert len(seen) == len(ids)  # every message reached the SMSC
+    assert len(seen) == len(bodies)  # every message reached the SMSC
     resent = 0
     for submissions in seen.values():
         submissions.sort()
@@ -54,7 +58,7 @@ def audit(client: httpx.Client, ids: list[str], record: Path) -> dict[str, int]:
             resent += len(submissions) - 1
             earlier = {sid for _, sid in submissions[:-1]}
             assert not earlier & stored, "a recorded submission was sent again"
-    return {"messages": len(ids), "resent_unrecorded": resent}
+    return {"messages": len(bodies), "resent_unrecorded": resent}
 
 
 def workers_of(pid: int) -> list[int]:
@@ -74,16 +78,16 @@ def test_kill_9_of_one_worker_mid_burst(tmp_path: Path) -> None:
         assert gw.process is not None
         wait_for(lambda: len(workers_of(gw.process.pid)) == 2, 20)
         with httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
-            ids = [submit(client, text=f"crash test {i}") for i in range(N)]
+            ids = [submit(client, to=f"+86138{i:08d}", text=f"crash test {i}") for i in range(N)]
             wait_for(lambda: sim.stats()["unique"] >= N // 4, 30)
             victim = workers_of(gw.process.pid)[0]
             os.kill(victim, signal.SIGKILL)
-            result = audit(client, ids, record)
-        assert result["messages"] == N
+            bodies = final_bodies(client, ids)
         assert gw.process.poll() is None  # the supervisor replaced the dead worker
     finally:
         gw.stop()
-        sim.stop()
+        sim.stop()  # flushes its record
+    assert audit(bodies, record)["messages"] == N
 
 
 def test_kill_9_of_the_gateway_mid_burst_then_restart(tmp_path: Path) -> None:
@@ -95,14 +99,15 @@ def test_kill_9_of_the_gateway_mid_burst_then_restart(tmp_path: Path) -> None:
     try:
         gw.start()
         with httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
-            ids = [submit(client, text=f"restart test {i}") for i in range(N)]
+            ids = [submit(client, to=f"+86138{i:08d}", text=f"restart test {i}")
+                   for i in range(N)]
         wait_for(lambda: sim.stats()["unique"] >= N // 4, 30)
         gw.kill()  # the embedded Redis gets SIGTERM from the kernel and flushes its AOF
         restarted = GatewayProcess(tmp_path, config=config, http_port=gw.http_port)
         with restarted, httpx.Client(base_url=restarted.base_url, headers=AUTH,
                                      timeout=10) as client:
-            result = audit(client, ids, record)
-        assert result["messages"] == N
+            bodies = final_bodies(client, ids)
     finally:
         gw.stop()
-        sim.stop()
+        sim.stop()  # flushes its record
+    assert audit(bodies, record)["messages"] == N
