@@ -9,6 +9,8 @@ applied when the response is recorded.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from gateway import logs, metrics
 from gateway.config import ConnectorSettings
 from gateway.store import Store
@@ -32,9 +34,15 @@ EARLY_RECEIPT_TTL = 24 * 3600
 
 
 class Receipts:
-    def __init__(self, store: Store, connectors: dict[str, ConnectorSettings]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        connectors: dict[str, ConnectorSettings],
+        on_mo: Callable[[str, DeliverSm], Awaitable[None]] | None = None,
+    ) -> None:
         self.store = store
         self.connectors = connectors
+        self.on_mo = on_mo  # MO messages: gateway.webhooks.Webhooks.on_mo
 
     def normalize(self, connector: str, smsc_id: str) -> str:
         return normalize_message_id(smsc_id, self.connectors[connector].message_id_format)
@@ -43,6 +51,8 @@ class Receipts:
         """Handle one deliver_sm from an SMSC; returns the command_status to answer with."""
         if not pdu.esm_class & ESM_RECEIPT:
             log.info("mo_received", connector=connector, source_addr=pdu.source_addr)
+            if self.on_mo is not None:
+                await self.on_mo(connector, pdu)  # durable before the deliver_sm_resp
             return CommandStatus.ESME_ROK
         state_tlv = pdu.get(Tag.MESSAGE_STATE)
         id_tlv = pdu.get(Tag.RECEIPTED_MESSAGE_ID)

@@ -18,6 +18,7 @@ from gateway.connectors.smpp import SmppConnector
 from gateway.dispatcher import Dispatcher
 from gateway.receipts import Receipts
 from gateway.store import Store
+from gateway.webhooks import Webhooks
 
 log = logs.get("smsgw.server")
 
@@ -41,8 +42,9 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     store = Store.from_url(redis_url)
-    receipts = Receipts(store, dict(settings.connectors))
     consumer = f"{socket.gethostname()}-{os.getpid()}"
+    webhooks = Webhooks(settings, store, consumer)
+    receipts = Receipts(store, dict(settings.connectors), on_mo=webhooks.on_mo)
     connectors: dict[str, SmppConnector] = {}
     dispatchers: list[Dispatcher] = []
     for name, conn in settings.connectors.items():
@@ -67,6 +69,8 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     for connector in connectors.values():
         connector.start()
     tasks += [asyncio.create_task(d.run()) for d in dispatchers]
+    if settings.webhooks.enabled:
+        tasks.append(asyncio.create_task(webhooks.run()))
     log.info("worker_started", worker=worker, http=f"{settings.http.host}:{settings.http.port}")
 
     await stop.wait()
@@ -75,6 +79,7 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
         server.should_exit = True
     for d in dispatchers:
         d.stop()
+    webhooks.stop()
     # Dispatchers finish the sends they started; unacknowledged lane entries
     # would be reclaimed by another worker anyway.
     await asyncio.wait(tasks, timeout=10)

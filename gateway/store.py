@@ -487,9 +487,12 @@ class Store:
         done = self._api_scripts["wh_done"]
         return bool(await done(keys=[wh_queue_key(queue)], args=[queue, head, _ts(), dead_reason]))
 
-    async def webhook_retry(self, queue: str, head: bytes, due_at: float) -> bool:
+    async def webhook_retry(
+        self, queue: str, head: bytes, due_at: float, count: bool = True
+    ) -> bool:
         retry = self._api_scripts["wh_retry"]
-        return bool(await retry(keys=[wh_queue_key(queue)], args=[queue, head, _ts(due_at)]))
+        args = [queue, head, _ts(due_at), "1" if count else ""]
+        return bool(await retry(keys=[wh_queue_key(queue)], args=args))
 
     async def webhook_backlog(self) -> dict[str, int]:
         pipe = self.redis.pipeline(transaction=False)
@@ -686,11 +689,11 @@ end
 return 1
 """
 
-# A delivery failed: count the attempt and try again at ARGV[3].
-# KEYS: queue list. ARGV: queue, head, due at.
+# A delivery failed: count the attempt (ARGV[4] == '1') and try again at ARGV[3].
+# KEYS: queue list. ARGV: queue, head, due at, count.
 _WH_RETRY = f"""
 if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[2] then return 0 end
-redis.call('HINCRBY', '{WH_TRY}', ARGV[1], 1)
+if ARGV[4] == '1' then redis.call('HINCRBY', '{WH_TRY}', ARGV[1], 1) end
 redis.call('ZADD', '{WH_DUE}', ARGV[3], ARGV[1])
 return 1
 """
