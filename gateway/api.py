@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -197,7 +198,8 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         422: "Invalid request (`validation_error` with field paths, or a policy code such as "
         "`invalid_number`, `opted_out`, `too_long`, `idempotency_mismatch`)",
     }
-    return {s: {"model": ProblemDetail, "description": text[s]} for s in statuses}
+    text[503] = "The message store did not answer (`store_unavailable`); retry"
+    return {s: {"model": ProblemDetail, "description": text[s]} for s in (*statuses, 503)}
 
 
 def _utc(ts: float) -> dt.datetime:
@@ -312,6 +314,16 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return problem_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RedisError)
+    async def _store_down(_request: Request, exc: RedisError) -> Response:
+        log.error("store_unavailable", error=repr(exc))
+        response = problem_response(
+            503, "store_unavailable",
+            "the message store did not answer; retry with the same Idempotency-Key",
+        )
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.exception_handler(Exception)
     async def _crash(_request: Request, exc: Exception) -> Response:

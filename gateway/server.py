@@ -11,7 +11,7 @@ import socket
 
 import uvicorn
 
-from gateway import logs
+from gateway import logs, numbers
 from gateway.api import create_app
 from gateway.config import Settings
 from gateway.connectors.smpp import SmppConnector
@@ -41,6 +41,7 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
+    numbers.configure(settings.messages.number_cache)
     store = Store.from_url(redis_url)
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     webhooks = Webhooks(settings, store, consumer)
