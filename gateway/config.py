@@ -50,6 +50,13 @@ class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    # A retried request with the same Idempotency-Key within this many seconds
+    # gets the first response back and queues nothing.
+    idempotency_ttl: int = Field(default=24 * 3600, ge=60)
+    batch_max_recipients: int = Field(default=10_000, ge=1, le=100_000)
+    # Messages per store script call: bigger chunks mean fewer round trips, smaller
+    # ones keep Redis free for OTP traffic between chunks.
+    batch_chunk: int = Field(default=1000, ge=1, le=10_000)
 
 
 class SmppServerSettings(_Section):
@@ -69,6 +76,10 @@ class AccountSettings(_Section):
     smpp: SmppCredentials | None = None
     callback_secret: str = ""
     callback_url: str | None = None
+    # MO messages (deliver_sm that is not a receipt) to one of these numbers
+    # belong to this account and are POSTed to mo_url.
+    mo_url: str | None = None
+    mo_numbers: list[str] = Field(default_factory=list)
     default_region: str = Field(default="CN", min_length=2, max_length=2)
 
     @field_validator("api_keys")
@@ -231,6 +242,22 @@ class MessageSettings(_Section):
     # A message with no final receipt this long after its validity ended is
     # `expired` (receipts for the last moments of validity may still be on the way).
     receipt_grace: float = Field(default=300.0, ge=0)
+    # Numbers whose phonenumbers lookup (E.164, carrier, time zone) is memoised per
+    # worker, about 300 bytes each; a first-seen number costs ~70-90 µs here.
+    number_cache: int = Field(default=262_144, ge=0)
+
+
+class WebhookSettings(_Section):
+    """Status callbacks and MO webhooks: durable in Redis, retried with
+    exponential backoff and full jitter until `max_age` has passed."""
+
+    enabled: bool = True
+    concurrency: int = Field(default=64, ge=1, le=10_000)  # requests in flight per worker
+    timeout: float = Field(default=10.0, gt=0)  # per request, connect to last byte
+    retry_base: float = Field(default=2.0, gt=0)  # first retry within this many seconds
+    retry_max: float = Field(default=3600.0, gt=0)  # cap of one backoff step
+    max_age: float = Field(default=24 * 3600.0, gt=0)  # retried at least this long
+    poll_interval: float = Field(default=0.2, gt=0)
 
 
 class LogSettings(_Section):
@@ -248,6 +275,7 @@ class Settings(_Section):
     throttle: ThrottleSettings = ThrottleSettings()
     carriers: dict[str, CarrierSettings] = {}
     messages: MessageSettings = MessageSettings()
+    webhooks: WebhookSettings = WebhookSettings()
     log: LogSettings = LogSettings()
     accounts: dict[str, AccountSettings] = Field(min_length=1)
     connectors: dict[str, ConnectorSettings] = Field(min_length=1)

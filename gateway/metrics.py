@@ -29,3 +29,11 @@ SUBMIT_LATENCY = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
+WEBHOOKS = Counter(
+    "smsgw_webhooks", "Webhook deliveries by outcome (delivered, dead)", ["outcome"],
+    registry=REGISTRY,
+)
+WEBHOOK_FAILURES = Counter(
+    "smsgw_webhook_failures", "Failed webhook attempts, by reason (http_<status>, timeout, ...)",
+    ["reason"], registry=REGISTRY,
+)

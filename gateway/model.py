@@ -27,13 +27,27 @@ FINAL_STATUSES = frozenset({DELIVERED, UNDELIVERED, EXPIRED, REJECTED, FAILED})
 STATUSES = (ACCEPTED, SCHEDULED, QUEUED, SUBMITTED, *sorted(FINAL_STATUSES))
 
 
+_random_hex = ""
+_random_pos = 0
+
+
 def new_id() -> str:
     """Time-ordered unique id: 12 hex digits of milliseconds + 16 random hex digits.
 
     Sorts by creation time, fits SMPP's 65-octet message_id, and needs no
-    coordination between gateway processes.
+    coordination between gateway processes. The random digits come from
+    os.urandom 4 KiB at a time (one getrandom call per 512 ids, not per id: a
+    10,000-recipient batch spent a tenth of its admission time in the syscall).
     """
-    return f"{int(time.time() * 1000):012x}{os.urandom(8).hex()}"
+    global _random_hex, _random_pos
+    pos = _random_pos
+    if pos >= len(_random_hex):
+        _random_hex, pos = os.urandom(4096).hex(), 0
+    _random_pos = pos + 16
+    return f"{int(time.time() * 1000):012x}{_random_hex[pos : pos + 16]}"
+
+
+_PACKER = msgpack.Packer(use_bin_type=True)
 
 
 @dataclass(slots=True)
@@ -57,14 +71,14 @@ class Message:
     extra: dict[str, str] = field(default_factory=dict)
 
     def pack(self) -> bytes:
-        return msgpack.packb(
+        # One reused Packer: msgpack.packb builds a new one on every call.
+        return _PACKER.pack(
             (
                 self.id, self.account, self.to, self.sender, self.text, self.msg_class,
                 self.encoding, self.parts, self.created_at, self.expires_at, self.connectors,
                 self.carrier, self.callback_url, self.client_ref, self.batch_id, self.send_at,
                 self.extra,
-            ),
-            use_bin_type=True,
+            )
         )
 
     @classmethod

@@ -9,6 +9,8 @@ applied when the response is recorded.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from gateway import logs, metrics
 from gateway.batching import Coalescer
 from gateway.config import ResendRule, Settings
@@ -47,10 +49,16 @@ def resend_wanted(rules: list[ResendRule], stat: str, err: str) -> bool:
 
 
 class Receipts:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        on_mo: Callable[[str, DeliverSm], Awaitable[None]] | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.connectors = settings.connectors
+        self.on_mo = on_mo  # MO messages: gateway.webhooks.Webhooks.on_mo
         self._batch = Coalescer(self._apply_many)
 
     async def _apply_many(
@@ -70,6 +78,8 @@ class Receipts:
         """Handle one deliver_sm from an SMSC; returns the command_status to answer with."""
         if not pdu.esm_class & ESM_RECEIPT:
             log.info("mo_received", connector=connector, source_addr=pdu.source_addr)
+            if self.on_mo is not None:
+                await self.on_mo(connector, pdu)  # durable before the deliver_sm_resp
             return CommandStatus.ESME_ROK
         state_tlv = pdu.get(Tag.MESSAGE_STATE)
         id_tlv = pdu.get(Tag.RECEIPTED_MESSAGE_ID)

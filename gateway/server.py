@@ -12,7 +12,7 @@ from typing import Any
 
 import uvicorn
 
-from gateway import logs
+from gateway import logs, numbers
 from gateway.api import create_app, problem_response
 from gateway.config import Settings
 from gateway.connectors import make_connector
@@ -20,6 +20,7 @@ from gateway.dispatcher import Dispatcher, Housekeeper
 from gateway.provider_receipts import ReceiptProblem, receipts_router
 from gateway.receipts import Receipts
 from gateway.store import Store
+from gateway.webhooks import Webhooks
 
 log = logs.get("smsgw.server")
 
@@ -53,9 +54,11 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
+    numbers.configure(settings.messages.number_cache)
     store = Store.from_url(redis_url, settings.messages.receipt_grace)
-    receipts = Receipts(store, settings)
     consumer = f"{socket.gethostname()}-{os.getpid()}"
+    webhooks = Webhooks(settings, store, consumer)
+    receipts = Receipts(store, settings, on_mo=webhooks.on_mo)
     connectors = {}
     dispatchers: list[Dispatcher] = []
     housekeeper = Housekeeper(store)
@@ -85,6 +88,8 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     tasks += [asyncio.create_task(d.run()) for d in dispatchers]
     tasks.append(asyncio.create_task(housekeeper.run()))
     tasks.append(asyncio.create_task(_report(store, consumer, connectors, stop)))
+    if settings.webhooks.enabled:
+        tasks.append(asyncio.create_task(webhooks.run()))
     log.info("worker_started", worker=worker, http=f"{settings.http.host}:{settings.http.port}")
 
     await stop.wait()
@@ -94,6 +99,7 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     for d in dispatchers:
         d.stop()
     housekeeper.stop()
+    webhooks.stop()
     # Dispatchers finish the sends they started; unacknowledged lane entries
     # would be reclaimed by another worker anyway.
     await asyncio.wait(tasks, timeout=10)

@@ -32,13 +32,16 @@ to the script) is tracked in docs/architecture.md.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+import msgpack
 import orjson
 import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, ResponseError
 
 from gateway.model import FINAL_STATUSES, Message, MessageState
 
@@ -107,33 +110,6 @@ local function set_status(key, new, ts, detail)
 end
 """
 )
-
-# ARGV: ts, then per message: key, packed record, lane, batch key or '', parts, account, id,
-# callbacks wanted ('1' or ''), expiry time
-_ENQUEUE = _FINAL_LUA + """
-local ts = ARGV[1]
-for i = 2, #ARGV, 9 do
-  local key, lane, b = ARGV[i], ARGV[i + 2], ARGV[i + 3]
-  local fields = {'r', ARGV[i + 1], 's', 'queued', 'n', ARGV[i + 4], 'a', ARGV[i + 5],
-                  'h', ts .. '\\taccepted\\t\\n' .. ts .. '\\tqueued\\t\\n'}
-  if ARGV[i + 7] ~= '' then
-    fields[#fields + 1] = 'w'
-    fields[#fields + 1] = '1'
-    redis.call('XADD', EVENTS, '*', 'm', ARGV[i + 6], 's', 'accepted', 't', ts)
-    redis.call('XADD', EVENTS, '*', 'm', ARGV[i + 6], 's', 'queued', 't', ts)
-  end
-  if b ~= '' then
-    fields[#fields + 1] = 'b'
-    fields[#fields + 1] = b
-    redis.call('HINCRBY', b, 'queued', 1)
-    redis.call('HINCRBY', b, 'total', 1)
-  end
-  redis.call('HSET', key, unpack(fields))
-  redis.call('XADD', lane, '*', 'm', ARGV[i + 6], 'k', '0')
-  redis.call('ZADD', EXPIRY, ARGV[i + 8], ARGV[i + 6])
-end
-return (#ARGV - 1) / 9
-"""
 
 # KEYS: message; ARGV: status, ts, detail, then field/value pairs stored with it.
 _SET_STATUS = (
@@ -357,7 +333,6 @@ class Store:
         # How long after the end of validity a receipt may still arrive before
         # the message is declared expired.
         self.receipt_grace = receipt_grace
-        self._enqueue = client.register_script(_ENQUEUE)
         self._set_status = client.register_script(_SET_STATUS)
         self._submitted = client.register_script(_SUBMITTED)
         self._correlate = client.register_script(_CORRELATE)
@@ -375,7 +350,12 @@ class Store:
     def from_url(cls, url: str, receipt_grace: float = 300.0) -> Store:
         # A blocking pool: under a burst, callers wait for a free connection
         # instead of failing with "Too many connections".
-        pool = aioredis.BlockingConnectionPool.from_url(url, max_connections=128, timeout=30)
+        # socket_timeout: redis-py 8 defaults to 5 s, which a pipelined 10,000-message
+        # batch can exceed on a busy host (AOF rewrite, shared cores); the request
+        # then failed after its messages were written.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=128, timeout=30, socket_timeout=30
+        )
         return cls(aioredis.Redis(connection_pool=pool), receipt_grace)
 
     async def close(self) -> None:
@@ -384,18 +364,19 @@ class Store:
     # --- admission -------------------------------------------------------
 
     async def enqueue(self, messages: Sequence[Message]) -> None:
-        """Persist records and append them to their first connector's lane, one
-        script call for the whole chunk (one round trip, one AOF write)."""
-        if not messages:
-            return
-        args: list[str | bytes | int] = [_ts()]
+        """Persist records and append them to their first connector's lane: one
+        script call per (account, batch) group, all in one round trip."""
+        groups: dict[tuple[str, str | None], list[tuple[str, bytes, str, int, bool, float]]] = {}
         for m in messages:
-            args += [
-                msg_key(m.id), m.pack(), lane_key(m.connectors[0], m.msg_class),
-                batch_key(m.batch_id) if m.batch_id else "", m.parts, m.account, m.id,
-                "1" if m.callback_url else "", f"{m.expires_at + self.receipt_grace:.3f}",
-            ]
-        await self._enqueue(keys=[], args=args)
+            groups.setdefault((m.account, m.batch_id), []).append(self.record(m))
+        for (account, batch_id), records in groups.items():
+            await self.enqueue_api(account, [records], batch_id=batch_id)
+
+    def record(self, m: Message) -> tuple[str, bytes, str, int, bool, float]:
+        """A message as the enqueue script takes it: id, packed record, lane,
+        parts, callbacks wanted, and when it expires (validity + receipt grace)."""
+        return (m.id, m.pack(), lane_key(m.connectors[0], m.msg_class), m.parts,
+                bool(m.callback_url), m.expires_at + self.receipt_grace)
 
     # --- state -----------------------------------------------------------
 
@@ -542,6 +523,186 @@ class Store:
                 pipe.xlen(lane_key(connector, msg_class))
         return dict(zip(names, await pipe.execute(), strict=True))
 
+    # === HTTP API and webhooks (issue 4); keys and Lua at the end of the file ===
+
+    @functools.cached_property
+    def _api_scripts(self) -> dict[str, AsyncScript]:
+        return {
+            name: self.redis.register_script(src)
+            for name, src in (
+                ("chunk", _ENQUEUE_CHUNK), ("wh_queue", _WH_QUEUE), ("wh_claim", _WH_CLAIM),
+                ("wh_done", _WH_DONE), ("wh_retry", _WH_RETRY),
+            )
+        }
+
+    # --- admission: chunks, idempotency, batches ----------------------------
+
+    @staticmethod
+    def _chunk_args(
+        account: str,
+        records: Sequence[tuple[str, bytes, str, int, bool, float]],
+        batch_id: str | None,
+        idem: tuple[str, str, str, bytes, bytes, int] | None,
+        ts: str,
+    ) -> tuple[list[str], list[str | bytes | int]]:
+        mode, key, token, body_hash, response, ttl = idem or ("", "", "", b"", b"", 0)
+        args: list[str | bytes | int] = [
+            mode, token, body_hash, response, ttl,
+            batch_key(batch_id) if batch_id else "",
+            batch_owner_key(batch_id) if batch_id and mode != "next" else "",
+            account, ts,
+        ]
+        flat: list[str | bytes] = []
+        for message_id, packed, lane, parts, callbacks, expiry in records:
+            flat += (message_id, packed, lane, str(parts), "1" if callbacks else "",
+                     f"{expiry:.3f}")
+        # use_bin_type=False: Lua's cmsgpack reads every string type as a Lua string.
+        args.append(msgpack.packb(flat, use_bin_type=False))
+        return ([key] if mode else []), args
+
+    async def enqueue_api(
+        self,
+        account: str,
+        chunks: Sequence[Sequence[tuple[str, bytes, str, int, bool, float]]],
+        *,
+        batch_id: str | None = None,
+        idem: tuple[str, str, bytes, bytes, int] | None = None,
+        ts: float | None = None,
+    ) -> tuple[bytes, bytes] | None:
+        """Persist chunks of `Store.record`s in one pipelined round trip, one
+        `_ENQUEUE_CHUNK` call per chunk.
+
+        idem is (key, token, body hash, response, ttl). Returns None when this
+        request's messages were queued, or (body hash, response) of the earlier
+        request that owns the idempotency key — then nothing was queued.
+        """
+        script = self._api_scripts["chunk"]
+        stamp = _ts(ts)
+        calls = []
+        for i, chunk in enumerate(chunks or [[]]):
+            spec = None
+            if idem is not None:
+                key, token, body_hash, response, ttl = idem
+                spec = ("first" if i == 0 else "next", key, token, body_hash,
+                        response if i == 0 else b"", ttl)
+            calls.append(self._chunk_args(account, chunk, batch_id, spec, stamp))
+        # EVALSHA straight on the pipeline: redis-py's script registration would
+        # cost a SCRIPT EXISTS round trip on every request. NOSCRIPT can only come
+        # back for the first call (every call runs the same script), so nothing ran
+        # and loading the script and resending is safe.
+        for _attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            try:
+                results = await pipe.execute()
+            except NoScriptError:
+                await self.redis.script_load(script.script)
+                continue
+            first = results[0]
+            if isinstance(first, list):
+                return first[0], first[1]
+            return None
+        raise NoScriptError("enqueue script could not be loaded")
+
+    async def idempotent_response(self, key: str) -> tuple[bytes, bytes] | None:
+        """(body hash, response) stored under an idempotency key, if any."""
+        body_hash, response = await self.redis.hmget(key, "h", "r")
+        return (body_hash, response) if body_hash is not None else None
+
+    async def batch_owner(self, batch_id: str) -> str | None:
+        owner = await self.redis.get(batch_owner_key(batch_id))
+        return owner.decode() if owner else None
+
+    # --- opt-outs ----------------------------------------------------------
+
+    async def optout_add(self, account: str, number: str) -> bool:
+        return bool(await self.redis.sadd(optout_key(account), number))
+
+    async def optout_remove(self, account: str, number: str) -> bool:
+        return bool(await self.redis.srem(optout_key(account), number))
+
+    async def optout_has(self, account: str, number: str) -> bool:
+        return bool(await self.redis.sismember(optout_key(account), number))
+
+    async def optout_many(self, account: str, numbers: Sequence[str]) -> list[bool]:
+        if not numbers:
+            return []
+        found = await self.redis.smismember(optout_key(account), list(numbers))
+        return [bool(x) for x in found]
+
+    async def optout_page(self, account: str, cursor: int, count: int) -> tuple[int, list[str]]:
+        nxt, members = await self.redis.sscan(optout_key(account), cursor, count=count)
+        return int(nxt), sorted(m.decode() for m in members)
+
+    # --- webhooks ----------------------------------------------------------
+
+    async def ensure_events_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(EVENTS_KEY, WH_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read_events(
+        self, consumer: str, count: int, block_ms: int, idle_ms: int
+    ) -> list[tuple[bytes, str, str, float]]:
+        """Status events as (entry id, message id, status, ts): first any a dead
+        consumer left pending for idle_ms, else new ones."""
+        _next, claimed, *_ = await self.redis.xautoclaim(
+            EVENTS_KEY, WH_GROUP, consumer, min_idle_time=idle_ms, start_id="0", count=count
+        )
+        items = [(eid, f) for eid, f in claimed if f]
+        if not items:
+            got = await self.redis.xreadgroup(
+                WH_GROUP, consumer, {EVENTS_KEY: ">"}, count=count, block=block_ms
+            )
+            for _stream, entries in got or ():
+                items += [(eid, f) for eid, f in entries if f]
+        return [
+            (eid, f[b"m"].decode(), f[b"s"].decode(), float(f[b"t"])) for eid, f in items
+        ]
+
+    async def webhook_queue(
+        self,
+        items: Sequence[tuple[str, bytes]],
+        ack: Sequence[bytes] = (),
+        now: float | None = None,
+    ) -> None:
+        """Append (queue, packed entry) items to their queues; acknowledge event ids."""
+        args: list[str | bytes | int] = [_ts(now), len(items)]
+        for queue, entry in items:
+            args += (wh_queue_key(queue), queue, entry)
+        args += list(ack)
+        await self._api_scripts["wh_queue"](keys=[], args=args)
+
+    async def webhook_claim(
+        self, now: float, lease: float, limit: int
+    ) -> list[tuple[str, bytes, int]]:
+        claim = self._api_scripts["wh_claim"]
+        flat = await claim(keys=[], args=[_ts(now), _ts(now + lease), limit])
+        return [
+            (flat[i].decode(), flat[i + 1], int(flat[i + 2])) for i in range(0, len(flat), 3)
+        ]
+
+    async def webhook_done(self, queue: str, head: bytes, dead_reason: str = "") -> bool:
+        done = self._api_scripts["wh_done"]
+        return bool(await done(keys=[wh_queue_key(queue)], args=[queue, head, _ts(), dead_reason]))
+
+    async def webhook_retry(
+        self, queue: str, head: bytes, due_at: float, count: bool = True
+    ) -> bool:
+        retry = self._api_scripts["wh_retry"]
+        args = [queue, head, _ts(due_at), "1" if count else ""]
+        return bool(await retry(keys=[wh_queue_key(queue)], args=args))
+
+    async def webhook_backlog(self) -> dict[str, int]:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(WH_DUE)
+        pipe.xlen(WH_DEAD)
+        due, dead = await pipe.execute()
+        return {"queues": int(due), "dead": int(dead)}
+
 
     # --- delivery: failover, deferral, expiry, limits, dead letters --------
 
@@ -666,3 +827,168 @@ def _state_from_hash(raw: dict[bytes, bytes]) -> MessageState:
         smsc_ids=smsc_ids,
         part_states=part_states,
     )
+
+
+# =============================================================================
+# HTTP API and webhooks (issue 4): idempotency, batches, opt-outs, webhook queues
+# =============================================================================
+#
+# More keys:
+# - ``smsgw:idem:{<account>}:<sha256 of the key>`` hash — ``t`` token of the
+#   request that owns it, ``h`` SHA-256 of its body, ``r`` its response; TTL
+#   `http.idempotency_ttl`. Claimed by the same script call that persists the
+#   first chunk, so two racing retries cannot both queue.
+# - ``smsgw:bo:{<batch>}`` — the account a batch belongs to.
+# - ``smsgw:optout:{<account>}`` set — the account's suppression list (E.164).
+# - ``smsgw:wh:q:{<queue>}`` list — webhook deliveries waiting for one message
+#   (queue = message id) or one MO message (``mo:<id>``), in order; only the
+#   head is ever in flight, which keeps a message's statuses in order.
+# - ``smsgw:wh:due`` sorted set — queue → when its head may be tried next
+#   (a claim pushes it a lease into the future, so a dead worker's claim lapses).
+# - ``smsgw:wh:try`` hash — queue → failed attempts of its current head.
+# - ``smsgw:wh:dead`` stream — deliveries given up after `webhooks.max_age`.
+# - consumer group ``webhooks`` on ``smsgw:events`` moves events into the queues.
+
+IDEM_PREFIX = f"{PREFIX}idem:"
+OPTOUT_PREFIX = f"{PREFIX}optout:"
+WH_GROUP = "webhooks"
+WH_DUE = f"{PREFIX}wh:due"
+WH_TRY = f"{PREFIX}wh:try"
+WH_DEAD = f"{PREFIX}wh:dead"
+
+
+def idem_key(account: str, key_digest: str) -> str:
+    return f"{IDEM_PREFIX}{{{account}}}:{key_digest}"
+
+
+def batch_owner_key(batch_id: str) -> str:
+    return f"{PREFIX}bo:{{{batch_id}}}"
+
+
+def optout_key(account: str) -> str:
+    return f"{OPTOUT_PREFIX}{{{account}}}"
+
+
+def wh_queue_key(queue: str) -> str:
+    return f"{PREFIX}wh:q:{{{queue}}}"
+
+
+# Persist one chunk of admitted messages, optionally claiming an idempotency key:
+# the message hash, its lane entry (hop 0), its expiry and the batch counters.
+# One account and at most one batch per call, so the batch counters move once
+# per chunk and the history text is built once.
+# KEYS[1]: idempotency key (when ARGV[1] ~= '').
+# ARGV: mode ('' | 'first' | 'next'), token, body hash, response, ttl,
+#       batch key or '', batch owner key or '', account, ts, records: one msgpack
+#       array of 6 values per message (id, packed record, lane, parts, callbacks '1'
+#       or '', expiry time). One packed argument instead of five per message: redis-py spent a
+#       fifth of a batch's admission time encoding arguments one by one.
+# Returns the number queued, or {hash, response} of an earlier request with this key
+# ('first'), or -1 when a later chunk finds the key owned by another request ('next').
+_ENQUEUE_CHUNK = _FINAL_LUA + """
+local mode = ARGV[1]
+if mode == 'first' then
+  local seen = redis.call('HMGET', KEYS[1], 'h', 'r')
+  if seen[1] then return seen end
+  redis.call('HSET', KEYS[1], 't', ARGV[2], 'h', ARGV[3], 'r', ARGV[4])
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+elseif mode == 'next' then
+  if redis.call('HGET', KEYS[1], 't') ~= ARGV[2] then return -1 end
+end
+local b, owner, account, ts = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+if owner ~= '' then redis.call('SET', owner, account) end
+local h = ts .. '\\taccepted\\t\\n' .. ts .. '\\tqueued\\t\\n'
+local recs = cmsgpack.unpack(ARGV[10])
+local n = 0
+for i = 1, #recs, 6 do
+  local id, r, lane, parts, cb = recs[i], recs[i + 1], recs[i + 2], recs[i + 3], recs[i + 4]
+  local key = MSG_PREFIX .. '{' .. id .. '}'
+  if cb ~= '' then
+    if b ~= '' then
+      redis.call('HSET', key, 'r', r, 's', 'queued', 'n', parts, 'a', account, 'h', h,
+                 'w', '1', 'b', b)
+    else
+      redis.call('HSET', key, 'r', r, 's', 'queued', 'n', parts, 'a', account, 'h', h, 'w', '1')
+    end
+    redis.call('XADD', EVENTS, '*', 'm', id, 's', 'accepted', 't', ts)
+    redis.call('XADD', EVENTS, '*', 'm', id, 's', 'queued', 't', ts)
+  elseif b ~= '' then
+    redis.call('HSET', key, 'r', r, 's', 'queued', 'n', parts, 'a', account, 'h', h, 'b', b)
+  else
+    redis.call('HSET', key, 'r', r, 's', 'queued', 'n', parts, 'a', account, 'h', h)
+  end
+  redis.call('XADD', lane, '*', 'm', id, 'k', '0')
+  redis.call('ZADD', EXPIRY, recs[i + 5], id)
+  n = n + 1
+end
+if b ~= '' and n > 0 then
+  redis.call('HINCRBY', b, 'queued', n)
+  redis.call('HINCRBY', b, 'total', n)
+end
+return n
+"""
+
+# Move status events into their messages' webhook queues and acknowledge them, in
+# one step, so an event is queued exactly once even if the mover dies.
+# KEYS: none. ARGV: now, n, n × (queue key, queue name, packed entry), then event ids.
+_WH_QUEUE = f"""
+local now, n = ARGV[1], tonumber(ARGV[2])
+for i = 3, 2 + n * 3, 3 do
+  redis.call('RPUSH', ARGV[i], ARGV[i + 2])
+  redis.call('ZADD', '{WH_DUE}', 'NX', now, ARGV[i + 1])
+end
+local ids = {{}}
+for i = 3 + n * 3, #ARGV do ids[#ids + 1] = ARGV[i] end
+if #ids > 0 then
+  redis.call('XACK', '{EVENTS_KEY}', '{WH_GROUP}', unpack(ids))
+  redis.call('XDEL', '{EVENTS_KEY}', unpack(ids))
+end
+return n
+"""
+
+# Claim due queues: push each a lease into the future and return its head.
+# ARGV: now, lease until, limit. Returns flat (queue, head, attempts) triples.
+_WH_CLAIM = f"""
+local due = redis.call('ZRANGEBYSCORE', '{WH_DUE}', '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+local out = {{}}
+for _, q in ipairs(due) do
+  local head = redis.call('LINDEX', '{PREFIX}wh:q:{{' .. q .. '}}', 0)
+  if head then
+    redis.call('ZADD', '{WH_DUE}', ARGV[2], q)
+    out[#out + 1] = q
+    out[#out + 1] = head
+    out[#out + 1] = redis.call('HGET', '{WH_TRY}', q) or '0'
+  else
+    redis.call('ZREM', '{WH_DUE}', q)
+  end
+end
+return out
+"""
+
+# The head of a queue was delivered (or given up): pop it, unless another worker
+# already did, and schedule the next entry now. KEYS: queue list.
+# ARGV: queue, head, now, dead-letter reason or ''.
+_WH_DONE = f"""
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[2] then return 0 end
+redis.call('LPOP', KEYS[1])
+redis.call('HDEL', '{WH_TRY}', ARGV[1])
+if ARGV[4] ~= '' then
+  redis.call('XADD', '{WH_DEAD}', 'MAXLEN', '~', 100000, '*', 'q', ARGV[1], 'e', ARGV[2],
+             'why', ARGV[4])
+end
+if redis.call('LLEN', KEYS[1]) > 0 then
+  redis.call('ZADD', '{WH_DUE}', ARGV[3], ARGV[1])
+else
+  redis.call('ZREM', '{WH_DUE}', ARGV[1])
+end
+return 1
+"""
+
+# A delivery failed: count the attempt (ARGV[4] == '1') and try again at ARGV[3].
+# KEYS: queue list. ARGV: queue, head, due at, count.
+_WH_RETRY = f"""
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[2] then return 0 end
+if ARGV[4] == '1' then redis.call('HINCRBY', '{WH_TRY}', ARGV[1], 1) end
+redis.call('ZADD', '{WH_DUE}', ARGV[3], ARGV[1])
+return 1
+"""

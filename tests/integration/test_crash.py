@@ -82,6 +82,8 @@ def test_kill_9_of_one_worker_mid_burst(tmp_path: Path) -> None:
             wait_for(lambda: sim.stats()["unique"] >= N // 4, 30)
             victim = workers_of(gw.process.pid)[0]
             os.kill(victim, signal.SIGKILL)
+        # New connections: the old ones may have belonged to the killed worker.
+        with httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
             bodies = final_bodies(client, ids)
         assert gw.process.poll() is None  # the supervisor replaced the dead worker
     finally:
