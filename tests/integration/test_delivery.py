@@ -210,3 +210,24 @@ def test_exhausted_retries_dead_letter_then_replay(tmp_path: Path, provider: Pro
         listed = subprocess.run([*cli, "-c", str(config), "list"], capture_output=True, text=True,
                                 check=True, **env_cmd)
         assert listed.stdout.strip() == ""
+
+
+def test_no_matching_route_is_rejected_with_no_route(tmp_path: Path) -> None:
+    sim = SimProcess(tmp_path).start()
+    config = write_config(
+        tmp_path, smpp_connector("otp_only", sim.port),
+        '[[routes]]\nclass = "otp"\nprefix = "86"\nconnectors = ["otp_only"]',
+    )
+    try:
+        with GatewayProcess(tmp_path, config=config) as gw, \
+                httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
+            r = client.post("/v1/messages", json={"to": "+8613800138000", "from": "SHOP",
+                                                  "text": "sale!", "class": "marketing"})
+            assert r.status_code == 422 and r.json()["code"] == "no_route"
+            r = client.post("/v1/messages", json={"to": "+447911123456", "from": "SHOP",
+                                                  "text": "123456", "class": "otp"})
+            assert r.status_code == 422 and r.json()["code"] == "no_route"
+            mid = submit(client, text="123456", **{"class": "otp"})
+            assert wait_final(client, mid)["status"] == "delivered"
+    finally:
+        sim.stop()

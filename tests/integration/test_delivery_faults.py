@@ -150,3 +150,37 @@ def test_undeliv_receipt_is_resent_once_on_the_fallback(tmp_path: Path) -> None:
     finally:
         primary.stop()
         backup.stop()
+
+
+def _spacing(tmp_path: Path, extra: str, numbers: list[str]) -> list[float]:
+    """Send one message to each number; the simulator's submit times, sorted."""
+    record = tmp_path / "record.jsonl"
+    sim = SimProcess(tmp_path, "--record", str(record)).start()
+    config = write_config(tmp_path, smpp("sim", sim.port), '[[routes]]\nconnectors = ["sim"]',
+                          extra)
+    try:
+        with GatewayProcess(tmp_path, config=config) as gw, \
+                httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
+            ids = [submit(client, to=n, text=f"cap {i}") for i, n in enumerate(numbers)]
+            for m in ids:
+                assert wait_final(client, m)["status"] == "delivered"
+    finally:
+        sim.stop()
+    return sorted(r["t"] for r in records(record))
+
+
+def test_carrier_cap_applies_across_messages(tmp_path: Path) -> None:
+    # 8 China Mobile messages at 8 per second: at least 7/8 s from first to last.
+    times = _spacing(tmp_path, '[carriers."China Mobile"]\ntps = 8\n',
+                     [f"+86138{i:08d}" for i in range(8)])
+    assert len(times) == 8
+    assert times[-1] - times[0] >= 0.8
+
+
+def test_recipient_rate_defers_instead_of_dropping(tmp_path: Path) -> None:
+    # 3 messages to one number at 60 a minute: at least 2 s from first to last,
+    # and all of them delivered.
+    times = _spacing(tmp_path, "[throttle]\nrecipient_per_minute = 60\n",
+                     ["+8613800138000"] * 3)
+    assert len(times) == 3
+    assert times[-1] - times[0] >= 1.9
