@@ -105,6 +105,8 @@ class SmppConnector:
         self._stopping = False
         self._paused_until = 0.0
         self._throttle_hits = 0
+        self._by_status: dict[int, Any] = {}  # metric children, looked up once
+        self._latency = metrics.SUBMIT_LATENCY.labels(name)
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -241,8 +243,11 @@ class SmppConnector:
             self.health.record(result)
             return result
         status = resp.command_status
-        metrics.SUBMIT_SM.labels(self.name, f"0x{status:x}").inc()
-        metrics.SUBMIT_LATENCY.labels(self.name).observe(time.perf_counter() - started)
+        counter = self._by_status.get(status)
+        if counter is None:
+            counter = self._by_status[status] = metrics.SUBMIT_SM.labels(self.name, f"0x{status:x}")
+        counter.inc()
+        self._latency.observe(time.perf_counter() - started)
         if status == CommandStatus.ESME_ROK:
             self._throttle_hits = 0
             result = SendResult(Outcome.OK, provider_id=resp.message_id)
