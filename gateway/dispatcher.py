@@ -20,7 +20,7 @@ import random
 import time
 
 from gateway import logs, metrics
-from gateway.batching import Coalescer
+from gateway.coalesce import Coalescer
 from gateway.config import Settings
 from gateway.connectors import Outcome
 from gateway.limits import SharedRate

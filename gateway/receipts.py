@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from gateway import logs, metrics
-from gateway.batching import Coalescer
+from gateway.coalesce import Coalescer
 from gateway.config import ResendRule, Settings
 from gateway.store import Store
 from protocols.receipt import merge_receipt_tlvs, normalize_message_id, parse_receipt
