@@ -77,7 +77,7 @@ DLQ_KEY = f"{PREFIX}dlq"
 _FINAL_LUA = (
     "local FINAL = {" + ", ".join(f"{s}=true" for s in sorted(FINAL_STATUSES)) + "}\n"
     + f"local EVENTS = '{EVENTS_KEY}'\nlocal MSG_PREFIX = '{PREFIX}m:'\n"
-    + f"local EXPIRY = '{EXPIRY_KEY}'\n"
+    + f"local EXPIRY = '{EXPIRY_KEY}'\nlocal DELAYED = '{DELAYED_KEY}'\n"
     + """
 local function note(key, ts, status, detail)
   local h = redis.call('HGET', key, 'h') or ''
@@ -246,15 +246,23 @@ return 1
 """
 
 # Move due deferrals back into their lanes. ARGV: now, limit.
-_PROMOTE = f"""
-local due = redis.call('ZRANGEBYSCORE', '{DELAYED_KEY}', '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+# A scheduled message that comes due moves to `queued`. ARGV: now, limit, ts.
+_PROMOTE = (
+    _SET_STATUS_FN
+    + """
+local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, member in ipairs(due) do
   local id, hop, lane = string.match(member, '^([^|]+)|([^|]+)|(.+)$')
+  local key = MSG_PREFIX .. '{' .. id .. '}'
+  if redis.call('HGET', key, 's') == 'scheduled' then
+    set_status(key, 'queued', ARGV[3], 'send_at reached')
+  end
   redis.call('XADD', lane, '*', 'm', id, 'k', hop)
-  redis.call('ZREM', '{DELAYED_KEY}', member)
+  redis.call('ZREM', DELAYED, member)
 end
 return #due
 """
+)
 
 # Expire messages whose validity (plus receipt grace) has passed. ARGV: now, limit, ts.
 _EXPIRE_DUE = (
@@ -327,6 +335,10 @@ def _ts(now: float | None = None) -> str:
     return f"{time.time() if now is None else now:.3f}"
 
 
+# id, packed Message, lane key, parts, callbacks wanted, expiry time, send_at or ''
+Record = tuple[str, bytes, str, int, bool, float, str]
+
+
 class Store:
     def __init__(self, client: aioredis.Redis, receipt_grace: float = 300.0) -> None:
         self.redis = client
@@ -366,17 +378,19 @@ class Store:
     async def enqueue(self, messages: Sequence[Message]) -> None:
         """Persist records and append them to their first connector's lane: one
         script call per (account, batch) group, all in one round trip."""
-        groups: dict[tuple[str, str | None], list[tuple[str, bytes, str, int, bool, float]]] = {}
+        groups: dict[tuple[str, str | None], list[Record]] = {}
         for m in messages:
             groups.setdefault((m.account, m.batch_id), []).append(self.record(m))
         for (account, batch_id), records in groups.items():
             await self.enqueue_api(account, [records], batch_id=batch_id)
 
-    def record(self, m: Message) -> tuple[str, bytes, str, int, bool, float]:
+    def record(self, m: Message) -> Record:
         """A message as the enqueue script takes it: id, packed record, lane,
-        parts, callbacks wanted, and when it expires (validity + receipt grace)."""
+        parts, callbacks wanted, when it expires (validity + receipt grace), and
+        its send_at if that is still ahead."""
+        due = f"{m.send_at:.3f}" if m.send_at and m.send_at > time.time() + 0.5 else ""
         return (m.id, m.pack(), lane_key(m.connectors[0], m.msg_class), m.parts,
-                bool(m.callback_url), m.expires_at + self.receipt_grace)
+                bool(m.callback_url), m.expires_at + self.receipt_grace, due)
 
     # --- state -----------------------------------------------------------
 
@@ -540,7 +554,7 @@ class Store:
     @staticmethod
     def _chunk_args(
         account: str,
-        records: Sequence[tuple[str, bytes, str, int, bool, float]],
+        records: Sequence[Record],
         batch_id: str | None,
         idem: tuple[str, str, str, bytes, bytes, int] | None,
         ts: str,
@@ -553,9 +567,9 @@ class Store:
             account, ts,
         ]
         flat: list[str | bytes] = []
-        for message_id, packed, lane, parts, callbacks, expiry in records:
+        for message_id, packed, lane, parts, callbacks, expiry, due in records:
             flat += (message_id, packed, lane, str(parts), "1" if callbacks else "",
-                     f"{expiry:.3f}")
+                     f"{expiry:.3f}", due)
         # use_bin_type=False: Lua's cmsgpack reads every string type as a Lua string.
         args.append(msgpack.packb(flat, use_bin_type=False))
         return ([key] if mode else []), args
@@ -563,7 +577,7 @@ class Store:
     async def enqueue_api(
         self,
         account: str,
-        chunks: Sequence[Sequence[tuple[str, bytes, str, int, bool, float]]],
+        chunks: Sequence[Sequence[Record]],
         *,
         batch_id: str | None = None,
         idem: tuple[str, str, bytes, bytes, int] | None = None,
@@ -720,7 +734,8 @@ class Store:
         await self._defer(keys=[entry.lane], args=[entry.entry_id, member, f"{due:.3f}"])
 
     async def promote_due(self, limit: int = 1000) -> int:
-        return int(await self._promote(keys=[], args=[f"{time.time():.3f}", limit]))
+        now = time.time()
+        return int(await self._promote(keys=[], args=[f"{now:.3f}", limit, _ts(now)]))
 
     async def expire_due(self, limit: int = 1000) -> list[str]:
         now = time.time()
@@ -880,9 +895,11 @@ def wh_queue_key(queue: str) -> str:
 # KEYS[1]: idempotency key (when ARGV[1] ~= '').
 # ARGV: mode ('' | 'first' | 'next'), token, body hash, response, ttl,
 #       batch key or '', batch owner key or '', account, ts, records: one msgpack
-#       array of 6 values per message (id, packed record, lane, parts, callbacks '1'
-#       or '', expiry time). One packed argument instead of five per message: redis-py spent a
-#       fifth of a batch's admission time encoding arguments one by one.
+#       array of 7 values per message (id, packed record, lane, parts, callbacks '1'
+#       or '', expiry time, send_at or '' — a future send_at makes it `scheduled`
+#       and it waits in the delayed set instead of its lane). One packed argument
+#       instead of several per message: redis-py spent a fifth of a batch's
+#       admission time encoding arguments one by one.
 # Returns the number queued, or {hash, response} of an earlier request with this key
 # ('first'), or -1 when a later chunk finds the key owned by another request ('next').
 _ENQUEUE_CHUNK = _FINAL_LUA + """
@@ -897,32 +914,45 @@ elseif mode == 'next' then
 end
 local b, owner, account, ts = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 if owner ~= '' then redis.call('SET', owner, account) end
-local h = ts .. '\\taccepted\\t\\n' .. ts .. '\\tqueued\\t\\n'
+local history = {
+  queued = ts .. '\\taccepted\\t\\n' .. ts .. '\\tqueued\\t\\n',
+  scheduled = ts .. '\\taccepted\\t\\n' .. ts .. '\\tscheduled\\t\\n',
+}
 local recs = cmsgpack.unpack(ARGV[10])
-local n = 0
-for i = 1, #recs, 6 do
+local count = {queued = 0, scheduled = 0}
+for i = 1, #recs, 7 do
   local id, r, lane, parts, cb = recs[i], recs[i + 1], recs[i + 2], recs[i + 3], recs[i + 4]
+  local due = recs[i + 6]
+  local status = (due ~= '') and 'scheduled' or 'queued'
   local key = MSG_PREFIX .. '{' .. id .. '}'
+  local h = history[status]
   if cb ~= '' then
     if b ~= '' then
-      redis.call('HSET', key, 'r', r, 's', 'queued', 'n', parts, 'a', account, 'h', h,
+      redis.call('HSET', key, 'r', r, 's', status, 'n', parts, 'a', account, 'h', h,
                  'w', '1', 'b', b)
     else
-      redis.call('HSET', key, 'r', r, 's', 'queued', 'n', parts, 'a', account, 'h', h, 'w', '1')
+      redis.call('HSET', key, 'r', r, 's', status, 'n', parts, 'a', account, 'h', h, 'w', '1')
     end
     redis.call('XADD', EVENTS, '*', 'm', id, 's', 'accepted', 't', ts)
-    redis.call('XADD', EVENTS, '*', 'm', id, 's', 'queued', 't', ts)
+    redis.call('XADD', EVENTS, '*', 'm', id, 's', status, 't', ts)
   elseif b ~= '' then
-    redis.call('HSET', key, 'r', r, 's', 'queued', 'n', parts, 'a', account, 'h', h, 'b', b)
+    redis.call('HSET', key, 'r', r, 's', status, 'n', parts, 'a', account, 'h', h, 'b', b)
   else
-    redis.call('HSET', key, 'r', r, 's', 'queued', 'n', parts, 'a', account, 'h', h)
+    redis.call('HSET', key, 'r', r, 's', status, 'n', parts, 'a', account, 'h', h)
   end
-  redis.call('XADD', lane, '*', 'm', id, 'k', '0')
+  if due ~= '' then
+    -- send_at in the future: wait outside the lane until due (hop 0)
+    redis.call('ZADD', DELAYED, due, id .. '|0|' .. lane)
+  else
+    redis.call('XADD', lane, '*', 'm', id, 'k', '0')
+  end
   redis.call('ZADD', EXPIRY, recs[i + 5], id)
-  n = n + 1
+  count[status] = count[status] + 1
 end
+local n = count.queued + count.scheduled
 if b ~= '' and n > 0 then
-  redis.call('HINCRBY', b, 'queued', n)
+  if count.queued > 0 then redis.call('HINCRBY', b, 'queued', count.queued) end
+  if count.scheduled > 0 then redis.call('HINCRBY', b, 'scheduled', count.scheduled) end
   redis.call('HINCRBY', b, 'total', n)
 end
 return n

@@ -231,3 +231,18 @@ def test_no_matching_route_is_rejected_with_no_route(tmp_path: Path) -> None:
             assert wait_final(client, mid)["status"] == "delivered"
     finally:
         sim.stop()
+
+
+def test_send_at_in_the_future_is_scheduled_then_sent_when_due(tmp_path: Path) -> None:
+    import datetime as dt
+
+    with GatewayProcess(tmp_path) as gw, \
+            httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
+        due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+        mid = submit(client, text="later", send_at=due.isoformat())
+        assert client.get(f"/v1/messages/{mid}").json()["status"] == "scheduled"
+        body = wait_final(client, mid)
+        statuses = [h["status"] for h in body["history"]]
+        assert statuses == ["accepted", "scheduled", "queued", "submitted", "delivered"]
+        submitted_at = dt.datetime.fromisoformat(body["history"][3]["at"])
+        assert submitted_at >= due
