@@ -40,9 +40,10 @@ import json
 import os
 import random
 import signal
+import struct
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -178,6 +179,7 @@ class _Pending:
 
 
 _date_cache: dict[int, str] = {}
+_STATE: dict[str, int] = {}  # stat → message_state TLV value
 
 
 def _receipt_date(ts: float) -> str:
@@ -189,6 +191,32 @@ def _receipt_date(ts: float) -> str:
         text = dt.datetime.fromtimestamp(minute * 60).strftime("%y%m%d%H%M")
         _date_cache[minute] = text
     return text
+
+
+_HEADER = struct.Struct(">IIII")
+_DELIVER_SM = 0x00000005
+_SUBMIT_SM_RESP = 0x80000004
+_TLV_RECEIPTED_ID = struct.pack(">H", Tag.RECEIPTED_MESSAGE_ID)
+_TLV_MESSAGE_STATE = struct.pack(">HH", Tag.MESSAGE_STATE, 1)
+
+
+def encode_submit_sm_resp_ok(sequence: int, message_id: bytes) -> bytes:
+    """submit_sm_resp, ESME_ROK: the hot path, by hand (a test checks it against the codec)."""
+    return _HEADER.pack(17 + len(message_id), _SUBMIT_SM_RESP, 0, sequence) + message_id + b"\0"
+
+
+def encode_receipt(sequence: int, p: _Pending, text: bytes, state: int) -> bytes:
+    """deliver_sm receipt (esm_class 0x04) with receipted_message_id and message_state
+    TLVs, by hand (a test checks it against the codec's DeliverSm)."""
+    mid = p.message_id.encode()
+    body = b"".join((
+        b"\0", bytes((p.source_ton, p.source_npi)), p.source.encode(), b"\0",
+        bytes((p.dest_ton, p.dest_npi)), p.dest.encode(), b"\0",
+        b"\x04\0\0\0\0\0\0\0\0", bytes((len(text),)), text,
+        _TLV_RECEIPTED_ID, struct.pack(">H", len(mid) + 1), mid, b"\0",
+        _TLV_MESSAGE_STATE, bytes((state,)),
+    ))
+    return _HEADER.pack(16 + len(body), _DELIVER_SM, 0, sequence) + body
 
 
 class SmscSimulator:
@@ -203,12 +231,16 @@ class SmscSimulator:
         self.server: asyncio.Server | None = None
         self._acks: Counter[int] = Counter()
         self._receipt_stats: Counter[str] = Counter()
+        for stat, _ in config.stat_mix:
+            _STATE.setdefault(stat, message_state_for(stat))
         # throttle: submits accepted in the current wall-clock second
         self._tps_second = 0
         self._tps_used = 0
         self._receipts_to_drop = config.drop_receipts
         self._drops_left = config.drop_count
         self._timers: list[tuple[float, int, _Pending]] = []  # heap of receipts due
+        self._fifo: deque[tuple[float, _Pending]] = deque()  # first attempts, fixed delay
+        self._receivers: dict[str, list[_SmscConnection]] = {}
         self._tick = 0
         self._rr = 0
         self._record: TextIO | None = None
@@ -311,6 +343,7 @@ class SmscSimulator:
         if self.config.drop_count:
             self._drops_left -= 1
         conn.dropped = True
+        self.update_receivers()
         conn.drop()
 
     def _accept(self, conn: _SmscConnection, pdu: SubmitSm, *, respond: bool,
@@ -337,7 +370,8 @@ class SmscSimulator:
                 f'{{"id":"{message_id}","to":"{pdu.destination_addr}","h":"{digest.hex()}",'
                 f'"t":{now:.3f},"stat":"{stat}"}}\n'
             )
-        resp = pdu.make_resp(message_id=message_id) if respond else None
+        resp = encode_submit_sm_resp_ok(pdu.sequence_number, message_id.encode()) if (
+            respond) else None
         pending = None
         if pdu.registered_delivery & 0x03:
             if self._receipts_to_drop > 0:
@@ -354,9 +388,12 @@ class SmscSimulator:
             asyncio.get_running_loop().call_later(HELD_RESP_TIMEOUT, self._release, pending)
             return
         if resp is not None:
-            self._respond(conn, resp)
+            self._respond_raw(conn, resp)
         if pending is not None:
-            self._schedule(pending, self._receipt_wait())
+            if cfg.receipt_dist == "fixed":
+                self._fifo.append((time.monotonic() + cfg.receipt_delay, pending))
+            else:
+                self._schedule(pending, self._receipt_wait())
 
     def _pick_stat(self) -> str:
         r = self.rng.random()
@@ -371,6 +408,14 @@ class SmscSimulator:
             asyncio.get_running_loop().call_later(self.config.ack_latency, conn.send_quiet, resp)
         else:
             conn.send_quiet(resp)
+
+    def _respond_raw(self, conn: _SmscConnection, resp: bytes) -> None:
+        """An ESME_ROK submit_sm_resp already encoded."""
+        self._acks[0] += 1
+        if self.config.ack_latency > 0:
+            asyncio.get_running_loop().call_later(self.config.ack_latency, conn.write_raw, resp)
+        else:
+            conn.write_raw(resp)
 
     # --- receipts ------------------------------------------------------------
 
@@ -390,27 +435,35 @@ class SmscSimulator:
         """Send receipts that are due; one timer for all of them (cheaper than a
         task or call_later per receipt at tens of thousands a second)."""
         timers = self._timers
+        fifo = self._fifo
+        send = self._send_receipt
         while True:
             now = time.monotonic()
+            while fifo and fifo[0][0] <= now:
+                send(fifo.popleft()[1])
             while timers and timers[0][0] <= now:
-                self._send_receipt(heapq.heappop(timers)[2])
+                send(heapq.heappop(timers)[2])
             await asyncio.sleep(0.005)
 
     def _receiver(
         self, pending: _Pending, prefer: _SmscConnection | None
     ) -> _SmscConnection | None:
-        if prefer is not None and prefer.can_receive and prefer.transport is not None and (
-            not prefer.dropped
-        ):
+        if prefer is not None and prefer.can_receive and prefer.live:
             return prefer
-        live = [c for c in self.connections if c.can_receive and c.transport is not None
-                and not c.dropped and c.system_id == pending.system_id]
+        live = self._receivers.get(pending.system_id)
         if not live:
             return None
         if len(live) == 1:
             return live[0]
         self._rr += 1
         return live[self._rr % len(live)]
+
+    def update_receivers(self) -> None:
+        receivers: dict[str, list[_SmscConnection]] = {}
+        for c in self.connections:
+            if c.can_receive and c.live:
+                receivers.setdefault(c.system_id, []).append(c)
+        self._receivers = receivers
 
     def _send_receipt(self, pending: _Pending) -> None:
         held = pending.held
@@ -419,28 +472,16 @@ class SmscSimulator:
             self._retry(pending)
             return
         stat = pending.stat
-        err = self._err_codes.get(stat, "001")
         now = time.time()
-        dlvrd = 1 if stat == "DELIVRD" else 0
         text = (
-            f"id:{pending.message_id} sub:001 dlvrd:{dlvrd:03d}"
+            f"id:{pending.message_id} sub:001 dlvrd:{'001' if stat == 'DELIVRD' else '000'}"
             f" submit date:{_receipt_date(pending.submitted)} done date:{_receipt_date(now)}"
-            f" stat:{stat} err:{err} Text:"
-        )
-        receipt = DeliverSm(
-            source_addr_ton=pending.source_ton, source_addr_npi=pending.source_npi,
-            source_addr=pending.source, dest_addr_ton=pending.dest_ton,
-            dest_addr_npi=pending.dest_npi, destination_addr=pending.dest,
-            esm_class=0x04, short_message=text.encode(),
-        )
-        receipt.set(Tag.RECEIPTED_MESSAGE_ID, pending.message_id)
-        receipt.set(Tag.MESSAGE_STATE, message_state_for(stat))
+            f" stat:{stat} err:{self._err_codes.get(stat, '001')} Text:"
+        ).encode()
         pending.attempts += 1
-        try:
-            target.send_request(receipt, pending)
-        except Exception:  # closed between the check and the send
-            self._retry(pending)
-            return
+        seq = target.session.next_sequence()
+        target.write_raw(encode_receipt(seq, pending, text, _STATE[stat]))
+        target.outstanding[seq] = (pending, time.monotonic())
         self.stats.receipts_sent += 1
 
     def receipt_answered(self, pending: _Pending, status: int) -> None:
@@ -471,7 +512,7 @@ class SmscSimulator:
         held, pending.held = pending.held, None
         if held is not None:
             conn, resp = held
-            self._respond(conn, resp)
+            self._respond_raw(conn, resp)
 
     # --- binds and MO ----------------------------------------------------------
 
@@ -490,6 +531,7 @@ class SmscSimulator:
         conn.bound = True
         self.stats.binds += 1
         conn.send_quiet(pdu.make_resp(system_id="smsgw-sim"))
+        self.update_receivers()
 
     async def _generate_mo(self) -> None:
         cfg = self.config
@@ -607,6 +649,20 @@ class _SmscConnection(SmppProtocol):
         else:
             super().on_request(pdu)
 
+    @property
+    def live(self) -> bool:
+        return self.transport is not None and not self.dropped
+
+    def write_raw(self, data: bytes) -> None:
+        """Queue PDU bytes encoded outside the session (hot path) for this
+        iteration's batched write."""
+        if self.transport is None or self.dropped:
+            return
+        self._out.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def send_quiet(self, pdu: Any) -> None:
         if self.transport is not None and not self.dropped:
             self.send(pdu)
@@ -653,6 +709,7 @@ class _SmscConnection(SmppProtocol):
     def on_closed(self) -> None:
         if self in self.sim.connections:
             self.sim.connections.remove(self)
+        self.sim.update_receivers()
         lost, self.outstanding = self.outstanding, {}
         for pending, _ in lost.values():
             if pending is not None:
