@@ -50,6 +50,12 @@ def cmd_smsc_sim(args: argparse.Namespace) -> int:
     return smsc_sim.main(args)
 
 
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from loadtest import loadgen
+
+    return loadgen.main(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from loadtest import demo
 
@@ -77,11 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", required=True)
     check.set_defaults(func=cmd_check_config)
 
-    from loadtest import demo, smsc_sim
+    from loadtest import demo, loadgen, smsc_sim
 
     sim = sub.add_parser("smsc-sim", help="SMPP SMSC simulator for tests, demos and load")
     smsc_sim.add_arguments(sim)
     sim.set_defaults(func=cmd_smsc_sim)
+
+    load = sub.add_parser("loadtest", help="load generator and end-to-end audit report")
+    loadgen.add_arguments(load)
+    load.set_defaults(func=cmd_loadtest)
 
     dem = sub.add_parser("demo", help="gateway + simulator + a burst of messages, then a report")
     demo.add_arguments(dem)

@@ -152,6 +152,7 @@ class SimStats:
     started_at: float = 0.0
     first_submit_at: float = 0.0
     last_submit_at: float = 0.0
+    first_receipt_acked_at: float = 0.0
     last_receipt_acked_at: float = 0.0
     series: list[tuple[float, int, int]] = field(default_factory=list)  # (t, accepted, receipts)
 
@@ -486,8 +487,11 @@ class SmscSimulator:
 
     def receipt_answered(self, pending: _Pending, status: int) -> None:
         if status == CommandStatus.ESME_ROK:
-            self.stats.receipts_acked += 1
-            self.stats.last_receipt_acked_at = time.time()
+            stats = self.stats
+            stats.receipts_acked += 1
+            stats.last_receipt_acked_at = time.time()
+            if not stats.first_receipt_acked_at:
+                stats.first_receipt_acked_at = stats.last_receipt_acked_at
             self._receipt_stats[pending.stat] += 1
             self._release(pending)
         else:
