@@ -83,19 +83,21 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", required=True)
     check.set_defaults(func=cmd_check_config)
 
-    from loadtest import demo, loadgen, smsc_sim
+    from loadtest import demo, smsc_sim
 
     sim = sub.add_parser("smsc-sim", help="SMPP SMSC simulator for tests, demos and load")
     smsc_sim.add_arguments(sim)
     sim.set_defaults(func=cmd_smsc_sim)
 
-    load = sub.add_parser("loadtest", help="load generator and end-to-end audit report")
-    loadgen.add_arguments(load)
-    load.set_defaults(func=cmd_loadtest)
-
     dem = sub.add_parser("demo", help="gateway + simulator + a burst of messages, then a report")
     demo.add_arguments(dem)
     dem.set_defaults(func=cmd_demo)
+
+    from loadtest import loadgen
+
+    load = sub.add_parser("loadtest", help="load generator and end-to-end audit report")
+    loadgen.add_arguments(load)
+    load.set_defaults(func=cmd_loadtest)
     return parser
 
 
