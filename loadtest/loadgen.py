@@ -461,6 +461,7 @@ class Options:
     sim_stats: str | None = None
     sim_record: str | None = None
     sim: str = ""
+    hold: bool = False
     binds: int = 4
     window: int = 256
     workers: int = 1
@@ -486,7 +487,8 @@ class Run:
         o = self.opts
         if o.url:
             return
-        self.sim = SimulatorProcess(self.workdir, shlex.split(o.sim), record=True)
+        sim_args = shlex.split(o.sim) + (["--start-down"] if o.hold else [])
+        self.sim = SimulatorProcess(self.workdir, sim_args, record=True)
         self.sim.start()
         env = {
             "SMSGW_SIMULATOR__ENABLED": "false",
@@ -502,7 +504,7 @@ class Run:
         self.gateway.start()
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:  # the connector binds after /readyz
-            if self.sim.stats().get("bound_now", 0) >= min(o.binds, 1) * o.workers:
+            if o.hold or self.sim.stats().get("bound_now", 0) >= min(o.binds, 1) * o.workers:
                 break
             time.sleep(0.1)
 
@@ -564,7 +566,7 @@ class Run:
         while time.monotonic() < deadline:
             s = self.sim_stats()
             now = (s.get("submit_sm"), s.get("receipts_acked"), s.get("receipts_sent"))
-            if now != last:
+            if now != last or (self.opts.hold and not s.get("submit_sm")):
                 last, quiet_since = now, time.monotonic()
             done = (s.get("receipts_acked", 0) + s.get("receipts_dropped", 0)
                     >= expected and s.get("pending_receipts", 1) == 0)
@@ -639,6 +641,8 @@ def execute(opts: Options) -> dict[str, Any]:
                         concurrency=opts.concurrency, rate=opts.rate, timeout=opts.timeout)
         deadline = time.monotonic() + opts.timeout
         sent = _run_async(sender.run(classes))
+        if opts.hold and run.sim is not None:
+            run.sim.come_up()  # the backlog drains now: a measure of delivery alone
         ids = [m for m in sent.ids if m is not None]
         classes_by_id = {m: classes[i] for i, m in enumerate(sent.ids) if m is not None}
         run.wait_settled(len(ids), deadline)
@@ -817,6 +821,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--sim-stats", default=None, help="the running simulator's --stats-file")
     a("--sim-record", default=None, help="the running simulator's --record file")
     a("--sim", default="", help="options for the simulator we start, e.g. '--tps 5000'")
+    a("--hold", action="store_true",
+      help="keep the simulator down while sending, then bring it up: measures the "
+           "delivery of a backlog apart from ingress")
     a("--binds", type=int, default=4, help="connector binds of the gateway we start")
     a("--window", type=int, default=256, help="connector window per bind")
     a("--workers", type=int, default=1, help="gateway worker processes")

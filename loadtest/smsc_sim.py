@@ -108,6 +108,7 @@ class SimConfig:
     drop_count: int = 0  # 0: every connection drops after drop_after submits
     drop_taken: bool = False  # unanswered submits were taken (counted, receipted) or lost
     refuse_binds: bool = False
+    start_down: bool = False
     mo_rate: float = 0.0
     mo_text: str = "TD"
     mo_from: list[str] = field(default_factory=lambda: ["8613800000000"])
@@ -223,7 +224,7 @@ def encode_receipt(sequence: int, p: _Pending, text: bytes, state: int) -> bytes
 class SmscSimulator:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
-        self.stats = SimStats(started_at=time.time())
+        self.stats = SimStats(started_at=time.time(), down=config.start_down)
         self.rng = random.Random(config.seed)
         self.seen: set[bytes] = set()
         self.connections: list[_SmscConnection] = []
@@ -301,6 +302,7 @@ class SmscSimulator:
 
     def come_up(self) -> None:
         self.stats.down = False
+        self.config.refuse_binds = False
 
     # --- submit_sm ---------------------------------------------------------
 
@@ -785,6 +787,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--drop-count", type=int, default=0, help="drop at most this many connections (0: all)")
     a("--refuse-binds", action="store_true",
       help="answer every bind ESME_RBINDFAIL (SIGUSR1: go down, SIGUSR2: come back up)")
+    a("--start-down", action="store_true",
+      help="start down (binds refused) until SIGUSR2, e.g. to build a backlog")
     a("--mo-rate", type=float, default=0.0, help="mobile-originated deliver_sm per second")
     a("--mo-text", default="TD", help="MO text; {n} is replaced by a counter")
     a("--mo-from", default="8613800000000", help="comma-separated originating numbers")
@@ -808,6 +812,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         receipt_before_resp=args.receipt_before_resp, drop_receipts=args.drop_receipts,
         drop_after=args.drop_after, drop_unanswered=args.drop_unanswered,
         drop_taken=args.drop_taken, drop_count=args.drop_count, refuse_binds=args.refuse_binds,
+        start_down=args.start_down,
         mo_rate=args.mo_rate, mo_text=args.mo_text,
         mo_from=[x.strip() for x in args.mo_from.split(",") if x.strip()],
         mo_to=args.mo_to, mo_count=args.mo_count, stats_file=args.stats_file,

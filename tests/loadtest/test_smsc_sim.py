@@ -238,3 +238,14 @@ def test_hand_encoded_pdus_match_the_codec() -> None:
     want.set(Tag.RECEIPTED_MESSAGE_ID, "fe01")
     want.set(Tag.MESSAGE_STATE, 5)
     assert got == want
+
+
+def test_start_down_until_signalled(sim_factory) -> None:
+    sim = sim_factory("--start-down")
+    with pytest.raises((smpplib.exceptions.PDUError, smpplib.exceptions.ConnectionError)):
+        Esme(sim.port).connect()
+    sim.come_up()
+    time.sleep(0.2)
+    esme = Esme(sim.port, registered_delivery=0)
+    assert esme.submit_all(messages(2)) == {0: ROK, 1: ROK}
+    esme.close()
