@@ -725,6 +725,8 @@ def _smsc_summary(s: dict[str, Any]) -> dict[str, Any]:
         "peak_submitted_per_s": round(peak_submit),
         "receipts_per_s": _rate(s.get("receipts_acked", 0), receipt_span),
         "peak_receipts_per_s": round(peak_receipts),
+        # once a second: seconds since the first submit, acknowledged, receipts acknowledged
+        "series": [(round(t - s.get("first_submit_at", t), 1), a, r) for t, a, r in series],
     }
 
 
