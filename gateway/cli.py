@@ -65,6 +65,12 @@ def cmd_smsc_sim(args: argparse.Namespace) -> int:
     return smsc_sim.main(args)
 
 
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from loadtest import loadgen
+
+    return loadgen.main(args)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from loadtest import demo
 
@@ -115,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     dem = sub.add_parser("demo", help="gateway + simulator + a burst of messages, then a report")
     demo.add_arguments(dem)
     dem.set_defaults(func=cmd_demo)
+
+    from loadtest import loadgen
+
+    load = sub.add_parser("loadtest", help="load generator and end-to-end audit report")
+    loadgen.add_arguments(load)
+    load.set_defaults(func=cmd_loadtest)
     return parser
 
 

@@ -40,9 +40,10 @@ import json
 import os
 import random
 import signal
+import struct
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -107,6 +108,7 @@ class SimConfig:
     drop_count: int = 0  # 0: every connection drops after drop_after submits
     drop_taken: bool = False  # unanswered submits were taken (counted, receipted) or lost
     refuse_binds: bool = False
+    start_down: bool = False
     mo_rate: float = 0.0
     mo_text: str = "TD"
     mo_from: list[str] = field(default_factory=lambda: ["8613800000000"])
@@ -151,6 +153,7 @@ class SimStats:
     started_at: float = 0.0
     first_submit_at: float = 0.0
     last_submit_at: float = 0.0
+    first_receipt_acked_at: float = 0.0
     last_receipt_acked_at: float = 0.0
     series: list[tuple[float, int, int]] = field(default_factory=list)  # (t, accepted, receipts)
 
@@ -178,6 +181,7 @@ class _Pending:
 
 
 _date_cache: dict[int, str] = {}
+_STATE: dict[str, int] = {}  # stat → message_state TLV value
 
 
 def _receipt_date(ts: float) -> str:
@@ -191,10 +195,36 @@ def _receipt_date(ts: float) -> str:
     return text
 
 
+_HEADER = struct.Struct(">IIII")
+_DELIVER_SM = 0x00000005
+_SUBMIT_SM_RESP = 0x80000004
+_TLV_RECEIPTED_ID = struct.pack(">H", Tag.RECEIPTED_MESSAGE_ID)
+_TLV_MESSAGE_STATE = struct.pack(">HH", Tag.MESSAGE_STATE, 1)
+
+
+def encode_submit_sm_resp_ok(sequence: int, message_id: bytes) -> bytes:
+    """submit_sm_resp, ESME_ROK: the hot path, by hand (a test checks it against the codec)."""
+    return _HEADER.pack(17 + len(message_id), _SUBMIT_SM_RESP, 0, sequence) + message_id + b"\0"
+
+
+def encode_receipt(sequence: int, p: _Pending, text: bytes, state: int) -> bytes:
+    """deliver_sm receipt (esm_class 0x04) with receipted_message_id and message_state
+    TLVs, by hand (a test checks it against the codec's DeliverSm)."""
+    mid = p.message_id.encode()
+    body = b"".join((
+        b"\0", bytes((p.source_ton, p.source_npi)), p.source.encode(), b"\0",
+        bytes((p.dest_ton, p.dest_npi)), p.dest.encode(), b"\0",
+        b"\x04\0\0\0\0\0\0\0\0", bytes((len(text),)), text,
+        _TLV_RECEIPTED_ID, struct.pack(">H", len(mid) + 1), mid, b"\0",
+        _TLV_MESSAGE_STATE, bytes((state,)),
+    ))
+    return _HEADER.pack(16 + len(body), _DELIVER_SM, 0, sequence) + body
+
+
 class SmscSimulator:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
-        self.stats = SimStats(started_at=time.time())
+        self.stats = SimStats(started_at=time.time(), down=config.start_down)
         self.rng = random.Random(config.seed)
         self.seen: set[bytes] = set()
         self.connections: list[_SmscConnection] = []
@@ -203,12 +233,16 @@ class SmscSimulator:
         self.server: asyncio.Server | None = None
         self._acks: Counter[int] = Counter()
         self._receipt_stats: Counter[str] = Counter()
+        for stat, _ in config.stat_mix:
+            _STATE.setdefault(stat, message_state_for(stat))
         # throttle: submits accepted in the current wall-clock second
         self._tps_second = 0
         self._tps_used = 0
         self._receipts_to_drop = config.drop_receipts
         self._drops_left = config.drop_count
         self._timers: list[tuple[float, int, _Pending]] = []  # heap of receipts due
+        self._fifo: deque[tuple[float, _Pending]] = deque()  # first attempts, fixed delay
+        self._receivers: dict[str, list[_SmscConnection]] = {}
         self._tick = 0
         self._rr = 0
         self._record: TextIO | None = None
@@ -268,6 +302,7 @@ class SmscSimulator:
 
     def come_up(self) -> None:
         self.stats.down = False
+        self.config.refuse_binds = False
 
     # --- submit_sm ---------------------------------------------------------
 
@@ -311,6 +346,7 @@ class SmscSimulator:
         if self.config.drop_count:
             self._drops_left -= 1
         conn.dropped = True
+        self.update_receivers()
         conn.drop()
 
     def _accept(self, conn: _SmscConnection, pdu: SubmitSm, *, respond: bool,
@@ -337,7 +373,8 @@ class SmscSimulator:
                 f'{{"id":"{message_id}","to":"{pdu.destination_addr}","h":"{digest.hex()}",'
                 f'"t":{now:.3f},"stat":"{stat}"}}\n'
             )
-        resp = pdu.make_resp(message_id=message_id) if respond else None
+        resp = encode_submit_sm_resp_ok(pdu.sequence_number, message_id.encode()) if (
+            respond) else None
         pending = None
         if pdu.registered_delivery & 0x03:
             if self._receipts_to_drop > 0:
@@ -354,9 +391,12 @@ class SmscSimulator:
             asyncio.get_running_loop().call_later(HELD_RESP_TIMEOUT, self._release, pending)
             return
         if resp is not None:
-            self._respond(conn, resp)
+            self._respond_raw(conn, resp)
         if pending is not None:
-            self._schedule(pending, self._receipt_wait())
+            if cfg.receipt_dist == "fixed":
+                self._fifo.append((time.monotonic() + cfg.receipt_delay, pending))
+            else:
+                self._schedule(pending, self._receipt_wait())
 
     def _pick_stat(self) -> str:
         r = self.rng.random()
@@ -371,6 +411,14 @@ class SmscSimulator:
             asyncio.get_running_loop().call_later(self.config.ack_latency, conn.send_quiet, resp)
         else:
             conn.send_quiet(resp)
+
+    def _respond_raw(self, conn: _SmscConnection, resp: bytes) -> None:
+        """An ESME_ROK submit_sm_resp already encoded."""
+        self._acks[0] += 1
+        if self.config.ack_latency > 0:
+            asyncio.get_running_loop().call_later(self.config.ack_latency, conn.write_raw, resp)
+        else:
+            conn.write_raw(resp)
 
     # --- receipts ------------------------------------------------------------
 
@@ -390,27 +438,35 @@ class SmscSimulator:
         """Send receipts that are due; one timer for all of them (cheaper than a
         task or call_later per receipt at tens of thousands a second)."""
         timers = self._timers
+        fifo = self._fifo
+        send = self._send_receipt
         while True:
             now = time.monotonic()
+            while fifo and fifo[0][0] <= now:
+                send(fifo.popleft()[1])
             while timers and timers[0][0] <= now:
-                self._send_receipt(heapq.heappop(timers)[2])
+                send(heapq.heappop(timers)[2])
             await asyncio.sleep(0.005)
 
     def _receiver(
         self, pending: _Pending, prefer: _SmscConnection | None
     ) -> _SmscConnection | None:
-        if prefer is not None and prefer.can_receive and prefer.transport is not None and (
-            not prefer.dropped
-        ):
+        if prefer is not None and prefer.can_receive and prefer.live:
             return prefer
-        live = [c for c in self.connections if c.can_receive and c.transport is not None
-                and not c.dropped and c.system_id == pending.system_id]
+        live = self._receivers.get(pending.system_id)
         if not live:
             return None
         if len(live) == 1:
             return live[0]
         self._rr += 1
         return live[self._rr % len(live)]
+
+    def update_receivers(self) -> None:
+        receivers: dict[str, list[_SmscConnection]] = {}
+        for c in self.connections:
+            if c.can_receive and c.live:
+                receivers.setdefault(c.system_id, []).append(c)
+        self._receivers = receivers
 
     def _send_receipt(self, pending: _Pending) -> None:
         held = pending.held
@@ -419,34 +475,25 @@ class SmscSimulator:
             self._retry(pending)
             return
         stat = pending.stat
-        err = self._err_codes.get(stat, "001")
         now = time.time()
-        dlvrd = 1 if stat == "DELIVRD" else 0
         text = (
-            f"id:{pending.message_id} sub:001 dlvrd:{dlvrd:03d}"
+            f"id:{pending.message_id} sub:001 dlvrd:{'001' if stat == 'DELIVRD' else '000'}"
             f" submit date:{_receipt_date(pending.submitted)} done date:{_receipt_date(now)}"
-            f" stat:{stat} err:{err} Text:"
-        )
-        receipt = DeliverSm(
-            source_addr_ton=pending.source_ton, source_addr_npi=pending.source_npi,
-            source_addr=pending.source, dest_addr_ton=pending.dest_ton,
-            dest_addr_npi=pending.dest_npi, destination_addr=pending.dest,
-            esm_class=0x04, short_message=text.encode(),
-        )
-        receipt.set(Tag.RECEIPTED_MESSAGE_ID, pending.message_id)
-        receipt.set(Tag.MESSAGE_STATE, message_state_for(stat))
+            f" stat:{stat} err:{self._err_codes.get(stat, '001')} Text:"
+        ).encode()
         pending.attempts += 1
-        try:
-            target.send_request(receipt, pending)
-        except Exception:  # closed between the check and the send
-            self._retry(pending)
-            return
+        seq = target.session.next_sequence()
+        target.write_raw(encode_receipt(seq, pending, text, _STATE[stat]))
+        target.outstanding[seq] = (pending, time.monotonic())
         self.stats.receipts_sent += 1
 
     def receipt_answered(self, pending: _Pending, status: int) -> None:
         if status == CommandStatus.ESME_ROK:
-            self.stats.receipts_acked += 1
-            self.stats.last_receipt_acked_at = time.time()
+            stats = self.stats
+            stats.receipts_acked += 1
+            stats.last_receipt_acked_at = time.time()
+            if not stats.first_receipt_acked_at:
+                stats.first_receipt_acked_at = stats.last_receipt_acked_at
             self._receipt_stats[pending.stat] += 1
             self._release(pending)
         else:
@@ -471,7 +518,7 @@ class SmscSimulator:
         held, pending.held = pending.held, None
         if held is not None:
             conn, resp = held
-            self._respond(conn, resp)
+            self._respond_raw(conn, resp)
 
     # --- binds and MO ----------------------------------------------------------
 
@@ -490,6 +537,7 @@ class SmscSimulator:
         conn.bound = True
         self.stats.binds += 1
         conn.send_quiet(pdu.make_resp(system_id="smsgw-sim"))
+        self.update_receivers()
 
     async def _generate_mo(self) -> None:
         cfg = self.config
@@ -607,6 +655,20 @@ class _SmscConnection(SmppProtocol):
         else:
             super().on_request(pdu)
 
+    @property
+    def live(self) -> bool:
+        return self.transport is not None and not self.dropped
+
+    def write_raw(self, data: bytes) -> None:
+        """Queue PDU bytes encoded outside the session (hot path) for this
+        iteration's batched write."""
+        if self.transport is None or self.dropped:
+            return
+        self._out.append(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
     def send_quiet(self, pdu: Any) -> None:
         if self.transport is not None and not self.dropped:
             self.send(pdu)
@@ -653,6 +715,7 @@ class _SmscConnection(SmppProtocol):
     def on_closed(self) -> None:
         if self in self.sim.connections:
             self.sim.connections.remove(self)
+        self.sim.update_receivers()
         lost, self.outstanding = self.outstanding, {}
         for pending, _ in lost.values():
             if pending is not None:
@@ -724,6 +787,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--drop-count", type=int, default=0, help="drop at most this many connections (0: all)")
     a("--refuse-binds", action="store_true",
       help="answer every bind ESME_RBINDFAIL (SIGUSR1: go down, SIGUSR2: come back up)")
+    a("--start-down", action="store_true",
+      help="start down (binds refused) until SIGUSR2, e.g. to build a backlog")
     a("--mo-rate", type=float, default=0.0, help="mobile-originated deliver_sm per second")
     a("--mo-text", default="TD", help="MO text; {n} is replaced by a counter")
     a("--mo-from", default="8613800000000", help="comma-separated originating numbers")
@@ -747,6 +812,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         receipt_before_resp=args.receipt_before_resp, drop_receipts=args.drop_receipts,
         drop_after=args.drop_after, drop_unanswered=args.drop_unanswered,
         drop_taken=args.drop_taken, drop_count=args.drop_count, refuse_binds=args.refuse_binds,
+        start_down=args.start_down,
         mo_rate=args.mo_rate, mo_text=args.mo_text,
         mo_from=[x.strip() for x in args.mo_from.split(",") if x.strip()],
         mo_to=args.mo_to, mo_count=args.mo_count, stats_file=args.stats_file,

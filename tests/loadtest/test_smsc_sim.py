@@ -220,3 +220,32 @@ def test_receipt_delay_distributions() -> None:
         waits = [sim._receipt_wait() for _ in range(2000)]
         assert lo <= min(waits) and max(waits) <= hi
         assert 0.08 < sum(waits) / len(waits) < 0.12
+
+
+def test_hand_encoded_pdus_match_the_codec() -> None:
+    from loadtest.smsc_sim import _Pending, encode_receipt, encode_submit_sm_resp_ok
+    from protocols.smpp import DeliverSm, SubmitSm, SubmitSmResp, Tag, decode
+
+    assert decode(encode_submit_sm_resp_ok(7, b"abc123")) == SubmitSmResp(7, message_id="abc123")
+    submit = SubmitSm(source_addr_ton=5, source_addr="SHOP", dest_addr_ton=1, dest_addr_npi=1,
+                      destination_addr="8613800138000", short_message=b"hi")
+    pending = _Pending("sys", submit, "fe01", "UNDELIV", 0.0)
+    text = b"id:fe01 sub:001 dlvrd:000 submit date:2401011200 done date:2401011201 stat:UNDELIV"
+    got = decode(encode_receipt(9, pending, text, 5))
+    want = DeliverSm(9, source_addr_ton=1, source_addr_npi=1, source_addr="8613800138000",
+                     dest_addr_ton=5, dest_addr_npi=0, destination_addr="SHOP",
+                     esm_class=4, short_message=text)
+    want.set(Tag.RECEIPTED_MESSAGE_ID, "fe01")
+    want.set(Tag.MESSAGE_STATE, 5)
+    assert got == want
+
+
+def test_start_down_until_signalled(sim_factory) -> None:
+    sim = sim_factory("--start-down")
+    with pytest.raises((smpplib.exceptions.PDUError, smpplib.exceptions.ConnectionError)):
+        Esme(sim.port).connect()
+    sim.come_up()
+    time.sleep(0.2)
+    esme = Esme(sim.port, registered_delivery=0)
+    assert esme.submit_all(messages(2)) == {0: ROK, 1: ROK}
+    esme.close()
