@@ -30,6 +30,7 @@ _TOP = {
     "from", "text", "class", "callback_url", "send_at", "validity", "encoding", "messages",
 }
 _ITEM = {"to", "vars", "client_ref"}
+_NO_VARS: dict[str, Any] = {}
 
 
 class InvalidBatch(ValueError):
@@ -178,8 +179,8 @@ def _check_items(errors: list[dict[str, str]], messages: list[Any]) -> None:
         ref = item.get("client_ref")
         if ref is not None and (type(ref) is not str or len(ref) > 64):
             _str(errors, f"messages.{i}.client_ref", ref, 0, 64)
-        values = item.get("vars")
-        if values is not None:
+        values = item.get("vars", _NO_VARS)
+        if values is not _NO_VARS:
             if type(values) is not dict:
                 errors.append(
                     {"field": f"messages.{i}.vars", "message": "Input should be a valid object"}

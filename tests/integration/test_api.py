@@ -243,6 +243,7 @@ def test_a_batch_over_the_recipient_limit_is_refused_whole(api: httpx.Client) ->
         ({"from": "S", "text": "x", "messages": [{"to": "1", "vars": {"a": [1]}}]},
          {"messages.0.vars.a"}),
         ({"from": "S", "text": "x", "messages": [{"to": "1", "x": 1}]}, {"messages.0.x"}),
+        ({"from": "S", "text": "x", "messages": [{"to": "1", "vars": None}]}, {"messages.0.vars"}),
         ({"from": "S", "text": "x", "class": "spam", "validity": 0, "messages": [{"to": "1"}]},
          {"class", "validity"}),
         ([1, 2], {""}),
