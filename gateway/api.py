@@ -42,7 +42,10 @@ class Problem(Exception):
         self.status, self.code, self.detail, self.errors = status, code, detail, errors
 
 
-def problem_response(status: int, code: str, detail: str, errors: Any = None) -> Response:
+def problem_response(
+    status: int, code: str, detail: str, errors: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     body: dict[str, Any] = {
         "type": f"https://smsgw.dev/problems/{code}",
         "title": code.replace("_", " "),
@@ -52,7 +55,9 @@ def problem_response(status: int, code: str, detail: str, errors: Any = None) ->
     }
     if errors:
         body["errors"] = errors
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = dict(headers or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -313,7 +318,8 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return problem_response(exc.status_code, code, str(exc.detail))
+        # Starlette puts Allow on its 405s (RFC 9110 §15.5.6 requires it).
+        return problem_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(RedisError)
     async def _store_down(_request: Request, exc: RedisError) -> Response:

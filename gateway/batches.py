@@ -30,6 +30,7 @@ _TOP = {
     "from", "text", "class", "callback_url", "send_at", "validity", "encoding", "messages",
 }
 _ITEM = {"to", "vars", "client_ref"}
+_NO_VARS: dict[str, Any] = {}
 
 
 class InvalidBatch(ValueError):
@@ -178,8 +179,8 @@ def _check_items(errors: list[dict[str, str]], messages: list[Any]) -> None:
         ref = item.get("client_ref")
         if ref is not None and (type(ref) is not str or len(ref) > 64):
             _str(errors, f"messages.{i}.client_ref", ref, 0, 64)
-        values = item.get("vars")
-        if values is not None:
+        values = item.get("vars", _NO_VARS)
+        if values is not _NO_VARS:
             if type(values) is not dict:
                 errors.append(
                     {"field": f"messages.{i}.vars", "message": "Input should be a valid object"}
@@ -205,29 +206,30 @@ def admit(
     """Admit every recipient on its own: (messages, (index, message) pairs, rejections)."""
     accepted: list[tuple[int, Message]] = []
     rejected: list[dict[str, Any]] = []
-    template = req.template
+    render = req.template.render
+    admit_one = admission.admit
     empty: dict[str, Any] = {}
+    # One Submission, refilled per recipient: admit copies what it keeps into the
+    # Message, and a dataclass per recipient was a measurable share of a batch.
+    sub = Submission(
+        to="", sender=req.sender, text="", msg_class=req.msg_class, encoding=req.encoding,
+        callback_url=req.callback_url, send_at=req.send_at, validity=req.validity,
+        batch_id=batch_id,
+    )
     for index, item in enumerate(req.messages):
         to = item["to"]
         try:
-            text = template.render(item.get("vars") or empty)
+            sub.text = render(item.get("vars") or empty)
         except KeyError as exc:
             rejected.append({
                 "index": index, "to": to, "code": "missing_variable",
                 "detail": f"vars has no {exc.args[0]!r} for the template",
             })
             continue
+        sub.to = to
+        sub.client_ref = item.get("client_ref")
         try:
-            message = admission.admit(
-                account_name,
-                account,
-                Submission(
-                    to=to, sender=req.sender, text=text, msg_class=req.msg_class,
-                    encoding=req.encoding, callback_url=req.callback_url,
-                    client_ref=item.get("client_ref"), send_at=req.send_at,
-                    validity=req.validity, batch_id=batch_id,
-                ),
-            )
+            message = admit_one(account_name, account, sub)
         except AdmissionError as exc:
             rejected.append({"index": index, "to": to, "code": exc.code, "detail": exc.detail})
             continue

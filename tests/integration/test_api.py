@@ -243,6 +243,7 @@ def test_a_batch_over_the_recipient_limit_is_refused_whole(api: httpx.Client) ->
         ({"from": "S", "text": "x", "messages": [{"to": "1", "vars": {"a": [1]}}]},
          {"messages.0.vars.a"}),
         ({"from": "S", "text": "x", "messages": [{"to": "1", "x": 1}]}, {"messages.0.x"}),
+        ({"from": "S", "text": "x", "messages": [{"to": "1", "vars": None}]}, {"messages.0.vars"}),
         ({"from": "S", "text": "x", "class": "spam", "validity": 0, "messages": [{"to": "1"}]},
          {"class", "validity"}),
         ([1, 2], {""}),
@@ -347,3 +348,21 @@ def test_openapi_declares_auth_problems_and_every_route(api: httpx.Client) -> No
     assert batch_body["content"]["application/json"]["schema"]["$ref"].endswith("/BatchIn")
     assert doc["components"]["schemas"]["BatchIn"]["properties"]["messages"]["maxItems"] == 10_000
 
+
+
+def test_a_store_outage_is_503_store_unavailable_not_a_crash(tmp_path_factory: Any) -> None:
+    import json
+
+    import redis
+
+    with GatewayProcess(tmp_path_factory.mktemp("outage")) as gw:
+        started = next(json.loads(line) for line in gw.log_path.read_text().splitlines()
+                       if "embedded_redis_started" in line)
+        try:
+            redis.Redis.from_url(started["url"]).shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass  # the server closes the connection as it goes
+        r = httpx.post(f"{gw.base_url}/v1/messages", json=GOOD, headers=AUTH, timeout=60)
+        p = problem(r, 503, "store_unavailable")
+        assert r.headers["retry-after"] == "1"
+        assert "Idempotency-Key" in p["detail"]
