@@ -417,7 +417,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         replayed = await persist(name, [message], accepted, idem)
         if replayed is not None:
             return replayed
-        metrics.MESSAGES.labels("queued").inc()
+        metrics.count_status("queued")
         log.debug("accepted", message_id=message.id, to=message.to, parts=message.parts)
         return Response(accepted, status_code=202, media_type="application/json")
 

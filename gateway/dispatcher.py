@@ -101,7 +101,7 @@ class Dispatcher:
                 )
             if not entries:
                 continue
-            states = await self.store.get_many(e.message_id for e in entries)
+            states = await self.store.dispatch_view([e.message_id for e in entries])
             if failing_over:
                 await asyncio.gather(*(
                     self._hand_off(e, s) for e, s in zip(entries, states, strict=True)
@@ -171,7 +171,7 @@ class Dispatcher:
                 if time.time() >= m.expires_at:
                     if await self.store.set_status(m.id, EXPIRED, "validity_elapsed",
                                                    e="validity_elapsed"):
-                        metrics.MESSAGES.labels(EXPIRED).inc()
+                        metrics.count_status(EXPIRED)
                     return
                 if self.rate is not None:
                     await self.rate.acquire()  # TPS counts parts: each submit_sm
@@ -183,7 +183,7 @@ class Dispatcher:
                 if result.outcome is Outcome.PERMANENT:
                     if await self.store.set_status(m.id, FAILED, result.error_code,
                                                    e=result.error_code):
-                        metrics.MESSAGES.labels(FAILED).inc()
+                        metrics.count_status(FAILED)
                     return
                 attempt += 1
                 if (self.connector.down_for() >= self.conn_settings.failover_after
@@ -193,7 +193,7 @@ class Dispatcher:
                     if await self.store.dead_letter(
                         m.id, FAILED, f"retries_exhausted: {result.error_code}", self.name
                     ):
-                        metrics.MESSAGES.labels(FAILED).inc()
+                        metrics.count_status(FAILED)
                     return
                 await asyncio.sleep(self._backoff(attempt))
             smsc_id = self.receipts.normalize_resp(self.name, result.provider_id)
@@ -201,7 +201,7 @@ class Dispatcher:
                 (self.name, m.id, part.seq, smsc_id, ttl, part.total or m.parts)
             )
             if part.seq <= 1:
-                metrics.MESSAGES.labels("submitted").inc()
+                metrics.count_status("submitted")
             if early is not None:
                 await self.receipts.early(m.id, part.seq, early)
 
@@ -228,7 +228,7 @@ class Housekeeper:
             try:
                 await self.store.promote_due()
                 for _ in await self.store.expire_due():
-                    metrics.MESSAGES.labels(EXPIRED).inc()
+                    metrics.count_status(EXPIRED)
             except Exception as exc:  # Redis restarting: try again next round
                 log.warning("housekeeping_failed", error=repr(exc))
             await asyncio.sleep(self.interval)

@@ -37,3 +37,14 @@ WEBHOOK_FAILURES = Counter(
     "smsgw_webhook_failures", "Failed webhook attempts, by reason (http_<status>, timeout, ...)",
     ["reason"], registry=REGISTRY,
 )
+
+_STATUS_CHILDREN: dict[str, Counter] = {}
+
+
+def count_status(status: str) -> None:
+    """smsgw_messages_total{status} += 1, with the label child looked up once
+    (labels() costs more than the increment on the per-message path)."""
+    child = _STATUS_CHILDREN.get(status)
+    if child is None:
+        child = _STATUS_CHILDREN[status] = MESSAGES.labels(status)
+    child.inc()

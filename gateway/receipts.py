@@ -60,6 +60,7 @@ class Receipts:
         self.connectors = settings.connectors
         self.on_mo = on_mo  # MO messages: gateway.webhooks.Webhooks.on_mo
         self._batch = Coalescer(self._apply_many)
+        self._receipt_counters: dict[tuple[str, str], object] = {}
 
     async def _apply_many(
         self, receipts: list[tuple[str, str, bytes]]
@@ -97,7 +98,12 @@ class Receipts:
     async def handle(self, connector: str, provider_id: str, stat: str, err: str) -> None:
         """One receipt, from an SMSC or an HTTP provider: correlate and apply, or
         park it until the submit response it belongs to is recorded."""
-        metrics.RECEIPTS.labels(connector, stat).inc()
+        counter = self._receipt_counters.get((connector, stat))
+        if counter is None:
+            counter = self._receipt_counters[(connector, stat)] = metrics.RECEIPTS.labels(
+                connector, stat
+            )
+        counter.inc()
         state = STAT_TO_STATE.get(stat)
         if state is None:
             return
@@ -113,7 +119,7 @@ class Receipts:
         if result is None:
             log.debug("receipt_before_response", connector=connector, smsc_id=smsc_id)
         elif result[1] is not None:
-            metrics.MESSAGES.labels(result[1]).inc()
+            metrics.count_status(result[1])
             log.debug("final", message_id=result[0], status=result[1], stat=stat, err=err)
 
     async def early(self, message_id: str, part: int, outcome: bytes) -> None:
@@ -134,7 +140,7 @@ class Receipts:
             return
         new = await self.store.part_final(message_id, part, state, err, f"{stat} err:{err}")
         if new:
-            metrics.MESSAGES.labels(new).inc()
+            metrics.count_status(new)
             log.debug("final", message_id=message_id, status=new, stat=stat, err=err)
 
     async def _resend_on_fallback(self, message_id: str, part: int, stat: str, err: str) -> bool:

@@ -224,6 +224,26 @@ return out
 )
 
 
+# ARGV: message keys. Returns per message: status, packed record, and the
+# acknowledged part numbers joined by commas ('' if none; false, false, '' if
+# the message does not exist).
+_DISPATCH_VIEW = """
+local out = {}
+for _, key in ipairs(ARGV) do
+  local v = redis.call('HMGET', key, 's', 'r', 'n')
+  local acked = {}
+  if v[1] then
+    for k = 0, tonumber(v[3] or '1') do
+      if redis.call('HEXISTS', key, 'i' .. k) == 1 then acked[#acked + 1] = k end
+    end
+  end
+  out[#out + 1] = v[1] or false
+  out[#out + 1] = v[2] or false
+  out[#out + 1] = table.concat(acked, ',')
+end
+return out
+"""
+
 # Hand a message to another connector of its route (failover). KEYS: message,
 # old lane, new lane; ARGV: entry id, id, hop, ts, detail.
 _REROUTE = (
@@ -351,6 +371,7 @@ class Store:
         self._correlate = client.register_script(_CORRELATE)
         self._part_final = client.register_script(_PART_FINAL)
         self._receipts = client.register_script(_RECEIPTS)
+        self._dispatch_view = client.register_script(_DISPATCH_VIEW)
         self._reroute = client.register_script(_REROUTE)
         self._defer = client.register_script(_DEFER)
         self._promote = client.register_script(_PROMOTE)
@@ -398,6 +419,21 @@ class Store:
     async def get(self, message_id: str) -> MessageState | None:
         raw = await self.redis.hgetall(msg_key(message_id))
         return _state_from_hash(raw) if raw else None
+
+    async def dispatch_view(self, ids: Sequence[str]) -> list[MessageState | None]:
+        """What the dispatcher needs of each message — status, record, and which
+        parts the SMSC already acknowledged — in one script call (a pipeline of
+        HGETALLs cost a fifth of the dispatcher's CPU in redis-py's packing)."""
+        raw = await self._dispatch_view(keys=[], args=[msg_key(i) for i in ids])
+        out: list[MessageState | None] = []
+        for status, record, acked in zip(raw[::3], raw[1::3], raw[2::3], strict=True):
+            if not status:
+                out.append(None)
+                continue
+            parts = {int(k): "" for k in acked.split(b",") if k} if acked else {}
+            out.append(MessageState(Message.unpack(record), status.decode(), [], None, None,
+                                    parts, {}))
+        return out
 
     async def get_many(self, ids: Iterable[str]) -> list[MessageState | None]:
         pipe = self.redis.pipeline(transaction=False)
