@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from gateway import logs, metrics
-from gateway.coalesce import Coalescer
 from gateway.config import ResendRule, Settings
 from gateway.store import Store
 from protocols.receipt import merge_receipt_tlvs, normalize_message_id, parse_receipt
@@ -59,13 +58,7 @@ class Receipts:
         self.settings = settings
         self.connectors = settings.connectors
         self.on_mo = on_mo  # MO messages: gateway.webhooks.Webhooks.on_mo
-        self._batch = Coalescer(self._apply_many)
         self._receipt_counters: dict[tuple[str, str], object] = {}
-
-    async def _apply_many(
-        self, receipts: list[tuple[str, str, bytes]]
-    ) -> list[tuple[str, str | None] | None]:
-        return await self.store.apply_receipts(receipts, EARLY_RECEIPT_TTL)
 
     # An SMSC may write ids one way in submit_sm_resp and another in receipts
     # (hex vs decimal); each side is normalised by its own setting.
@@ -75,29 +68,55 @@ class Receipts:
     def normalize_receipt(self, connector: str, smsc_id: str) -> str:
         return normalize_message_id(smsc_id, self.connectors[connector].receipt_id_format)
 
-    async def on_deliver(self, connector: str, pdu: DeliverSm) -> int:
-        """Handle one deliver_sm from an SMSC; returns the command_status to answer with."""
-        if not pdu.esm_class & ESM_RECEIPT:
-            log.info("mo_received", connector=connector, source_addr=pdu.source_addr)
-            if self.on_mo is not None:
-                await self.on_mo(connector, pdu)  # durable before the deliver_sm_resp
-            return CommandStatus.ESME_ROK
-        state_tlv = pdu.get(Tag.MESSAGE_STATE)
-        id_tlv = pdu.get(Tag.RECEIPTED_MESSAGE_ID)
-        receipt = merge_receipt_tlvs(
-            parse_receipt(pdu.short_message),
-            id_tlv if isinstance(id_tlv, str) else None,
-            state_tlv if isinstance(state_tlv, int) else None,
-        )
-        if receipt is None or not receipt.id:
-            log.warning("receipt_unreadable", connector=connector)
-            return CommandStatus.ESME_ROK
-        await self.handle(connector, receipt.id, receipt.stat, receipt.err or "")
-        return CommandStatus.ESME_ROK
+    async def on_deliver(self, connector: str, pdus: list[DeliverSm]) -> list[int]:
+        """Handle the deliver_sm that arrived together on one bind; returns the
+        command_status to answer each with. Ordinary receipts are correlated and
+        applied in one script call; MO and receipts that a resend rule may catch
+        go one by one."""
+        statuses: list[int] = []
+        batch: list[tuple[str, str, bytes]] = []
+        for pdu in pdus:
+            statuses.append(CommandStatus.ESME_ROK)
+            if not pdu.esm_class & ESM_RECEIPT:
+                log.info("mo_received", connector=connector, source_addr=pdu.source_addr)
+                if self.on_mo is not None:
+                    await self.on_mo(connector, pdu)  # durable before the deliver_sm_resp
+                continue
+            state_tlv = pdu.get(Tag.MESSAGE_STATE)
+            id_tlv = pdu.get(Tag.RECEIPTED_MESSAGE_ID)
+            receipt = merge_receipt_tlvs(
+                parse_receipt(pdu.short_message),
+                id_tlv if isinstance(id_tlv, str) else None,
+                state_tlv if isinstance(state_tlv, int) else None,
+            )
+            if receipt is None or not receipt.id:
+                log.warning("receipt_unreadable", connector=connector)
+                continue
+            item = self._prepare(connector, receipt.id, receipt.stat, receipt.err or "")
+            if item is None:
+                continue
+            if item[2].startswith(b"delivered|"):
+                batch.append(item)
+            else:
+                await self._apply_one(item)
+        if batch:
+            for result in await self.store.apply_receipts(batch, EARLY_RECEIPT_TTL):
+                if result is not None and result[1] is not None:
+                    metrics.count_status(result[1])
+        return statuses
 
     async def handle(self, connector: str, provider_id: str, stat: str, err: str) -> None:
-        """One receipt, from an SMSC or an HTTP provider: correlate and apply, or
-        park it until the submit response it belongs to is recorded."""
+        """One receipt from an HTTP provider: correlate and apply, or park it
+        until the submit response it belongs to is recorded."""
+        item = self._prepare(connector, provider_id, stat, err)
+        if item is not None:
+            await self._apply_one(item)
+
+    def _prepare(
+        self, connector: str, provider_id: str, stat: str, err: str
+    ) -> tuple[str, str, bytes] | None:
+        """(connector, normalised id, "state|err|stat"), or None for a receipt
+        that changes nothing (ENROUTE, ACCEPTD, ...)."""
         counter = self._receipt_counters.get((connector, stat))
         if counter is None:
             counter = self._receipt_counters[(connector, stat)] = metrics.RECEIPTS.labels(
@@ -106,27 +125,26 @@ class Receipts:
         counter.inc()
         state = STAT_TO_STATE.get(stat)
         if state is None:
-            return
-        payload = f"{state}|{err}|{stat}".encode()
-        smsc_id = self.normalize_receipt(connector, provider_id)
-        if state != "delivered" and resend_wanted(self.settings.retry.resend_on, stat, err):
-            # The rare path: it may resend on a fallback connector instead of ending.
-            found = await self.store.correlate(connector, smsc_id, payload, EARLY_RECEIPT_TTL)
-            if found is not None:
-                await self.apply(found[0], found[1], payload)
-            return
-        result = await self._batch.submit((connector, smsc_id, payload))
-        if result is None:
+            return None
+        return connector, self.normalize_receipt(connector, provider_id), (
+            f"{state}|{err}|{stat}".encode()
+        )
+
+    async def _apply_one(self, item: tuple[str, str, bytes]) -> None:
+        connector, smsc_id, payload = item
+        # Correlate first: a failed receipt may be resent on a fallback connector
+        # instead of ending the message (see `apply`).
+        found = await self.store.correlate(connector, smsc_id, payload, EARLY_RECEIPT_TTL)
+        if found is None:
             log.debug("receipt_before_response", connector=connector, smsc_id=smsc_id)
-        elif result[1] is not None:
-            metrics.count_status(result[1])
-            log.debug("final", message_id=result[0], status=result[1], stat=stat, err=err)
+        else:
+            await self.apply(found[0], found[1], payload)
 
     async def early(self, message_id: str, part: int, outcome: bytes) -> None:
         """A receipt that beat its submit_sm_resp, as the store returned it."""
         if outcome[:1] == b"=":
             if outcome[1:]:
-                metrics.MESSAGES.labels(outcome[1:].decode()).inc()
+                metrics.count_status(outcome[1:].decode())
             return
         await self.apply(message_id, part, outcome)
 

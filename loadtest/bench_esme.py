@@ -141,10 +141,11 @@ async def _bounded(window: int, items: list[Any], one: Callable[[Any], Coroutine
 
 async def bench_ours(port: int, messages: list[Message], window: int, p: Progress,
                      receipt_wait: float) -> None:
-    async def on_deliver(_name: str, pdu: Any) -> int:
-        if pdu.esm_class & 0x04:
-            p.receipt()
-        return 0
+    async def on_deliver(_name: str, pdus: list[Any]) -> list[int]:
+        for pdu in pdus:
+            if pdu.esm_class & 0x04:
+                p.receipt()
+        return [0] * len(pdus)
 
     settings = ConnectorSettings(host=HOST, port=port, system_id="ours", password="bench",
                                  window=window, binds=1, bind_mode="trx")

@@ -36,7 +36,7 @@ from protocols.text import Concat, Encoding, Part, split
 
 log = logs.get("smsgw.connector")
 
-DeliverHandler = Callable[[str, DeliverSm], Awaitable[int]]
+DeliverHandler = Callable[[str, list[DeliverSm]], Awaitable[list[int]]]
 
 # command_status values worth another try: the SMSC is busy, not refusing the
 # message. Everything else is permanent. The table is docs/delivery.md's.
@@ -71,29 +71,40 @@ class _Bind(SmppProtocol):
         super().__init__()
         self.connector = connector
         self.window = asyncio.Semaphore(connector.settings.window)
-        self._receipt_tasks: set[asyncio.Task[None]] = set()
+        self._delivered: list[DeliverSm] = []
+        self._delivering: asyncio.Task[None] | None = None
 
     def on_request(self, pdu: Any) -> None:
         if isinstance(pdu, DeliverSm):
-            # Acknowledge only after the receipt is stored: an SMSC resends
-            # receipts we did not acknowledge, so nothing is lost if we die here.
-            task = asyncio.get_running_loop().create_task(self._deliver(pdu))
-            self._receipt_tasks.add(task)  # a reference, so it is not collected mid-way
-            task.add_done_callback(self._receipt_tasks.discard)
+            # Receipts are handled in batches (one Redis call for all that
+            # arrived meanwhile) and acknowledged only after they are stored: an
+            # SMSC resends receipts we did not acknowledge, so none is lost if we
+            # die here.
+            self._delivered.append(pdu)
+            if self._delivering is None:
+                self._delivering = asyncio.get_running_loop().create_task(self._deliver())
         else:
             super().on_request(pdu)
 
-    async def _deliver(self, pdu: DeliverSm) -> None:
+    async def _deliver(self) -> None:
         try:
-            status = await self.connector.on_deliver(self.connector.name, pdu)
-        except Exception as exc:  # keep the bind alive; the SMSC will retry
-            log.error("deliver_sm_failed", connector=self.connector.name, error=repr(exc))
-            status = CommandStatus.ESME_RSYSERR
-        if self.transport is not None:
-            try:
-                self.send(pdu.make_resp(command_status=status))
-            except SmppError:
-                pass  # the session closed meanwhile; the SMSC resends unanswered receipts
+            while self._delivered:
+                pdus, self._delivered = self._delivered, []
+                try:
+                    statuses = await self.connector.on_deliver(self.connector.name, pdus)
+                except Exception as exc:  # keep the bind alive; the SMSC will retry
+                    log.error("deliver_sm_failed", connector=self.connector.name,
+                              error=repr(exc))
+                    statuses = [CommandStatus.ESME_RSYSERR] * len(pdus)
+                if self.transport is None:
+                    return
+                try:
+                    for pdu, status in zip(pdus, statuses, strict=True):
+                        self.send(pdu.make_resp(command_status=status))
+                except SmppError:
+                    return  # the session closed meanwhile; the SMSC resends them
+        finally:
+            self._delivering = None
 
 
 class SmppConnector:

@@ -186,9 +186,9 @@ async def test_mo_messages_go_to_the_account_that_owns_the_number(
     mo = DeliverSm(source_addr_ton=1, source_addr="8613800138000",
                    destination_addr="10690002", data_coding=8,
                    short_message="退订".encode("utf-16-be"))
-    assert await receipts.on_deliver("sim", mo) == CommandStatus.ESME_ROK
+    assert await receipts.on_deliver("sim", [mo]) == [CommandStatus.ESME_ROK]
     stray = DeliverSm(source_addr="1", destination_addr="5555", short_message=b"who?")
-    assert await receipts.on_deliver("sim", stray) == CommandStatus.ESME_ROK
+    assert await receipts.on_deliver("sim", [stray]) == [CommandStatus.ESME_ROK]
 
     task = asyncio.create_task(webhooks.run())
     try:
