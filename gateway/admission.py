@@ -70,7 +70,7 @@ class Admission:
                 "validity",
             )
         try:
-            connectors = self.router.route(account_name, sub.msg_class, e164)
+            connectors = self.router.route(account_name, sub.msg_class, e164, carrier, sub.sender)
         except NoRoute as exc:
             raise AdmissionError("no_route", str(exc), "to") from exc
         now = time.time()

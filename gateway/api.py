@@ -27,7 +27,7 @@ from gateway import batches, logs, metrics, numbers
 from gateway.admission import Admission, AdmissionError, Submission
 from gateway.config import AccountSettings, Settings
 from gateway.model import Message, new_id
-from gateway.store import Store, api_record, idem_key
+from gateway.store import Store, idem_key
 
 log = logs.get("smsgw.api")
 
@@ -367,7 +367,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
     ) -> Response | None:
         """Queue the messages (claiming the idempotency key with the first chunk);
         a Response when an earlier request owns the key."""
-        records = [api_record(m) for m in messages]
+        records = [store.record(m) for m in messages]
         size = api.batch_chunk
         chunks = [records[i : i + size] for i in range(0, len(records), size)]
         spec = None
@@ -419,7 +419,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         if replayed is not None:
             return replayed
         metrics.MESSAGES.labels("queued").inc()
-        log.info("accepted", message_id=message.id, to=message.to, parts=message.parts)
+        log.debug("accepted", message_id=message.id, to=message.to, parts=message.parts)
         return Response(accepted, status_code=202, media_type="application/json")
 
     @app.post(

@@ -44,10 +44,31 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from gateway import operations
+
+    return operations.status(_load(args.config))
+
+
+def cmd_dlq(args: argparse.Namespace) -> int:
+    from gateway import operations
+
+    settings = _load(args.config)
+    if args.dlq_command == "list":
+        return operations.dlq_list(settings, args.count)
+    return operations.dlq_replay(settings, args.ids, args.all)
+
+
 def cmd_smsc_sim(args: argparse.Namespace) -> int:
     from loadtest import smsc_sim
 
     return smsc_sim.main(args)
+
+
+def cmd_loadtest(args: argparse.Namespace) -> int:
+    from loadtest import loadgen
+
+    return loadgen.main(args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -77,6 +98,20 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", required=True)
     check.set_defaults(func=cmd_check_config)
 
+    status = sub.add_parser("status", help="connectors, queue depths, deferred, dead letters")
+    status.add_argument("-c", "--config", default=None)
+    status.set_defaults(func=cmd_status)
+
+    dlq = sub.add_parser("dlq", help="inspect and re-queue dead-lettered messages")
+    dlq.add_argument("-c", "--config", default=None)
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_sub.add_parser("list", help="one JSON line per dead letter")
+    dlq_list.add_argument("--count", type=int, default=100)
+    dlq_replay = dlq_sub.add_parser("replay", help="queue a fresh copy of each named message")
+    dlq_replay.add_argument("ids", nargs="*")
+    dlq_replay.add_argument("--all", action="store_true")
+    dlq.set_defaults(func=cmd_dlq)
+
     from loadtest import demo, smsc_sim
 
     sim = sub.add_parser("smsc-sim", help="SMPP SMSC simulator for tests, demos and load")
@@ -86,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
     dem = sub.add_parser("demo", help="gateway + simulator + a burst of messages, then a report")
     demo.add_arguments(dem)
     dem.set_defaults(func=cmd_demo)
+
+    from loadtest import loadgen
+
+    load = sub.add_parser("loadtest", help="load generator and end-to-end audit report")
+    loadgen.add_arguments(load)
+    load.set_defaults(func=cmd_loadtest)
     return parser
 
 

@@ -94,26 +94,130 @@ class AccountSettings(_Section):
         return [api_key_digest(k) for k in self.api_keys]
 
 
+IdFormat = Literal["auto", "hex", "dec", "str"]
+
+
 class ConnectorSettings(_Section):
-    kind: Literal["smpp"] = "smpp"
+    kind: Literal["smpp", "http"] = "smpp"
+    # Parts (submit_sm or provider requests) per second, shared by every
+    # gateway process through Redis; 0 = no limit.
+    tps: float = Field(default=0, ge=0)
+    # Seconds a connector may be down (or failing every attempt) before its
+    # queued traffic moves to the next connector of each message's route.
+    failover_after: float = Field(default=15.0, gt=0)
+
+    # --- SMPP ---------------------------------------------------------------
     host: str = "127.0.0.1"
-    port: int = Field(ge=0, le=65535)
-    system_id: str = Field(min_length=1, max_length=15)
-    password: str = ""
-    system_type: str = ""
+    port: int = Field(default=2775, ge=0, le=65535)
+    system_id: str = Field(default="", max_length=15)
+    password: str = Field(default="", max_length=8)
+    system_type: str = Field(default="", max_length=12)
+    # "trx": each bind is a transceiver; "tx_rx": each bind is a transmitter
+    # plus a receiver (for SMSCs that do not offer transceiver binds).
+    bind_mode: Literal["trx", "tx_rx"] = "trx"
     binds: int = Field(default=1, ge=1, le=64)
     window: int = Field(default=64, ge=1, le=10_000)
     response_timeout: float = Field(default=10.0, gt=0)
     enquire_link_interval: float = Field(default=30.0, gt=0)
-    # How the SMSC writes message ids, for matching submit_sm_resp to receipts.
-    message_id_format: Literal["auto", "hex", "dec", "str"] = "auto"
+    concat: Literal["udh8", "udh16", "sar", "payload"] = "udh8"
+    gsm_packed: bool = False
+    # None: chosen from the sender (digits: international 1/1; else alphanumeric 5/0).
+    source_ton: int | None = Field(default=None, ge=0, le=6)
+    source_npi: int | None = Field(default=None, ge=0, le=18)
+    dest_ton: int = Field(default=1, ge=0, le=6)
+    dest_npi: int = Field(default=1, ge=0, le=18)
+    # How this SMSC writes message ids in submit_sm_resp and in receipts; many
+    # answer in hex and report in decimal (see docs/protocols-text.md).
+    resp_id_format: IdFormat = "auto"
+    receipt_id_format: IdFormat = "auto"
+
+    # --- HTTP provider --------------------------------------------------------
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    headers: dict[str, str] = {}
+    # JSON body; string values may hold {{id}} {{to}} {{from}} {{text}} {{part}}.
+    body: dict[str, Any] = {"to": "{{to}}", "from": "{{from}}", "text": "{{text}}"}
+    # Dotted path of the provider's message id in its JSON answer.
+    id_path: str = "id"
+    request_timeout: float = Field(default=10.0, gt=0)
+    concurrency: int = Field(default=32, ge=1, le=1000)
+    # Receipts: the provider POSTs JSON to /v1/receipts/<connector> with
+    # `Authorization: Bearer <receipt_token>`; the paths say where its fields are.
+    receipt_token: str = ""
+    receipt_id_path: str = "id"
+    receipt_status_path: str = "status"
+    receipt_error_path: str = "error_code"
+    # Provider status → receipt stat (DELIVRD, UNDELIV, EXPIRED, REJECTD, ...).
+    receipt_status_map: dict[str, str] = {
+        "delivered": "DELIVRD", "undelivered": "UNDELIV", "failed": "UNDELIV",
+        "expired": "EXPIRED", "rejected": "REJECTD",
+    }
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> ConnectorSettings:
+        if self.kind == "smpp" and not self.system_id:
+            raise ValueError("system_id: required for an smpp connector")
+        if self.kind == "http" and not self.url:
+            raise ValueError("url: required for an http connector")
+        if self.kind == "http" and not self.receipt_token:
+            raise ValueError("receipt_token: required for an http connector")
+        return self
+
+
+class WeightedConnector(_Section):
+    connector: str
+    weight: int = Field(default=1, ge=1, le=1000)
 
 
 class RouteSettings(_Section):
-    connectors: list[str] = Field(min_length=1)
+    # Either `connectors` (primary, then fallbacks, one per rank) or `ranks`
+    # (each rank a list of weighted connectors; traffic is split by weight
+    # within a rank, the next rank is the fallback).
+    connectors: list[str] = []
+    ranks: list[list[WeightedConnector]] = []
     account: str | None = None
     message_class: MessageClass | None = Field(default=None, alias="class")
+    carrier: str | None = None
     prefix: str | None = None
+    sender: str | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> RouteSettings:
+        if bool(self.connectors) == bool(self.ranks):
+            raise ValueError("set exactly one of `connectors` or `ranks`")
+        if any(not rank for rank in self.ranks):
+            raise ValueError("ranks: a rank must name at least one connector")
+        return self
+
+    def ranked(self) -> list[list[WeightedConnector]]:
+        if self.ranks:
+            return self.ranks
+        return [[WeightedConnector(connector=name)] for name in self.connectors]
+
+
+class ResendRule(_Section):
+    stat: str
+    # Receipt `err` values (as integers; "011" in a receipt is 11) that trigger
+    # the resend; empty = any.
+    err: list[int] = []
+
+
+class RetrySettings(_Section):
+    # Transient failures (throttled, queue full, system error, timeout, bind
+    # lost) retry with full-jitter exponential backoff within validity.
+    max_attempts: int = Field(default=10, ge=1, le=1000)
+    base_delay: float = Field(default=0.2, gt=0)
+    max_delay: float = Field(default=30.0, gt=0)
+    # Failed receipts that resend the part once on the next connector of the route.
+    resend_on: list[ResendRule] = [ResendRule(stat="UNDELIV", err=[11])]
+
+
+class CarrierSettings(_Section):
+    tps: float = Field(gt=0)
+
+
+class ThrottleSettings(_Section):
+    # Messages per minute to one recipient, across connectors; 0 = no limit.
+    recipient_per_minute: float = Field(default=0, ge=0)
 
 
 class SimulatorSettings(_Section):
@@ -135,6 +239,9 @@ class MessageSettings(_Section):
     default_validity: int = Field(default=48 * 3600, gt=0)
     max_validity: int = Field(default=7 * 24 * 3600, gt=0)
     max_parts: int = Field(default=10, ge=1, le=255)
+    # A message with no final receipt this long after its validity ended is
+    # `expired` (receipts for the last moments of validity may still be on the way).
+    receipt_grace: float = Field(default=300.0, ge=0)
     # Numbers whose phonenumbers lookup (E.164, carrier, time zone) is memoised per
     # worker, about 300 bytes each; a first-seen number costs ~70-90 µs here.
     number_cache: int = Field(default=262_144, ge=0)
@@ -164,6 +271,9 @@ class Settings(_Section):
     smpp_server: SmppServerSettings = SmppServerSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     dispatch: DispatchSettings = DispatchSettings()
+    retry: RetrySettings = RetrySettings()
+    throttle: ThrottleSettings = ThrottleSettings()
+    carriers: dict[str, CarrierSettings] = {}
     messages: MessageSettings = MessageSettings()
     webhooks: WebhookSettings = WebhookSettings()
     log: LogSettings = LogSettings()
@@ -178,6 +288,13 @@ class Settings(_Section):
             for name in route.connectors:
                 if name not in self.connectors:
                     problems.append(f"routes.{i}.connectors: unknown connector {name!r}")
+            for r, rank in enumerate(route.ranks):
+                for c, choice in enumerate(rank):
+                    if choice.connector not in self.connectors:
+                        problems.append(
+                            f"routes.{i}.ranks.{r}.{c}.connector: "
+                            f"unknown connector {choice.connector!r}"
+                        )
             if route.account is not None and route.account not in self.accounts:
                 problems.append(f"routes.{i}.account: unknown account {route.account!r}")
         seen: dict[bytes, str] = {}

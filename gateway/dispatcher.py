@@ -1,10 +1,16 @@
 """The dispatcher: reads a connector's lanes and sends each message's parts.
 
 A lane entry is acknowledged only when every part has its submit_sm_resp (or the
-message has ended), so a process killed mid-send leaves the entry pending and
-another process reclaims it with XAUTOCLAIM. Parts whose SMSC id is already
-stored are never sent again: at-least-once into the gateway, at-most-once for
-what the SMSC acknowledged.
+message has ended, or moved on), so a process killed mid-send leaves the entry
+pending and another process reclaims it with XAUTOCLAIM. Parts whose SMSC id is
+already stored are never sent again: at-least-once into the gateway,
+at-most-once for what the SMSC acknowledged.
+
+Failure handling (docs/delivery.md): transient errors retry in place with
+full-jitter backoff, which keeps the parts of a message in order; a connector
+down or failing for `failover_after` seconds hands its messages to the next
+connector of each message's route; retries that run out end the message as
+`failed` in the dead-letter stream.
 """
 
 from __future__ import annotations
@@ -12,40 +18,21 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import zlib
 
 from gateway import logs, metrics
-from gateway.config import ConnectorSettings, Settings
-from gateway.connectors.smpp import SmppConnector
+from gateway.coalesce import Coalescer
+from gateway.config import Settings
+from gateway.connectors import Outcome
+from gateway.limits import SharedRate
 from gateway.model import EXPIRED, FAILED, FINAL_STATUSES, MessageState
 from gateway.receipts import Receipts
-from gateway.store import Store
-from protocols.smpp import CommandStatus, SubmitSm
-from protocols.text import Concat, Encoding, split
+from gateway.store import LaneEntry, Store
 
 log = logs.get("smsgw.dispatch")
 
-# command_status values worth another try (the SMSC is busy, not refusing the
-# message); everything else is permanent. See docs/delivery.md.
-TRANSIENT = frozenset({
-    CommandStatus.ESME_RTHROTTLED,
-    CommandStatus.ESME_RMSGQFUL,
-    CommandStatus.ESME_RSYSERR,
-})
 
-
-def source_address(sender: str) -> tuple[int, int, str]:
-    """(TON, NPI, address): digits are an international number, anything else
-    alphanumeric (SMPP 3.4 §5.2.5: TON 5 = alphanumeric)."""
-    digits = sender.removeprefix("+")
-    if digits.isdigit():
-        return 1, 1, digits
-    return 5, 0, sender
-
-
-def concat_reference(message_id: str) -> int:
-    # Derived from the id, so parts resent after a crash carry the same reference.
-    return zlib.crc32(message_id.encode()) & 0xFF
+class _Failover(Exception):
+    """The connector is down or failing and the message has somewhere else to go."""
 
 
 class Dispatcher:
@@ -54,33 +41,55 @@ class Dispatcher:
         name: str,
         settings: Settings,
         store: Store,
-        connector: SmppConnector,
+        connector,  # SmppConnector | HttpConnector  # type: ignore[no-untyped-def]
         receipts: Receipts,
         consumer: str,
     ) -> None:
         self.name = name
         self.settings = settings
-        self.conn_settings: ConnectorSettings = settings.connectors[name]
+        self.conn_settings = settings.connectors[name]
         self.store = store
         self.connector = connector
         self.receipts = receipts
         self.consumer = consumer
         self._stopping = False
-        self._inflight = asyncio.Semaphore(self.conn_settings.window * self.conn_settings.binds * 2)
+        window = getattr(self.conn_settings, "window", 64) * self.conn_settings.binds
+        self._inflight = asyncio.Semaphore(max(window * 2, self.conn_settings.concurrency))
         self._tasks: set[asyncio.Task[None]] = set()
+        tps = self.conn_settings.tps
+        self.rate = SharedRate(store, f"connector:{name}", tps) if tps else None
+        # Per-message Redis writes, batched across every message in flight.
+        self._submitted = Coalescer(store.parts_submitted)
+        self._acks = Coalescer(self._ack_many)
+        self.carrier_rates = {
+            carrier: SharedRate(store, f"carrier:{carrier}", c.tps)
+            for carrier, c in settings.carriers.items()
+        }
 
     def stop(self) -> None:
         self._stopping = True
+
+    async def _ack_many(self, entries: list[tuple[str, bytes]]) -> list[None]:
+        await self.store.ack(entries)
+        return [None] * len(entries)
+
+    async def _ack(self, entry: LaneEntry) -> None:
+        await self._acks.submit((entry.lane, entry.entry_id))
+
+    # --- the read loop --------------------------------------------------------
 
     async def run(self) -> None:
         await self.store.ensure_lanes(self.name)
         dispatch = self.settings.dispatch
         next_reclaim = 0.0
         while not self._stopping:
-            # A connector that is down keeps its queue: nothing is read until it binds.
-            if not await self.connector.wait_bound(1.0):
+            down_for = self.connector.down_for()
+            failing_over = down_for >= self.conn_settings.failover_after
+            if down_for and not failing_over:
+                # Down, but not for long: the queue waits (a reconnect is likely).
+                await self.connector.wait_bound(0.5)
                 continue
-            entries = []
+            entries: list[LaneEntry] = []
             if time.monotonic() >= next_reclaim:
                 next_reclaim = time.monotonic() + dispatch.claim_idle_ms / 2000
                 entries = await self.store.reclaim(
@@ -92,10 +101,15 @@ class Dispatcher:
                 )
             if not entries:
                 continue
-            states = await self.store.get_many(mid for _, _, mid in entries)
-            for (lane, entry_id, _mid), state in zip(entries, states, strict=True):
+            states = await self.store.get_many(e.message_id for e in entries)
+            if failing_over:
+                await asyncio.gather(*(
+                    self._hand_off(e, s) for e, s in zip(entries, states, strict=True)
+                ))
+                continue
+            for entry, state in zip(entries, states, strict=True):
                 await self._inflight.acquire()
-                task = asyncio.create_task(self._send(lane, entry_id, state))
+                task = asyncio.create_task(self._send(entry, state))
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -106,64 +120,112 @@ class Dispatcher:
         if not task.cancelled() and task.exception() is not None:
             log.error("dispatch_failed", connector=self.name, error=repr(task.exception()))
 
-    async def _send(self, lane: str, entry_id: bytes, state: MessageState | None) -> None:
-        if state is not None and state.status not in FINAL_STATUSES:
-            await self._send_parts(state)
-        await self.store.ack([(lane, entry_id)])
-
-    async def _send_parts(self, state: MessageState) -> None:
+    async def _hand_off(self, entry: LaneEntry, state: MessageState | None) -> None:
+        """This connector is down: move the message to its next connector, or
+        keep it waiting (outside the lane) if this was its last one."""
+        if state is None or state.status in FINAL_STATUSES:
+            await self._ack(entry)
+            return
         m = state.message
-        ton, npi, source = source_address(m.sender)
-        parts = split(m.text, Encoding(m.encoding), Concat.UDH8, concat_reference(m.id))
+        if entry.hop + 1 < len(m.connectors):
+            nxt = m.connectors[entry.hop + 1]
+            await self.store.reroute(entry, m, entry.hop + 1, f"failover {self.name} -> {nxt}")
+            log.info("failover", message_id=m.id, connector=self.name, to_connector=nxt)
+        else:
+            await self.store.defer(entry, time.time() + self.conn_settings.failover_after)
+
+    # --- one message ------------------------------------------------------------
+
+    async def _send(self, entry: LaneEntry, state: MessageState | None) -> None:
+        if state is None or state.status in FINAL_STATUSES:
+            await self._ack(entry)
+            return
+        m = state.message
+        now = time.time()
+        if m.send_at and m.send_at > now + 0.05:
+            await self.store.defer(entry, m.send_at)
+            return
+        per_minute = self.settings.throttle.recipient_per_minute
+        if per_minute:
+            granted, wait = await self.store.rate_acquire(f"rcpt:{m.to}", per_minute / 60, 1, 1)
+            if not granted:
+                await self.store.defer(entry, now + wait)
+                return
+        try:
+            await self._send_parts(state, entry.hop)
+        except _Failover:
+            await self._hand_off(entry, state)
+            return
+        await self._ack(entry)
+
+    async def _send_parts(self, state: MessageState, hop: int) -> None:
+        m = state.message
         ttl = int(m.expires_at - time.time()) + 24 * 3600
-        for part in parts:
+        carrier_rate = self.carrier_rates.get(m.carrier)
+        for part in self.connector.parts(m):
             if part.seq in state.smsc_ids:
                 continue  # acknowledged before a crash or reconnect: never send twice
-            pdu = SubmitSm(
-                source_addr_ton=ton, source_addr_npi=npi, source_addr=source,
-                dest_addr_ton=1, dest_addr_npi=1, destination_addr=m.to.lstrip("+"),
-                esm_class=part.esm_class, data_coding=part.data_coding,
-                registered_delivery=1, short_message=part.short_message,
-            )
-            status, smsc_id = await self._submit_with_retry(pdu, m.expires_at)
-            if status is None:
-                await self._end(m.id, EXPIRED, "validity_elapsed")
-                return
-            if status != CommandStatus.ESME_ROK:
-                await self._end(m.id, FAILED, f"smpp_0x{status:08x}")
-                return
-            early = await self.store.part_submitted(
-                self.name, m.id, part.seq, self.receipts.normalize(self.name, smsc_id), ttl
-            )
-            if part.seq == 1:
+            attempt = 0
+            while True:
+                if time.time() >= m.expires_at:
+                    if await self.store.set_status(m.id, EXPIRED, "validity_elapsed",
+                                                   e="validity_elapsed"):
+                        metrics.MESSAGES.labels(EXPIRED).inc()
+                    return
+                if self.rate is not None:
+                    await self.rate.acquire()  # TPS counts parts: each submit_sm
+                if carrier_rate is not None:
+                    await carrier_rate.acquire()
+                result = await self.connector.send(m, part)
+                if result.outcome is Outcome.OK:
+                    break
+                if result.outcome is Outcome.PERMANENT:
+                    if await self.store.set_status(m.id, FAILED, result.error_code,
+                                                   e=result.error_code):
+                        metrics.MESSAGES.labels(FAILED).inc()
+                    return
+                attempt += 1
+                if (self.connector.down_for() >= self.conn_settings.failover_after
+                        and hop + 1 < len(m.connectors)):
+                    raise _Failover
+                if attempt >= self.settings.retry.max_attempts and not result.throttled:
+                    if await self.store.dead_letter(
+                        m.id, FAILED, f"retries_exhausted: {result.error_code}", self.name
+                    ):
+                        metrics.MESSAGES.labels(FAILED).inc()
+                    return
+                await asyncio.sleep(self._backoff(attempt))
+            smsc_id = self.receipts.normalize_resp(self.name, result.provider_id)
+            early = await self._submitted.submit((self.name, m.id, part.seq, smsc_id, ttl))
+            if part.seq <= 1:
                 metrics.MESSAGES.labels("submitted").inc()
             if early is not None:
-                await self.receipts.apply(m.id, part.seq, early)
+                await self.receipts.early(m.id, part.seq, early)
 
-    async def _submit_with_retry(self, pdu: SubmitSm, expires_at: float) -> tuple[int | None, str]:
-        """Send until the SMSC gives an answer that is not transient, backing off
-        with full jitter; (None, "") if validity runs out first."""
-        attempt = 0
-        while time.time() < expires_at:
-            started = time.perf_counter()
+    def _backoff(self, attempt: int) -> float:
+        retry = self.settings.retry
+        return random.uniform(0, min(retry.max_delay, retry.base_delay * 2 ** min(attempt, 16)))
+
+
+class Housekeeper:
+    """Moves due deferrals back into their lanes and expires messages whose
+    validity (plus receipt grace) has passed. Every worker runs one; the Lua
+    behind both steps is atomic, so they never step on each other."""
+
+    def __init__(self, store: Store, interval: float = 0.5) -> None:
+        self.store = store
+        self.interval = interval
+        self._stopping = False
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def run(self) -> None:
+        while not self._stopping:
             try:
-                resp = await self.connector.submit(pdu)
-            except (ConnectionError, TimeoutError) as exc:
-                status, reason = None, repr(exc)
-            else:
-                metrics.SUBMIT_SM.labels(self.name, f"0x{resp.command_status:x}").inc()
-                metrics.SUBMIT_LATENCY.labels(self.name).observe(time.perf_counter() - started)
-                if resp.command_status not in TRANSIENT:
-                    return resp.command_status, resp.message_id
-                status, reason = resp.command_status, f"0x{resp.command_status:08x}"
-            attempt += 1
-            delay = random.uniform(0, min(10.0, 0.05 * 2 ** min(attempt, 8)))
-            log.info("submit_retry", connector=self.name, reason=reason, status=status,
-                     retry_in=round(delay, 3))
-            pdu.sequence_number = 0  # a fresh sequence number for the new attempt
-            await asyncio.sleep(delay)
-        return None, ""
-
-    async def _end(self, message_id: str, status: str, error_code: str) -> None:
-        if await self.store.set_status(message_id, status, error_code, e=error_code):
-            metrics.MESSAGES.labels(status).inc()
+                await self.store.promote_due()
+                for _ in await self.store.expire_due():
+                    metrics.MESSAGES.labels(EXPIRED).inc()
+            except Exception as exc:  # Redis restarting: try again next round
+                log.warning("housekeeping_failed", error=repr(exc))
+            await asyncio.sleep(self.interval)

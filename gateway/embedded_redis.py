@@ -63,8 +63,24 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def _wait_for_previous(self, timeout: float) -> None:
+        """A previous redis-server on this data dir (its gateway was killed) may
+        still be flushing its AOF: let it finish (or end it) before starting."""
+        pidfile = self.data_dir / "redis.pid"
+        try:
+            pid = int(pidfile.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return
+        deadline = time.monotonic() + timeout
+        while _alive(pid) and _is_redis(pid):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+            time.sleep(0.05)
+
     def start(self, timeout: float = 15.0) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._wait_for_previous(timeout)
         args = [
             str(redis_server_binary()),
             "--bind", "127.0.0.1",
@@ -75,6 +91,7 @@ class EmbeddedRedis:
             "--save", "",
             "--daemonize", "no",
             "--logfile", "redis.log",
+            "--pidfile", str((self.data_dir / "redis.pid").resolve()),
             "--protected-mode", "yes",
         ]
         self.process = subprocess.Popen(
@@ -116,3 +133,20 @@ class EmbeddedRedis:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_redis(pid: int) -> bool:
+    try:
+        return b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

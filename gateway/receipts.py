@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from gateway import logs, metrics
-from gateway.config import ConnectorSettings
+from gateway.coalesce import Coalescer
+from gateway.config import ResendRule, Settings
 from gateway.store import Store
 from protocols.receipt import merge_receipt_tlvs, normalize_message_id, parse_receipt
 from protocols.smpp import CommandStatus, DeliverSm, Tag
@@ -33,19 +34,45 @@ STAT_TO_STATE = {
 EARLY_RECEIPT_TTL = 24 * 3600
 
 
+def error_number(err: str) -> int | None:
+    """Receipt `err` as a number: "011" is 11, "0x0B" is 11; None if neither."""
+    err = err.strip()
+    try:
+        return int(err, 16) if err[:2].lower() == "0x" else int(err, 10)
+    except ValueError:
+        return None
+
+
+def resend_wanted(rules: list[ResendRule], stat: str, err: str) -> bool:
+    code = error_number(err)
+    return any(r.stat == stat and (not r.err or code in r.err) for r in rules)
+
+
 class Receipts:
     def __init__(
         self,
         store: Store,
-        connectors: dict[str, ConnectorSettings],
+        settings: Settings,
         on_mo: Callable[[str, DeliverSm], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
-        self.connectors = connectors
+        self.settings = settings
+        self.connectors = settings.connectors
         self.on_mo = on_mo  # MO messages: gateway.webhooks.Webhooks.on_mo
+        self._batch = Coalescer(self._apply_many)
 
-    def normalize(self, connector: str, smsc_id: str) -> str:
-        return normalize_message_id(smsc_id, self.connectors[connector].message_id_format)
+    async def _apply_many(
+        self, receipts: list[tuple[str, str, bytes]]
+    ) -> list[tuple[str, str | None] | None]:
+        return await self.store.apply_receipts(receipts, EARLY_RECEIPT_TTL)
+
+    # An SMSC may write ids one way in submit_sm_resp and another in receipts
+    # (hex vs decimal); each side is normalised by its own setting.
+    def normalize_resp(self, connector: str, smsc_id: str) -> str:
+        return normalize_message_id(smsc_id, self.connectors[connector].resp_id_format)
+
+    def normalize_receipt(self, connector: str, smsc_id: str) -> str:
+        return normalize_message_id(smsc_id, self.connectors[connector].receipt_id_format)
 
     async def on_deliver(self, connector: str, pdu: DeliverSm) -> int:
         """Handle one deliver_sm from an SMSC; returns the command_status to answer with."""
@@ -64,22 +91,65 @@ class Receipts:
         if receipt is None or not receipt.id:
             log.warning("receipt_unreadable", connector=connector)
             return CommandStatus.ESME_ROK
-        metrics.RECEIPTS.labels(connector, receipt.stat).inc()
-        state = STAT_TO_STATE.get(receipt.stat)
-        if state is None:
-            return CommandStatus.ESME_ROK
-        payload = f"{state}|{receipt.err or ''}|{receipt.stat}".encode()
-        smsc_id = self.normalize(connector, receipt.id)
-        found = await self.store.correlate(connector, smsc_id, payload, EARLY_RECEIPT_TTL)
-        if found is None:
-            log.info("receipt_before_response", connector=connector, smsc_id=smsc_id)
-        else:
-            await self.apply(found[0], found[1], payload)
+        await self.handle(connector, receipt.id, receipt.stat, receipt.err or "")
         return CommandStatus.ESME_ROK
+
+    async def handle(self, connector: str, provider_id: str, stat: str, err: str) -> None:
+        """One receipt, from an SMSC or an HTTP provider: correlate and apply, or
+        park it until the submit response it belongs to is recorded."""
+        metrics.RECEIPTS.labels(connector, stat).inc()
+        state = STAT_TO_STATE.get(stat)
+        if state is None:
+            return
+        payload = f"{state}|{err}|{stat}".encode()
+        smsc_id = self.normalize_receipt(connector, provider_id)
+        if state != "delivered" and resend_wanted(self.settings.retry.resend_on, stat, err):
+            # The rare path: it may resend on a fallback connector instead of ending.
+            found = await self.store.correlate(connector, smsc_id, payload, EARLY_RECEIPT_TTL)
+            if found is not None:
+                await self.apply(found[0], found[1], payload)
+            return
+        result = await self._batch.submit((connector, smsc_id, payload))
+        if result is None:
+            log.debug("receipt_before_response", connector=connector, smsc_id=smsc_id)
+        elif result[1] is not None:
+            metrics.MESSAGES.labels(result[1]).inc()
+            log.debug("final", message_id=result[0], status=result[1], stat=stat, err=err)
+
+    async def early(self, message_id: str, part: int, outcome: bytes) -> None:
+        """A receipt that beat its submit_sm_resp, as the store returned it."""
+        if outcome[:1] == b"=":
+            if outcome[1:]:
+                metrics.MESSAGES.labels(outcome[1:].decode()).inc()
+            return
+        await self.apply(message_id, part, outcome)
 
     async def apply(self, message_id: str, part: int, payload: bytes) -> None:
         state, err, stat = payload.decode().split("|", 2)
+        if (
+            state != "delivered"
+            and resend_wanted(self.settings.retry.resend_on, stat, err)
+            and await self._resend_on_fallback(message_id, part, stat, err)
+        ):
+            return
         new = await self.store.part_final(message_id, part, state, err, f"{stat} err:{err}")
         if new:
             metrics.MESSAGES.labels(new).inc()
-            log.info("final", message_id=message_id, status=new, stat=stat, err=err)
+            log.debug("final", message_id=message_id, status=new, stat=stat, err=err)
+
+    async def _resend_on_fallback(self, message_id: str, part: int, stat: str, err: str) -> bool:
+        """A failed receipt the operator listed: send the part once more on the
+        next connector of the route, if there is one and it was not tried yet."""
+        current = await self.store.get(message_id)
+        if current is None or current.connector is None:
+            return False
+        route = current.message.connectors
+        hop = route.index(current.connector) + 1 if current.connector in route else len(route)
+        if hop >= len(route):
+            return False
+        detail = f"{stat} err:{err}; resend part {part} on {route[hop]}"
+        resent = await self.store.resend_part(current.message, part, hop, detail)
+        if resent:
+            log.info("resend_on_fallback", message_id=message_id, part=part,
+                     to_connector=route[hop], stat=stat, err=err)
+        return resent

@@ -9,14 +9,16 @@ import gc
 import os
 import signal
 import socket
+from typing import Any
 
 import uvicorn
 
 from gateway import logs, numbers
-from gateway.api import create_app
+from gateway.api import create_app, problem_response
 from gateway.config import Settings
-from gateway.connectors.smpp import SmppConnector
-from gateway.dispatcher import Dispatcher
+from gateway.connectors import make_connector
+from gateway.dispatcher import Dispatcher, Housekeeper
+from gateway.provider_receipts import ReceiptProblem, receipts_router
 from gateway.receipts import Receipts
 from gateway.store import Store
 from gateway.webhooks import Webhooks
@@ -36,6 +38,17 @@ def http_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def add_provider_receipts(app: Any, settings: Settings, receipts: Receipts) -> None:
+    if not any(c.kind == "http" for c in settings.connectors.values()):
+        return
+    app.include_router(receipts_router(settings, receipts))
+
+    async def _problem(_request: Any, exc: ReceiptProblem) -> Any:
+        return problem_response(exc.status, exc.code, exc.detail)
+
+    app.add_exception_handler(ReceiptProblem, _problem)
+
+
 async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -51,22 +64,25 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    store = Store.from_url(redis_url)
+    store = Store.from_url(redis_url, settings.messages.receipt_grace)
     consumer = f"{socket.gethostname()}-{os.getpid()}"
     webhooks = Webhooks(settings, store, consumer)
-    receipts = Receipts(store, dict(settings.connectors), on_mo=webhooks.on_mo)
-    connectors: dict[str, SmppConnector] = {}
+    receipts = Receipts(store, settings, on_mo=webhooks.on_mo)
+    connectors = {}
     dispatchers: list[Dispatcher] = []
+    housekeeper = Housekeeper(store)
     for name, conn in settings.connectors.items():
-        connector = SmppConnector(name, conn, receipts.on_deliver)
+        connector = make_connector(name, conn, receipts.on_deliver)
         connectors[name] = connector
         dispatchers.append(Dispatcher(name, settings, store, connector, receipts, consumer))
 
     tasks: list[asyncio.Task[None]] = []
     server: uvicorn.Server | None = None
     if settings.http.enabled:
+        app = create_app(settings, store)
+        add_provider_receipts(app, settings, receipts)
         config = uvicorn.Config(
-            create_app(settings, store),
+            app,
             log_config=None,
             access_log=False,
             lifespan="off",
@@ -79,6 +95,8 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     for connector in connectors.values():
         connector.start()
     tasks += [asyncio.create_task(d.run()) for d in dispatchers]
+    tasks.append(asyncio.create_task(housekeeper.run()))
+    tasks.append(asyncio.create_task(_report(store, consumer, connectors, stop)))
     if settings.webhooks.enabled:
         tasks.append(asyncio.create_task(webhooks.run()))
     log.info("worker_started", worker=worker, http=f"{settings.http.host}:{settings.http.port}")
@@ -89,9 +107,33 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
         server.should_exit = True
     for d in dispatchers:
         d.stop()
+    housekeeper.stop()
     webhooks.stop()
     # Dispatchers finish the sends they started; unacknowledged lane entries
     # would be reclaimed by another worker anyway.
     await asyncio.wait(tasks, timeout=10)
     await asyncio.gather(*(c.stop() for c in connectors.values()), return_exceptions=True)
     await store.close()
+
+
+async def _report(store: Store, worker: str, connectors: dict, stop: asyncio.Event) -> None:  # type: ignore[type-arg]
+    """Publish this worker's view of its connectors for `smsgw status`."""
+    while not stop.is_set():
+        for name, connector in connectors.items():
+            s = connector.settings
+            report = {
+                "kind": s.kind,
+                "up": connector.down_for() == 0,
+                "down_for_s": round(connector.down_for(), 1),
+                "binds_bound": len(getattr(connector, "senders", ())),
+                "window": getattr(s, "window", None),
+                "tps_limit": s.tps or None,
+            }
+            try:
+                await store.report_connector(worker, name, report)
+            except Exception:
+                pass  # Redis away for a moment: the next round reports
+        try:
+            await asyncio.wait_for(stop.wait(), 5)
+        except TimeoutError:
+            pass

@@ -23,6 +23,7 @@ from protocols.smpp import (
     SmppError,
     Unbind,
     generic_nack,
+    response_for,
 )
 
 
@@ -33,6 +34,8 @@ class SmppProtocol(asyncio.Protocol):
         self.session = Session(self.role, max_pdu_length=max_pdu_length)
         self.transport: asyncio.Transport | None = None
         self.pending: dict[int, asyncio.Future[Any]] = {}
+        self._deadlines: dict[int, float] = {}
+        self._sweep_handle: asyncio.TimerHandle | None = None
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self.closed = asyncio.get_running_loop().create_future()
@@ -62,6 +65,9 @@ class SmppProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
         error = ConnectionError(f"SMPP connection lost: {exc or 'closed'}")
         for future in self.pending.values():
             if not future.done():
@@ -96,15 +102,39 @@ class SmppProtocol(asyncio.Protocol):
         self._out.clear()
 
     async def request(self, pdu: Any, timeout: float) -> Any:
-        """Send a request and wait for its response (or generic_nack)."""
-        await self._can_write.wait()
+        """Send a request and wait for its response (or generic_nack); TimeoutError
+        after `timeout` seconds."""
+        if not self._can_write.is_set():
+            await self._can_write.wait()
         self.send(pdu)
-        future = asyncio.get_running_loop().create_future()
-        self.pending[pdu.sequence_number] = future
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        seq = pdu.sequence_number
+        self.pending[seq] = future
+        # One timer for the whole window instead of one per request: deadlines
+        # are kept in sending order, so the sweep only looks at the oldest.
+        self._deadlines[seq] = loop.time() + timeout
+        if self._sweep_handle is None:
+            self._sweep_handle = loop.call_later(timeout, self._sweep)
         try:
-            return await asyncio.wait_for(future, timeout)
+            return await future
         finally:
-            self.pending.pop(pdu.sequence_number, None)
+            self.pending.pop(seq, None)
+            self._deadlines.pop(seq, None)
+            self.session.forget(seq)
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._sweep_handle = None
+        for seq, deadline in list(self._deadlines.items()):
+            if deadline > now:
+                self._sweep_handle = loop.call_at(deadline, self._sweep)
+                return
+            del self._deadlines[seq]
+            future = self.pending.get(seq)
+            if future is not None and not future.done():
+                future.set_exception(TimeoutError(f"no response to sequence {seq}"))
 
     def close(self) -> None:
         self._flush()
@@ -137,7 +167,9 @@ class SmppProtocol(asyncio.Protocol):
             self.send(pdu.make_resp())
             self.close()
         else:
-            self.send(pdu.make_resp(command_status=CommandStatus.ESME_RINVCMDID))
+            # Operations this side does not serve (outbind, alert_notification, ...):
+            # the matching error response, or generic_nack where there is none.
+            self.send(response_for(pdu, CommandStatus.ESME_RINVCMDID))
 
     def on_pdu_error(self, error: PduError) -> None:
         # Answer what we could not read with generic_nack (SMPP 3.4 §4.3) and go on.

@@ -8,12 +8,19 @@ Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
   key, ``c`` connector, ``e`` error code, ``i<k>`` SMSC id of part k,
   ``p<k>`` final state of part k.
 - ``smsgw:lane:{<connector>}:<class>`` stream, consumer group ``dispatch``;
-  entries carry the message id (``m``); parts already acknowledged are
+  entries carry the message id (``m``) and ``k``, the index in the message's
+  route of the connector this lane belongs to; parts already acknowledged are
   known from the ``i<k>`` fields, so a resend skips them.
 - ``smsgw:corr:<connector>:<smsc id>`` → ``<id>|<part>`` with a TTL: receipt
   correlation after per-connector id normalisation.
 - ``smsgw:early:<connector>:<smsc id>`` — a receipt that beat its submit_sm_resp.
 - ``smsgw:b:{<batch>}`` hash — counts by status.
+- ``smsgw:expiry`` sorted set — message ids by the time they expire (end of
+  validity plus the receipt grace); removed when the message ends.
+- ``smsgw:delayed`` sorted set — ``<id>|<hop>|<lane>`` by due time: retries,
+  scheduled sends and deferrals waiting to go back into a lane.
+- ``smsgw:dlq`` stream — messages that ended because their retries ran out.
+- ``smsgw:rate:<name>`` — GCRA state (theoretical arrival time) of a shared limiter.
 - ``smsgw:events`` stream — every status change of a message that asked for
   callbacks (``w`` set in its hash), in order: ``m`` id, ``s`` status, ``t`` ts.
   The webhook sender consumes it.
@@ -28,8 +35,10 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import msgpack
+import orjson
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
@@ -62,9 +71,19 @@ def batch_key(batch_id: str) -> str:
 
 
 EVENTS_KEY = f"{PREFIX}events"
+EXPIRY_KEY = f"{PREFIX}expiry"
+DELAYED_KEY = f"{PREFIX}delayed"
+DLQ_KEY = f"{PREFIX}dlq"
 _FINAL_LUA = (
     "local FINAL = {" + ", ".join(f"{s}=true" for s in sorted(FINAL_STATUSES)) + "}\n"
     + f"local EVENTS = '{EVENTS_KEY}'\nlocal MSG_PREFIX = '{PREFIX}m:'\n"
+    + f"local EXPIRY = '{EXPIRY_KEY}'\nlocal DELAYED = '{DELAYED_KEY}'\n"
+    + """
+local function note(key, ts, status, detail)
+  local h = redis.call('HGET', key, 'h') or ''
+  redis.call('HSET', key, 'h', h .. ts .. '\\t' .. status .. '\\t' .. detail .. '\\n')
+end
+"""
 )
 
 # Move a message to a new status unless it is already final; append history and
@@ -75,46 +94,22 @@ _SET_STATUS_FN = (
 local function set_status(key, new, ts, detail)
   local cur = redis.call('HGET', key, 's')
   if (not cur) or FINAL[cur] or cur == new then return false end
-  local h = redis.call('HGET', key, 'h') or ''
-  redis.call('HSET', key, 's', new, 'h', h .. ts .. '\\t' .. new .. '\\t' .. detail .. '\\n')
+  redis.call('HSET', key, 's', new)
+  note(key, ts, new, detail)
   local b = redis.call('HGET', key, 'b')
   if b then
     redis.call('HINCRBY', b, cur, -1)
     redis.call('HINCRBY', b, new, 1)
   end
+  local id = string.sub(key, #MSG_PREFIX + 2, -2)
   if redis.call('HEXISTS', key, 'w') == 1 then
-    redis.call('XADD', EVENTS, '*', 'm', string.sub(key, #MSG_PREFIX + 2, -2), 's', new, 't', ts)
+    redis.call('XADD', EVENTS, '*', 'm', id, 's', new, 't', ts)
   end
+  if FINAL[new] then redis.call('ZREM', EXPIRY, id) end
   return true
 end
 """
 )
-
-# ARGV: ts, then per message: key, packed record, lane, batch key or '', parts, account, id,
-# callbacks wanted ('1' or '')
-_ENQUEUE = _FINAL_LUA + """
-local ts = ARGV[1]
-for i = 2, #ARGV, 8 do
-  local key, lane, b = ARGV[i], ARGV[i + 2], ARGV[i + 3]
-  local fields = {'r', ARGV[i + 1], 's', 'queued', 'n', ARGV[i + 4], 'a', ARGV[i + 5],
-                  'h', ts .. '\\taccepted\\t\\n' .. ts .. '\\tqueued\\t\\n'}
-  if ARGV[i + 7] ~= '' then
-    fields[#fields + 1] = 'w'
-    fields[#fields + 1] = '1'
-    redis.call('XADD', EVENTS, '*', 'm', ARGV[i + 6], 's', 'accepted', 't', ts)
-    redis.call('XADD', EVENTS, '*', 'm', ARGV[i + 6], 's', 'queued', 't', ts)
-  end
-  if b ~= '' then
-    fields[#fields + 1] = 'b'
-    fields[#fields + 1] = b
-    redis.call('HINCRBY', b, 'queued', 1)
-    redis.call('HINCRBY', b, 'total', 1)
-  end
-  redis.call('HSET', key, unpack(fields))
-  redis.call('XADD', lane, '*', 'm', ARGV[i + 6])
-end
-return (#ARGV - 1) / 8
-"""
 
 # KEYS: message; ARGV: status, ts, detail, then field/value pairs stored with it.
 _SET_STATUS = (
@@ -126,18 +121,70 @@ return changed and 1 or 0
 """
 )
 
-# A part was acknowledged by the SMSC. KEYS: message, correlation, early receipt;
-# ARGV: id, part, smsc id, ts, ttl, connector. Returns an early receipt, if one waited.
+# A part reached a final state: the message is delivered when every part is;
+# the first failed part decides otherwise. Part 0 stands for every part (a
+# provider that takes the whole text at once). Returns the new status or false.
+_PART_FINAL_FN = """
+local function part_final(key, part, state, ts, err, detail)
+  local n = tonumber(redis.call('HGET', key, 'n') or '1')
+  if part == '0' then
+    for k = 1, n do redis.call('HSETNX', key, 'p' .. k, state) end
+  elseif redis.call('HSETNX', key, 'p' .. part, state) == 0 then
+    return false
+  end
+  if state ~= 'delivered' then
+    if set_status(key, state, ts, detail) then
+      redis.call('HSET', key, 'e', err)
+      return state
+    end
+    return false
+  end
+  for k = 1, n do
+    if redis.call('HGET', key, 'p' .. k) ~= 'delivered' then return false end
+  end
+  return set_status(key, 'delivered', ts, detail) and state or false
+end
+"""
+
+# A part was acknowledged by the SMSC: store its id and correlation, move the
+# message to `submitted`, and deal with a receipt that arrived early: a
+# `delivered` one is applied here; any other is handed back for the receipt
+# rules (it may be resent on a fallback). ARGV: ts, then per part: message key,
+# correlation key, early key, part, smsc id, ttl, connector. Returns per part ''
+# (no early receipt), '=' or '=<new status>' (applied), or the receipt payload.
 _SUBMITTED = (
     _SET_STATUS_FN
+    + _PART_FINAL_FN
     + """
-redis.call('SET', KEYS[2], ARGV[1] .. '|' .. ARGV[2], 'EX', ARGV[5])
-redis.call('HSET', KEYS[1], 'i' .. ARGV[2], ARGV[3], 'c', ARGV[6])
-set_status(KEYS[1], 'submitted', ARGV[4], ARGV[6] .. ' ' .. ARGV[3])
-local early = redis.call('GET', KEYS[3])
-if early then redis.call('DEL', KEYS[3]) end
-return early
+local ts, out = ARGV[1], {}
+for i = 2, #ARGV, 7 do
+  local key, part, smsc_id, conn = ARGV[i], ARGV[i + 3], ARGV[i + 4], ARGV[i + 6]
+  local id = string.sub(key, #MSG_PREFIX + 2, -2)
+  redis.call('SET', ARGV[i + 1], id .. '|' .. part, 'EX', ARGV[i + 5])
+  redis.call('HSET', key, 'i' .. part, smsc_id, 'c', conn)
+  set_status(key, 'submitted', ts, conn .. ' ' .. smsc_id)
+  local early = redis.call('GET', ARGV[i + 2])
+  if not early then
+    out[#out + 1] = ''
+  else
+    redis.call('DEL', ARGV[i + 2])
+    local state, err, stat = string.match(early, '^([^|]*)|([^|]*)|(.*)$')
+    if state == 'delivered' then
+      out[#out + 1] = '=' .. (part_final(key, part, state, ts, err, stat .. ' err:' .. err) or '')
+    else
+      out[#out + 1] = early
+    end
+  end
+end
+return out
 """
+)
+
+# KEYS: message; ARGV: part, part state, ts, err, detail.
+_PART_FINAL = (
+    _SET_STATUS_FN
+    + _PART_FINAL_FN
+    + "return part_final(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
 )
 
 # Look up the message part of an SMSC id; if the submit_sm_resp has not been
@@ -150,25 +197,136 @@ redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 return false
 """
 
-# A part reached a final state. KEYS: message; ARGV: part, part state, ts, err, detail.
-# The message is delivered when every part is; the first failed part decides otherwise.
-_PART_FINAL = (
+# Many receipts at once: correlate each and apply it, or park it.
+# ARGV: ts, ttl, then per receipt: correlation key, early key, "state|err|stat".
+# Returns per receipt '' (parked) or "<id>|<new status or ''>".
+_RECEIPTS = (
+    _SET_STATUS_FN
+    + _PART_FINAL_FN
+    + """
+local ts, ttl, out = ARGV[1], ARGV[2], {}
+for i = 3, #ARGV, 3 do
+  local v = redis.call('GET', ARGV[i])
+  if v then
+    local id, part = string.match(v, '^(.*)|(%d+)$')
+    local state, err, stat = string.match(ARGV[i + 2], '^([^|]*)|([^|]*)|(.*)$')
+    local new = part_final(MSG_PREFIX .. '{' .. id .. '}', part, state, ts, err,
+                           stat .. ' err:' .. err)
+    out[#out + 1] = id .. '|' .. (new or '')
+  else
+    redis.call('SET', ARGV[i + 1], ARGV[i + 2], 'EX', ttl)
+    out[#out + 1] = ''
+  end
+end
+return out
+"""
+)
+
+
+# Hand a message to another connector of its route (failover). KEYS: message,
+# old lane, new lane; ARGV: entry id, id, hop, ts, detail.
+_REROUTE = (
+    _FINAL_LUA
+    + """
+redis.call('XADD', KEYS[3], '*', 'm', ARGV[2], 'k', ARGV[3])
+redis.call('XACK', KEYS[2], 'dispatch', ARGV[1])
+redis.call('XDEL', KEYS[2], ARGV[1])
+note(KEYS[1], ARGV[4], redis.call('HGET', KEYS[1], 's'), ARGV[5])
+return 1
+"""
+)
+
+# Take a lane entry out and have it come back at `due`. KEYS: old lane;
+# ARGV: entry id, member (id|hop|lane), due.
+_DEFER = f"""
+redis.call('ZADD', '{DELAYED_KEY}', ARGV[3], ARGV[2])
+redis.call('XACK', KEYS[1], 'dispatch', ARGV[1])
+redis.call('XDEL', KEYS[1], ARGV[1])
+return 1
+"""
+
+# Move due deferrals back into their lanes. ARGV: now, limit.
+# A scheduled message that comes due moves to `queued`. ARGV: now, limit, ts.
+_PROMOTE = (
     _SET_STATUS_FN
     + """
-local key, part, state = KEYS[1], ARGV[1], ARGV[2]
-if redis.call('HSETNX', key, 'p' .. part, state) == 0 then return false end
-local n = tonumber(redis.call('HGET', key, 'n') or '1')
-if state ~= 'delivered' then
-  if set_status(key, state, ARGV[3], ARGV[5]) then
-    redis.call('HSET', key, 'e', ARGV[4])
-    return state
+local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, member in ipairs(due) do
+  local id, hop, lane = string.match(member, '^([^|]+)|([^|]+)|(.+)$')
+  local key = MSG_PREFIX .. '{' .. id .. '}'
+  if redis.call('HGET', key, 's') == 'scheduled' then
+    set_status(key, 'queued', ARGV[3], 'send_at reached')
   end
-  return false
+  redis.call('XADD', lane, '*', 'm', id, 'k', hop)
+  redis.call('ZREM', DELAYED, member)
 end
-for k = 1, n do
-  if redis.call('HGET', key, 'p' .. k) ~= 'delivered' then return false end
+return #due
+"""
+)
+
+# Expire messages whose validity (plus receipt grace) has passed. ARGV: now, limit, ts.
+_EXPIRE_DUE = (
+    _SET_STATUS_FN
+    + """
+local due = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+local expired = {}
+for _, id in ipairs(due) do
+  if set_status(MSG_PREFIX .. '{' .. id .. '}', 'expired', ARGV[3], 'validity_elapsed') then
+    expired[#expired + 1] = id
+  end
+  redis.call('ZREM', EXPIRY, id)
 end
-return set_status(key, 'delivered', ARGV[3], ARGV[5]) and state or false
+return expired
+"""
+)
+
+# GCRA (generic cell rate algorithm) shared by every process: grant up to n of
+# the requested units now. KEYS: limiter; ARGV: rate per second, burst units, n.
+# Returns {granted, ms to wait before asking again}. Time is Redis's own, so
+# hosts with skewed clocks still share one rate.
+_GCRA = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + t[2] / 1000
+local interval = 1000 / tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local room = math.floor((now + burst * interval - tat) / interval)
+local granted = math.min(tonumber(ARGV[3]), room)
+if granted <= 0 then
+  return {0, math.ceil(tat - now - (burst - 1) * interval)}
+end
+tat = tat + granted * interval
+redis.call('SET', KEYS[1], tostring(tat), 'PX', math.ceil(tat - now) + 1000)
+return {granted, 0}
+"""
+
+# Resend one failed part on the next connector, once per part. KEYS: message,
+# next lane; ARGV: part, id, hop, ts, detail. Returns 1 if resent.
+_RESEND_PART = (
+    _FINAL_LUA
+    + """
+local key, part = KEYS[1], ARGV[1]
+local cur = redis.call('HGET', key, 's')
+if (not cur) or FINAL[cur] or redis.call('HEXISTS', key, 'p' .. part) == 1 then return 0 end
+if redis.call('HSETNX', key, 'f' .. part, '1') == 0 then return 0 end
+redis.call('HDEL', key, 'i' .. part)
+redis.call('XADD', KEYS[2], '*', 'm', ARGV[2], 'k', ARGV[3])
+note(key, ARGV[4], cur, ARGV[5])
+return 1
+"""
+)
+
+# End a message whose retries ran out and keep it in the dead-letter stream.
+# KEYS: message; ARGV: status, ts, error code, connector.
+_DEAD_LETTER = (
+    _SET_STATUS_FN
+    + f"""
+if not set_status(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return 0 end
+redis.call('HSET', KEYS[1], 'e', ARGV[3])
+redis.call('XADD', '{DLQ_KEY}', '*', 'm', string.sub(KEYS[1], #MSG_PREFIX + 2, -2),
+           'e', ARGV[3], 'c', ARGV[4], 't', ARGV[2])
+return 1
 """
 )
 
@@ -177,17 +335,31 @@ def _ts(now: float | None = None) -> str:
     return f"{time.time() if now is None else now:.3f}"
 
 
+# id, packed Message, lane key, parts, callbacks wanted, expiry time, send_at or ''
+Record = tuple[str, bytes, str, int, bool, float, str]
+
+
 class Store:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, receipt_grace: float = 300.0) -> None:
         self.redis = client
-        self._enqueue = client.register_script(_ENQUEUE)
+        # How long after the end of validity a receipt may still arrive before
+        # the message is declared expired.
+        self.receipt_grace = receipt_grace
         self._set_status = client.register_script(_SET_STATUS)
         self._submitted = client.register_script(_SUBMITTED)
         self._correlate = client.register_script(_CORRELATE)
         self._part_final = client.register_script(_PART_FINAL)
+        self._receipts = client.register_script(_RECEIPTS)
+        self._reroute = client.register_script(_REROUTE)
+        self._defer = client.register_script(_DEFER)
+        self._promote = client.register_script(_PROMOTE)
+        self._expire_due = client.register_script(_EXPIRE_DUE)
+        self._gcra = client.register_script(_GCRA)
+        self._resend_part = client.register_script(_RESEND_PART)
+        self._dead_letter = client.register_script(_DEAD_LETTER)
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
+    def from_url(cls, url: str, receipt_grace: float = 300.0) -> Store:
         # A blocking pool: under a burst, callers wait for a free connection
         # instead of failing with "Too many connections".
         # socket_timeout: redis-py 8 defaults to 5 s, which a pipelined 10,000-message
@@ -196,7 +368,7 @@ class Store:
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=128, timeout=30, socket_timeout=30
         )
-        return cls(aioredis.Redis(connection_pool=pool))
+        return cls(aioredis.Redis(connection_pool=pool), receipt_grace)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -204,18 +376,21 @@ class Store:
     # --- admission -------------------------------------------------------
 
     async def enqueue(self, messages: Sequence[Message]) -> None:
-        """Persist records and append them to their first connector's lane, one
-        script call for the whole chunk (one round trip, one AOF write)."""
-        if not messages:
-            return
-        args: list[str | bytes | int] = [_ts()]
+        """Persist records and append them to their first connector's lane: one
+        script call per (account, batch) group, all in one round trip."""
+        groups: dict[tuple[str, str | None], list[Record]] = {}
         for m in messages:
-            args += [
-                msg_key(m.id), m.pack(), lane_key(m.connectors[0], m.msg_class),
-                batch_key(m.batch_id) if m.batch_id else "", m.parts, m.account, m.id,
-                "1" if m.callback_url else "",
-            ]
-        await self._enqueue(keys=[], args=args)
+            groups.setdefault((m.account, m.batch_id), []).append(self.record(m))
+        for (account, batch_id), records in groups.items():
+            await self.enqueue_api(account, [records], batch_id=batch_id)
+
+    def record(self, m: Message) -> Record:
+        """A message as the enqueue script takes it: id, packed record, lane,
+        parts, callbacks wanted, when it expires (validity + receipt grace), and
+        its send_at if that is still ahead."""
+        due = f"{m.send_at:.3f}" if m.send_at and m.send_at > time.time() + 0.5 else ""
+        return (m.id, m.pack(), lane_key(m.connectors[0], m.msg_class), m.parts,
+                bool(m.callback_url), m.expires_at + self.receipt_grace, due)
 
     # --- state -----------------------------------------------------------
 
@@ -237,15 +412,43 @@ class Store:
             args += [name, value]
         return bool(await self._set_status(keys=[msg_key(message_id)], args=args))
 
+    async def parts_submitted(
+        self, parts: Sequence[tuple[str, str, int, str, int]]
+    ) -> list[bytes | None]:
+        """Record acknowledged parts, (connector, message id, part, smsc id, ttl) each,
+        in one script call. Per part: None, or what became of a receipt that
+        arrived early: b"=<status>" / b"=" if it was applied, else its payload."""
+        args: list[str | int] = [_ts()]
+        for connector, message_id, part, smsc_id, ttl in parts:
+            args += [
+                msg_key(message_id), corr_key(connector, smsc_id), early_key(connector, smsc_id),
+                part, smsc_id, max(ttl, 60), connector,
+            ]
+        return [r or None for r in await self._submitted(keys=[], args=args)]
+
     async def part_submitted(
         self, connector: str, message_id: str, part: int, smsc_id: str, ttl: int
     ) -> bytes | None:
         """Record the SMSC id of an acknowledged part; returns a receipt that arrived early."""
-        result = await self._submitted(
-            keys=[msg_key(message_id), corr_key(connector, smsc_id), early_key(connector, smsc_id)],
-            args=[message_id, part, smsc_id, _ts(), max(ttl, 60), connector],
-        )
-        return result if result else None
+        return (await self.parts_submitted([(connector, message_id, part, smsc_id, ttl)]))[0]
+
+    async def apply_receipts(
+        self, receipts: Sequence[tuple[str, str, bytes]], ttl: int
+    ) -> list[tuple[str, str | None] | None]:
+        """Correlate and apply (connector, smsc id, "state|err|stat") receipts in one
+        script call: per receipt None if parked until its submit_sm_resp, else
+        (message id, the message's new final status if this receipt set one)."""
+        args: list[str | bytes | int] = [_ts(), max(ttl, 60)]
+        for connector, smsc_id, payload in receipts:
+            args += [corr_key(connector, smsc_id), early_key(connector, smsc_id), payload]
+        out: list[tuple[str, str | None] | None] = []
+        for r in await self._receipts(keys=[], args=args):
+            if not r:
+                out.append(None)
+            else:
+                message_id, _, new = r.decode().rpartition("|")
+                out.append((message_id, new or None))
+        return out
 
     async def correlate(
         self, connector: str, smsc_id: str, receipt: bytes, ttl: int
@@ -286,10 +489,10 @@ class Store:
 
     async def read_lanes(
         self, connector: str, consumer: str, count: int, block_ms: int
-    ) -> list[tuple[str, bytes, str]]:
-        """Up to `count` lane entries as (lane key, entry id, message id), higher lanes first:
-        a marketing backlog never delays OTP or transactional traffic."""
-        out: list[tuple[str, bytes, str]] = []
+    ) -> list[LaneEntry]:
+        """Up to `count` lane entries, higher lanes first: a marketing backlog
+        never delays OTP or transactional traffic."""
+        out: list[LaneEntry] = []
         for msg_class in LANES:
             lane = lane_key(connector, msg_class)
             got = await self.redis.xreadgroup(GROUP, consumer, {lane: ">"}, count=count - len(out))
@@ -304,22 +507,25 @@ class Store:
 
     async def reclaim(
         self, connector: str, consumer: str, idle_ms: int, count: int
-    ) -> list[tuple[str, bytes, str]]:
+    ) -> list[LaneEntry]:
         """Take over entries a dead process read but never acknowledged."""
-        out: list[tuple[str, bytes, str]] = []
+        out: list[LaneEntry] = []
         for msg_class in LANES:
             lane = lane_key(connector, msg_class)
             _next, claimed, *_ = await self.redis.xautoclaim(
                 lane, GROUP, consumer, min_idle_time=idle_ms, start_id="0", count=count
             )
-            out += [(lane, eid, fields[b"m"].decode()) for eid, fields in claimed if fields]
+            out += [_entry(lane, eid, fields) for eid, fields in claimed if fields]
         return out
 
     async def ack(self, entries: Iterable[tuple[str, bytes]]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
+        by_lane: dict[str, list[bytes]] = {}
         for lane, entry_id in entries:
-            pipe.xack(lane, GROUP, entry_id)
-            pipe.xdel(lane, entry_id)
+            by_lane.setdefault(lane, []).append(entry_id)
+        pipe = self.redis.pipeline(transaction=False)
+        for lane, ids in by_lane.items():
+            pipe.xack(lane, GROUP, *ids)
+            pipe.xdel(lane, *ids)
         await pipe.execute()
 
     async def lane_depths(self, connectors: Iterable[str]) -> dict[str, int]:
@@ -348,7 +554,7 @@ class Store:
     @staticmethod
     def _chunk_args(
         account: str,
-        records: Sequence[tuple[str, bytes, str, int, bool]],
+        records: Sequence[Record],
         batch_id: str | None,
         idem: tuple[str, str, str, bytes, bytes, int] | None,
         ts: str,
@@ -361,8 +567,9 @@ class Store:
             account, ts,
         ]
         flat: list[str | bytes] = []
-        for message_id, packed, lane, parts, callbacks in records:
-            flat += (message_id, packed, lane, str(parts), "1" if callbacks else "")
+        for message_id, packed, lane, parts, callbacks, expiry, due in records:
+            flat += (message_id, packed, lane, str(parts), "1" if callbacks else "",
+                     f"{expiry:.3f}", due)
         # use_bin_type=False: Lua's cmsgpack reads every string type as a Lua string.
         args.append(msgpack.packb(flat, use_bin_type=False))
         return ([key] if mode else []), args
@@ -370,14 +577,14 @@ class Store:
     async def enqueue_api(
         self,
         account: str,
-        chunks: Sequence[Sequence[tuple[str, bytes, str, int, bool]]],
+        chunks: Sequence[Sequence[Record]],
         *,
         batch_id: str | None = None,
         idem: tuple[str, str, bytes, bytes, int] | None = None,
         ts: float | None = None,
     ) -> tuple[bytes, bytes] | None:
-        """Persist chunks of (id, packed Message, lane key, parts, callbacks wanted)
-        in one pipelined round trip, one `_ENQUEUE_CHUNK` call per chunk.
+        """Persist chunks of `Store.record`s in one pipelined round trip, one
+        `_ENQUEUE_CHUNK` call per chunk.
 
         idem is (key, token, body hash, response, ttl). Returns None when this
         request's messages were queued, or (body hash, response) of the earlier
@@ -511,11 +718,105 @@ class Store:
         return {"queues": int(due), "dead": int(dead)}
 
 
-def _entries(got: list | None) -> list[tuple[str, bytes, str]]:
+    # --- delivery: failover, deferral, expiry, limits, dead letters --------
+
+    async def reroute(self, entry: LaneEntry, message: Message, hop: int, detail: str) -> None:
+        """Move a lane entry to the lane of the connector at `hop` in the message's route."""
+        await self._reroute(
+            keys=[msg_key(message.id), entry.lane, lane_key(message.connectors[hop],
+                                                            message.msg_class)],
+            args=[entry.entry_id, message.id, hop, _ts(), detail],
+        )
+
+    async def defer(self, entry: LaneEntry, due: float) -> None:
+        """Take the entry out of its lane; it comes back (same lane, same hop) at `due`."""
+        member = f"{entry.message_id}|{entry.hop}|{entry.lane}"
+        await self._defer(keys=[entry.lane], args=[entry.entry_id, member, f"{due:.3f}"])
+
+    async def promote_due(self, limit: int = 1000) -> int:
+        now = time.time()
+        return int(await self._promote(keys=[], args=[f"{now:.3f}", limit, _ts(now)]))
+
+    async def expire_due(self, limit: int = 1000) -> list[str]:
+        now = time.time()
+        ids = await self._expire_due(keys=[], args=[f"{now:.3f}", limit, _ts(now)])
+        return [i.decode() for i in ids]
+
+    async def rate_acquire(self, name: str, rate: float, burst: float, n: int) -> tuple[int, float]:
+        """Take up to n units from the shared limiter `name`: (granted, seconds to wait)."""
+        granted, wait_ms = await self._gcra(
+            keys=[f"{PREFIX}rate:{name}"], args=[rate, max(1.0, burst), n]
+        )
+        return int(granted), int(wait_ms) / 1000
+
+    async def resend_part(
+        self, message: Message, part: int, hop: int, detail: str
+    ) -> bool:
+        """Send a failed part once more on the connector at `hop` (never twice)."""
+        lane = lane_key(message.connectors[hop], message.msg_class)
+        return bool(
+            await self._resend_part(
+                keys=[msg_key(message.id), lane], args=[part, message.id, hop, _ts(), detail]
+            )
+        )
+
+    async def dead_letter(
+        self, message_id: str, status: str, error_code: str, connector: str
+    ) -> bool:
+        return bool(
+            await self._dead_letter(
+                keys=[msg_key(message_id)], args=[status, _ts(), error_code, connector]
+            )
+        )
+
+    async def dead_letters(self, count: int = 100) -> list[dict[str, str]]:
+        rows = await self.redis.xrange(DLQ_KEY, count=count)
+        return [
+            {"entry": eid.decode(), **{k.decode(): v.decode() for k, v in fields.items()}}
+            for eid, fields in rows
+        ]
+
+    async def remove_dead_letter(self, entry: str) -> None:
+        await self.redis.xdel(DLQ_KEY, entry)
+
+    async def dead_letter_count(self) -> int:
+        return int(await self.redis.xlen(DLQ_KEY))
+
+    async def delayed_count(self) -> int:
+        return int(await self.redis.zcard(DELAYED_KEY))
+
+    # --- connector reports (each worker publishes its view; `smsgw status` reads) --
+
+    async def report_connector(self, worker: str, name: str, report: dict[str, object],
+                               ttl: int = 15) -> None:
+        await self.redis.set(f"{PREFIX}conn:{name}:{worker}", orjson.dumps(report), ex=ttl)
+
+    async def connector_reports(self) -> dict[str, dict[str, object]]:
+        out: dict[str, dict[str, object]] = {}
+        async for key in self.redis.scan_iter(match=f"{PREFIX}conn:*", count=1000):
+            raw = await self.redis.get(key)
+            if raw:
+                _, name, worker = key.decode().split(":", 2)
+                out.setdefault(name, {})[worker] = orjson.loads(raw)
+        return out
+
+
+class LaneEntry(NamedTuple):
+    lane: str
+    entry_id: bytes
+    message_id: str
+    hop: int  # index of this lane's connector in the message's route
+
+
+def _entry(lane: str, entry_id: bytes, fields: dict[bytes, bytes]) -> LaneEntry:
+    return LaneEntry(lane, entry_id, fields[b"m"].decode(), int(fields.get(b"k", b"0")))
+
+
+def _entries(got: list | None) -> list[LaneEntry]:
     out = []
     for lane, items in got or ():
         lane_name = lane.decode() if isinstance(lane, bytes) else lane
-        out += [(lane_name, eid, fields[b"m"].decode()) for eid, fields in items if fields]
+        out += [_entry(lane_name, eid, fields) for eid, fields in items if fields]
     return out
 
 
@@ -587,17 +888,18 @@ def wh_queue_key(queue: str) -> str:
     return f"{PREFIX}wh:q:{{{queue}}}"
 
 
-# Persist one chunk of admitted messages, optionally claiming an idempotency key.
-# Writes the same fields as _ENQUEUE (tests/integration/test_api_store.py holds the
-# two together) but is specialised for the API's chunks: one account and at most
-# one batch per call, so the batch counters move once per chunk and the history
-# text is built once.
+# Persist one chunk of admitted messages, optionally claiming an idempotency key:
+# the message hash, its lane entry (hop 0), its expiry and the batch counters.
+# One account and at most one batch per call, so the batch counters move once
+# per chunk and the history text is built once.
 # KEYS[1]: idempotency key (when ARGV[1] ~= '').
 # ARGV: mode ('' | 'first' | 'next'), token, body hash, response, ttl,
 #       batch key or '', batch owner key or '', account, ts, records: one msgpack
-#       array of 5 values per message (id, packed record, lane, parts, callbacks '1'
-#       or ''). One packed argument instead of five per message: redis-py spent a
-#       fifth of a batch's admission time encoding arguments one by one.
+#       array of 7 values per message (id, packed record, lane, parts, callbacks '1'
+#       or '', expiry time, send_at or '' — a future send_at makes it `scheduled`
+#       and it waits in the delayed set instead of its lane). One packed argument
+#       instead of several per message: redis-py spent a fifth of a batch's
+#       admission time encoding arguments one by one.
 # Returns the number queued, or {hash, response} of an earlier request with this key
 # ('first'), or -1 when a later chunk finds the key owned by another request ('next').
 _ENQUEUE_CHUNK = _FINAL_LUA + """
@@ -612,31 +914,45 @@ elseif mode == 'next' then
 end
 local b, owner, account, ts = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 if owner ~= '' then redis.call('SET', owner, account) end
-local h = ts .. '\\taccepted\\t\\n' .. ts .. '\\tqueued\\t\\n'
+local history = {
+  queued = ts .. '\\taccepted\\t\\n' .. ts .. '\\tqueued\\t\\n',
+  scheduled = ts .. '\\taccepted\\t\\n' .. ts .. '\\tscheduled\\t\\n',
+}
 local recs = cmsgpack.unpack(ARGV[10])
-local n = 0
-for i = 1, #recs, 5 do
+local count = {queued = 0, scheduled = 0}
+for i = 1, #recs, 7 do
   local id, r, lane, parts, cb = recs[i], recs[i + 1], recs[i + 2], recs[i + 3], recs[i + 4]
+  local due = recs[i + 6]
+  local status = (due ~= '') and 'scheduled' or 'queued'
   local key = MSG_PREFIX .. '{' .. id .. '}'
+  local h = history[status]
   if cb ~= '' then
     if b ~= '' then
-      redis.call('HSET', key, 'r', r, 's', 'queued', 'n', parts, 'a', account, 'h', h,
+      redis.call('HSET', key, 'r', r, 's', status, 'n', parts, 'a', account, 'h', h,
                  'w', '1', 'b', b)
     else
-      redis.call('HSET', key, 'r', r, 's', 'queued', 'n', parts, 'a', account, 'h', h, 'w', '1')
+      redis.call('HSET', key, 'r', r, 's', status, 'n', parts, 'a', account, 'h', h, 'w', '1')
     end
     redis.call('XADD', EVENTS, '*', 'm', id, 's', 'accepted', 't', ts)
-    redis.call('XADD', EVENTS, '*', 'm', id, 's', 'queued', 't', ts)
+    redis.call('XADD', EVENTS, '*', 'm', id, 's', status, 't', ts)
   elseif b ~= '' then
-    redis.call('HSET', key, 'r', r, 's', 'queued', 'n', parts, 'a', account, 'h', h, 'b', b)
+    redis.call('HSET', key, 'r', r, 's', status, 'n', parts, 'a', account, 'h', h, 'b', b)
   else
-    redis.call('HSET', key, 'r', r, 's', 'queued', 'n', parts, 'a', account, 'h', h)
+    redis.call('HSET', key, 'r', r, 's', status, 'n', parts, 'a', account, 'h', h)
   end
-  redis.call('XADD', lane, '*', 'm', id)
-  n = n + 1
+  if due ~= '' then
+    -- send_at in the future: wait outside the lane until due (hop 0)
+    redis.call('ZADD', DELAYED, due, id .. '|0|' .. lane)
+  else
+    redis.call('XADD', lane, '*', 'm', id, 'k', '0')
+  end
+  redis.call('ZADD', EXPIRY, recs[i + 5], id)
+  count[status] = count[status] + 1
 end
+local n = count.queued + count.scheduled
 if b ~= '' and n > 0 then
-  redis.call('HINCRBY', b, 'queued', n)
+  if count.queued > 0 then redis.call('HINCRBY', b, 'queued', count.queued) end
+  if count.scheduled > 0 then redis.call('HINCRBY', b, 'scheduled', count.scheduled) end
   redis.call('HINCRBY', b, 'total', n)
 end
 return n
@@ -706,8 +1022,3 @@ if ARGV[4] == '1' then redis.call('HINCRBY', '{WH_TRY}', ARGV[1], 1) end
 redis.call('ZADD', '{WH_DUE}', ARGV[3], ARGV[1])
 return 1
 """
-
-
-def api_record(m: Message) -> tuple[str, bytes, str, int, bool]:
-    """A message as `Store.enqueue_api` takes it: the store picks its lane."""
-    return m.id, m.pack(), lane_key(m.connectors[0], m.msg_class), m.parts, bool(m.callback_url)

@@ -20,6 +20,7 @@ from pathlib import Path
 from gateway import logs
 from gateway.config import Settings
 from gateway.embedded_redis import EmbeddedRedis
+from gateway.operations import redis_url_file
 
 log = logs.get("smsgw.supervisor")
 
@@ -74,19 +75,21 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
             )
             redis_url = redis.start()
             log.info("embedded_redis_started", url=redis_url, data_dir=str(redis.data_dir))
+            # Where `smsgw status` / `smsgw dlq` find this gateway's Redis.
+            redis_url_file(settings).write_text(redis_url)
         if settings.simulator.enabled:
             sim = start_simulator(settings)
         if workers == 1:
             run_worker(settings, redis_url, 0)
             return 0
-        args = [sys.executable, "-m", "gateway.cli", "worker", "--redis-url", redis_url,
-                "--index"]
+        args = [sys.executable, "-m", "gateway.cli", "worker", "--redis-url", redis_url]
         if config_path is not None:
-            args = [*args[:3], "-c", str(config_path), *args[3:]]
-        for index in range(workers):
-            children.append(
-                subprocess.Popen([*args, str(index)], preexec_fn=die_with_parent)
-            )
+            args += ["-c", str(config_path)]
+        args.append("--index")
+        def spawn(index: int) -> subprocess.Popen[bytes]:
+            return subprocess.Popen([*args, str(index)], preexec_fn=die_with_parent)
+
+        children.extend(spawn(index) for index in range(workers))
         stop = {"flag": False}
 
         def _stop(_sig: int, _frame: object) -> None:
@@ -94,9 +97,22 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
 
         signal.signal(signal.SIGINT, _stop)
         signal.signal(signal.SIGTERM, _stop)
-        while not stop["flag"] and all(c.poll() is None for c in children):
+        restarts: list[float] = []
+        while not stop["flag"]:
             time.sleep(0.2)
-        return 0 if stop["flag"] else 1
+            for index, child in enumerate(children):
+                if child.poll() is None or stop["flag"]:
+                    continue
+                # A worker died (crash, OOM kill, kill -9): start another in its
+                # place. Its unacknowledged lane entries are reclaimed by XAUTOCLAIM.
+                now = time.monotonic()
+                restarts = [t for t in restarts if now - t < 60] + [now]
+                if len(restarts) > 5 * workers:
+                    log.error("workers_crash_looping", restarts_last_minute=len(restarts))
+                    return 1
+                log.warning("worker_died", worker=index, returncode=child.returncode)
+                children[index] = spawn(index)
+        return 0
     finally:
         for child in children:
             if child.poll() is None:

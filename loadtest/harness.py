@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -58,10 +59,11 @@ class GatewayProcess:
             **os.environ,
             "SMSGW_DATA_DIR": str(self.workdir / "data"),
             "SMSGW_HTTP__PORT": str(self.http_port),
-            "SMSGW_SIMULATOR__PORT": str(self.sim_port),
-            "SMSGW_CONNECTORS__SIM__PORT": str(self.sim_port),
-            **self.env,
         }
+        if self.config is None:  # the default config's simulator and its connector
+            env["SMSGW_SIMULATOR__PORT"] = str(self.sim_port)
+            env["SMSGW_CONNECTORS__SIM__PORT"] = str(self.sim_port)
+        env.update(self.env)
         args = [sys.executable, "-m", "gateway.cli", "run", "--workers", str(self.workers)]
         if self.config is not None:
             args += ["-c", str(self.config)]
@@ -101,6 +103,100 @@ class GatewayProcess:
             self.process = None
 
     def __enter__(self) -> GatewayProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class SimulatorProcess:
+    """`smsgw smsc-sim` as its own process (its own core), with any of its options.
+
+    ``args`` are extra command-line options, e.g. ``["--tps", "5000"]``. Stats
+    and the per-message record go under ``workdir``.
+    """
+
+    workdir: Path
+    args: list[str] = field(default_factory=list)
+    port: int = 0
+    record: bool = False
+    process: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir)
+        self.port = self.port or free_port()
+
+    @property
+    def stats_path(self) -> Path:
+        return self.workdir / f"smsc-sim-{self.port}.json"
+
+    @property
+    def record_path(self) -> Path:
+        return self.workdir / f"smsc-sim-{self.port}.jsonl"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"smsc-sim-{self.port}.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = [sys.executable, "-m", "gateway.cli", "smsc-sim", "--port", str(self.port),
+                "--stats-file", str(self.stats_path), *self.args]
+        if self.record:
+            args += ["--record", str(self.record_path)]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(args, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"smsc-sim exited early:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    pass
+                if self.stats_path.exists():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"smsc-sim not listening in {timeout}s")
+
+    def stats(self) -> dict[str, Any]:
+        for _ in range(20):  # the file is replaced atomically; tolerate a missing one
+            try:
+                return dict(json.loads(self.stats_path.read_text()))
+            except (FileNotFoundError, json.JSONDecodeError):
+                time.sleep(0.05)
+        return {}
+
+    def signal(self, sig: int) -> None:
+        if self.process is not None:
+            self.process.send_signal(sig)
+
+    def go_down(self) -> None:
+        self.signal(signal.SIGUSR1)
+
+    def come_up(self) -> None:
+        self.signal(signal.SIGUSR2)
+
+    def stop(self, timeout: float = 10.0) -> dict[str, Any]:
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return self.stats()
+
+    def __enter__(self) -> SimulatorProcess:
         self.start()
         return self
 

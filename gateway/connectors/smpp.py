@@ -1,30 +1,67 @@
-"""Outbound SMPP connector: several transceiver binds to one SMSC, a window of
-outstanding submit_sm per bind, enquire_link, and reconnects with jittered
-exponential backoff (so a carrier outage does not become a reconnect storm).
+"""Outbound SMPP connector: several binds to one SMSC (transceivers, or a
+transmitter plus a receiver each), a window of outstanding submit_sm per bind,
+enquire_link, and reconnects with jittered exponential backoff (so a carrier
+outage does not become a reconnect storm).
 
 It stands on our own `protocols.smpp` through `gateway.smpp_io`; see
-docs/architecture.md for why not aiosmpplib or smpp34 on this path.
+docs/delivery.md for why not aiosmpplib or smpp34 on this path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gateway import logs, metrics
 from gateway.config import ConnectorSettings
+from gateway.connectors import Health, Outcome, SendResult
+from gateway.model import Message
 from gateway.smpp_io import SmppProtocol
-from protocols.smpp import BindTransceiver, CommandStatus, DeliverSm, Role
+from protocols.smpp import (
+    BindReceiver,
+    BindTransceiver,
+    BindTransmitter,
+    CommandStatus,
+    DeliverSm,
+    Role,
+    SmppError,
+    SubmitSm,
+    Tag,
+)
+from protocols.text import Concat, Encoding, Part, split
 
 log = logs.get("smsgw.connector")
 
 DeliverHandler = Callable[[str, DeliverSm], Awaitable[int]]
 
+# command_status values worth another try: the SMSC is busy, not refusing the
+# message. Everything else is permanent. The table is docs/delivery.md's.
+TRANSIENT_STATUSES = frozenset({
+    CommandStatus.ESME_RTHROTTLED,
+    CommandStatus.ESME_RMSGQFUL,
+    CommandStatus.ESME_RSYSERR,
+    CommandStatus.ESME_RX_T_APPN,
+    CommandStatus.ESME_RUNKNOWNERR,
+})
+THROTTLE_STATUSES = frozenset({CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL})
 
-class BindFailed(ConnectionError):
-    pass
+
+def source_address(sender: str) -> tuple[int, int, str]:
+    """(TON, NPI, address): digits are an international number, anything else
+    alphanumeric (SMPP 3.4 §5.2.5: TON 5 = alphanumeric)."""
+    digits = sender.removeprefix("+")
+    if digits.isdigit():
+        return 1, 1, digits
+    return 5, 0, sender
+
+
+def concat_reference(message_id: str) -> int:
+    # Derived from the id, so parts resent after a crash carry the same reference.
+    return zlib.crc32(message_id.encode()) & 0xFFFF
 
 
 class _Bind(SmppProtocol):
@@ -54,80 +91,41 @@ class _Bind(SmppProtocol):
 
 
 class SmppConnector:
+    whole_message = False
+
     def __init__(self, name: str, settings: ConnectorSettings, on_deliver: DeliverHandler) -> None:
         self.name = name
         self.settings = settings
         self.on_deliver = on_deliver
-        self.binds: list[_Bind] = []
+        self.health = Health()
+        self.senders: list[_Bind] = []  # binds that can submit (TRX or TX)
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
         self._next = 0
         self._stopping = False
+        self._paused_until = 0.0
+        self._throttle_hits = 0
+        self._by_status: dict[int, Any] = {}  # metric children, looked up once
+        self._latency = metrics.SUBMIT_LATENCY.labels(name)
 
-    @property
-    def up(self) -> bool:
-        return bool(self.binds)
+    # --- lifecycle ------------------------------------------------------------
 
     def start(self) -> None:
-        for index in range(self.settings.binds):
-            self._tasks.append(asyncio.create_task(self._keep_bound(index)))
+        s = self.settings
+        kinds: list[type[BindTransceiver | BindTransmitter | BindReceiver]]
+        kinds = [BindTransceiver] if s.bind_mode == "trx" else [BindTransmitter, BindReceiver]
+        for index in range(s.binds):
+            for kind in kinds:
+                self._tasks.append(asyncio.create_task(self._keep_bound(index, kind)))
 
     async def stop(self) -> None:
         self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await asyncio.gather(*(b.unbind() for b in list(self.binds)), return_exceptions=True)
 
-    async def _bind_once(self) -> _Bind:
-        s = self.settings
-        loop = asyncio.get_running_loop()
-        _transport, bind = await asyncio.wait_for(
-            loop.create_connection(lambda: _Bind(self), s.host, s.port), s.response_timeout
-        )
-        resp = await bind.request(
-            BindTransceiver(
-                system_id=s.system_id, password=s.password, system_type=s.system_type,
-                interface_version=0x34,
-            ),
-            s.response_timeout,
-        )
-        if resp.command_status != CommandStatus.ESME_ROK:
-            bind.close()
-            raise BindFailed(f"bind refused with command_status 0x{resp.command_status:08x}")
-        return bind
-
-    async def _keep_bound(self, index: int) -> None:
-        attempt = 0
-        while not self._stopping:
-            try:
-                bind = await self._bind_once()
-            except (OSError, TimeoutError, ConnectionError) as exc:
-                attempt += 1
-                # Full jitter (AWS architecture blog): spreads reconnects of many
-                # binds over the whole interval instead of synchronising them.
-                delay = random.uniform(0, min(30.0, 0.5 * 2 ** min(attempt, 6)))
-                log.warning("bind_failed", connector=self.name, bind=index, error=str(exc),
-                            retry_in=round(delay, 2))
-                await asyncio.sleep(delay)
-                continue
-            attempt = 0
-            self.binds.append(bind)
-            metrics.CONNECTOR_BOUND.labels(self.name).set(len(self.binds))
-            self._ready.set()
-            log.info("bound", connector=self.name, bind=index)
-            keepalive = asyncio.create_task(
-                bind.keepalive(self.settings.enquire_link_interval, self.settings.response_timeout)
-            )
-            try:
-                await bind.closed
-            finally:
-                keepalive.cancel()
-                self.binds.remove(bind)
-                metrics.CONNECTOR_BOUND.labels(self.name).set(len(self.binds))
-                if not self.binds:
-                    self._ready.clear()
-            log.warning("unbound", connector=self.name, bind=index)
+    def down_for(self) -> float:
+        return self.health.down_for()
 
     async def wait_bound(self, timeout: float | None = None) -> bool:
         try:
@@ -136,16 +134,154 @@ class SmppConnector:
             return False
         return True
 
-    async def submit(self, pdu: Any) -> Any:
-        """Send one submit_sm on the next bound bind with room in its window;
-        returns the response PDU. Raises ConnectionError/TimeoutError (transient)."""
-        while True:
-            await self._ready.wait()
-            if not self.binds:
+    async def _bind_once(
+        self, kind: type[BindTransceiver | BindTransmitter | BindReceiver]
+    ) -> _Bind:
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        _transport, bind = await asyncio.wait_for(
+            loop.create_connection(lambda: _Bind(self), s.host, s.port), s.response_timeout
+        )
+        try:
+            resp = await bind.request(
+                kind(system_id=s.system_id, password=s.password, system_type=s.system_type,
+                     interface_version=0x34),
+                s.response_timeout,
+            )
+        except BaseException:
+            bind.close()
+            raise
+        if resp.command_status != CommandStatus.ESME_ROK:
+            bind.close()
+            raise ConnectionError(f"bind refused with command_status 0x{resp.command_status:08x}")
+        return bind
+
+    async def _keep_bound(
+        self, index: int, kind: type[BindTransceiver | BindTransmitter | BindReceiver]
+    ) -> None:
+        attempt = 0
+        label = f"{kind.__name__}#{index}"
+        while not self._stopping:
+            try:
+                bind = await self._bind_once(kind)
+            except (OSError, TimeoutError, ConnectionError, SmppError) as exc:
+                attempt += 1
+                # Full jitter (as in the AWS architecture blog's backoff study):
+                # spreads the reconnects of many binds instead of synchronising them.
+                delay = random.uniform(0, min(30.0, 0.25 * 2 ** min(attempt, 8)))
+                log.warning("bind_failed", connector=self.name, bind=label, error=str(exc),
+                            retry_in=round(delay, 2))
+                await asyncio.sleep(delay)
                 continue
-            self._next = (self._next + 1) % len(self.binds)
-            bind = self.binds[self._next]
+            attempt = 0
+            sends = kind is not BindReceiver
+            if sends:
+                self.senders.append(bind)
+                self._set_bound()
+            log.info("bound", connector=self.name, bind=label)
+            keepalive = asyncio.create_task(
+                bind.keepalive(self.settings.enquire_link_interval, self.settings.response_timeout)
+            )
+            try:
+                await bind.closed
+            except asyncio.CancelledError:
+                await bind.unbind()
+                raise
+            finally:
+                keepalive.cancel()
+                if sends:
+                    self.senders.remove(bind)
+                    self._set_bound()
+            log.warning("unbound", connector=self.name, bind=label)
+
+    def _set_bound(self) -> None:
+        metrics.CONNECTOR_BOUND.labels(self.name).set(len(self.senders))
+        self.health.bound(bool(self.senders))
+        if self.senders:
+            self._ready.set()
+        else:
+            self._ready.clear()
+
+    # --- sending ----------------------------------------------------------------
+
+    def parts(self, message: Message) -> list[Part]:
+        return split(
+            message.text, Encoding(message.encoding), Concat(self.settings.concat),
+            concat_reference(message.id), packed=self.settings.gsm_packed,
+        )
+
+    def submit_sm(self, message: Message, part: Part) -> SubmitSm:
+        s = self.settings
+        ton, npi, source = source_address(message.sender)
+        pdu = SubmitSm(
+            source_addr_ton=ton if s.source_ton is None else s.source_ton,
+            source_addr_npi=npi if s.source_npi is None else s.source_npi,
+            source_addr=source,
+            dest_addr_ton=s.dest_ton, dest_addr_npi=s.dest_npi,
+            destination_addr=message.to.lstrip("+"),
+            esm_class=part.esm_class, data_coding=part.data_coding,
+            registered_delivery=1,  # every part asks for its own receipt
+            short_message=b"" if part.payload else part.short_message,
+        )
+        if part.payload:
+            pdu.set(Tag.MESSAGE_PAYLOAD, part.short_message)
+        if part.sar is not None:
+            ref, total, seq = part.sar
+            pdu.set(Tag.SAR_MSG_REF_NUM, ref)
+            pdu.set(Tag.SAR_TOTAL_SEGMENTS, total)
+            pdu.set(Tag.SAR_SEGMENT_SEQNUM, seq)
+        return pdu
+
+    async def send(self, message: Message, part: Part) -> SendResult:
+        """Submit one part; never raises for carrier or transport trouble."""
+        pdu = self.submit_sm(message, part)
+        started = time.perf_counter()
+        try:
+            resp = await self._submit(pdu)
+        except (ConnectionError, TimeoutError) as exc:
+            result = SendResult(Outcome.TRANSIENT, error_code=f"transport: {exc}")
+            self.health.record(result)
+            return result
+        status = resp.command_status
+        counter = self._by_status.get(status)
+        if counter is None:
+            counter = self._by_status[status] = metrics.SUBMIT_SM.labels(self.name, f"0x{status:x}")
+        counter.inc()
+        self._latency.observe(time.perf_counter() - started)
+        if status == CommandStatus.ESME_ROK:
+            self._throttle_hits = 0
+            result = SendResult(Outcome.OK, provider_id=resp.message_id)
+        elif status in TRANSIENT_STATUSES:
+            throttled = status in THROTTLE_STATUSES
+            if throttled:
+                self._slow_down()
+            result = SendResult(Outcome.TRANSIENT, error_code=f"smpp_0x{status:08x}",
+                                throttled=throttled)
+        else:
+            result = SendResult(Outcome.PERMANENT, error_code=f"smpp_0x{status:08x}")
+        self.health.record(result)
+        return result
+
+    def _slow_down(self) -> None:
+        """The SMSC said ESME_RTHROTTLED / RMSGQFUL: pause the whole connector,
+        longer each time in a row, so the window stops hammering it."""
+        self._throttle_hits += 1
+        pause = random.uniform(0.5, 1.0) * min(5.0, 0.05 * 2 ** min(self._throttle_hits, 7))
+        self._paused_until = max(self._paused_until, time.monotonic() + pause)
+
+    async def _submit(self, pdu: SubmitSm) -> Any:
+        while True:
+            wait = self._paused_until - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if not self.senders:
+                if not await self.wait_bound(self.settings.response_timeout):
+                    raise ConnectionError("no bound transmitter")
+                continue
+            self._next = (self._next + 1) % len(self.senders)
+            bind = self.senders[self._next]
             async with bind.window:
                 if bind.transport is None:
                     continue
+                pdu.sequence_number = 0  # the session numbers every attempt afresh
                 return await bind.request(pdu, self.settings.response_timeout)

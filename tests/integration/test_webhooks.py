@@ -182,7 +182,7 @@ async def test_mo_messages_go_to_the_account_that_owns_the_number(
 ) -> None:
     settings = _settings(receiver.url)
     webhooks = Webhooks(settings, store, "test")
-    receipts = Receipts(store, dict(settings.connectors), on_mo=webhooks.on_mo)
+    receipts = Receipts(store, settings, on_mo=webhooks.on_mo)
     mo = DeliverSm(source_addr_ton=1, source_addr="8613800138000",
                    destination_addr="10690002", data_coding=8,
                    short_message="退订".encode("utf-16-be"))
