@@ -13,7 +13,7 @@ from gateway import numbers
 from gateway.config import AccountSettings, Settings
 from gateway.model import Message, new_id
 from gateway.routing import NoRoute, Router
-from protocols.text import TextError, count_parts
+from protocols.text import Concat, TextError, count_parts
 
 
 class AdmissionError(ValueError):
@@ -45,15 +45,25 @@ class Admission:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.router = Router(tuple(settings.routes))
+        self._concat = {
+            name: Concat(c.concat) if c.kind == "smpp" else Concat.UDH8
+            for name, c in settings.connectors.items()
+        }
 
     def admit(self, account_name: str, account: AccountSettings, sub: Submission) -> Message:
         try:
             e164, carrier, _tz = numbers.normalize(sub.to, account.default_region)
         except numbers.InvalidNumber as exc:
             raise AdmissionError("invalid_number", str(exc), "to") from exc
-        limits = self.settings.messages
         try:
-            encoding, parts = count_parts(sub.text, sub.encoding)
+            connectors = self.router.route(account_name, sub.msg_class, e164, carrier, sub.sender)
+        except NoRoute as exc:
+            raise AdmissionError("no_route", str(exc), "to") from exc
+        limits = self.settings.messages
+        # Parts as the first connector of the route will cut them (UDH, SAR and
+        # message_payload carry different amounts of text per submit_sm).
+        try:
+            encoding, parts = count_parts(sub.text, sub.encoding, self._concat[connectors[0]])
         except TextError as exc:
             raise AdmissionError(exc.code, str(exc), "text") from exc
         if parts > limits.max_parts:
@@ -69,10 +79,6 @@ class Admission:
                 f"validity must be between 1 and {limits.max_validity} seconds",
                 "validity",
             )
-        try:
-            connectors = self.router.route(account_name, sub.msg_class, e164, carrier, sub.sender)
-        except NoRoute as exc:
-            raise AdmissionError("no_route", str(exc), "to") from exc
         now = time.time()
         start = max(now, sub.send_at or now)
         return Message(

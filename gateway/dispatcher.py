@@ -162,7 +162,8 @@ class Dispatcher:
         m = state.message
         ttl = int(m.expires_at - time.time()) + 24 * 3600
         carrier_rate = self.carrier_rates.get(m.carrier)
-        for part in self.connector.parts(m):
+        parts = self.connector.parts(m)
+        for part in parts:
             if part.seq in state.smsc_ids:
                 continue  # acknowledged before a crash or reconnect: never send twice
             attempt = 0
@@ -196,7 +197,9 @@ class Dispatcher:
                     return
                 await asyncio.sleep(self._backoff(attempt))
             smsc_id = self.receipts.normalize_resp(self.name, result.provider_id)
-            early = await self._submitted.submit((self.name, m.id, part.seq, smsc_id, ttl))
+            early = await self._submitted.submit(
+                (self.name, m.id, part.seq, smsc_id, ttl, part.total or m.parts)
+            )
             if part.seq <= 1:
                 metrics.MESSAGES.labels("submitted").inc()
             if early is not None:

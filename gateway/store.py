@@ -150,18 +150,19 @@ end
 # message to `submitted`, and deal with a receipt that arrived early: a
 # `delivered` one is applied here; any other is handed back for the receipt
 # rules (it may be resent on a fallback). ARGV: ts, then per part: message key,
-# correlation key, early key, part, smsc id, ttl, connector. Returns per part ''
-# (no early receipt), '=' or '=<new status>' (applied), or the receipt payload.
+# correlation key, early key, part, smsc id, ttl, connector, parts in total (as
+# this connector cut the text). Returns per part '' (no early receipt), '=' or
+# '=<new status>' (applied), or the receipt payload.
 _SUBMITTED = (
     _SET_STATUS_FN
     + _PART_FINAL_FN
     + """
 local ts, out = ARGV[1], {}
-for i = 2, #ARGV, 7 do
+for i = 2, #ARGV, 8 do
   local key, part, smsc_id, conn = ARGV[i], ARGV[i + 3], ARGV[i + 4], ARGV[i + 6]
   local id = string.sub(key, #MSG_PREFIX + 2, -2)
   redis.call('SET', ARGV[i + 1], id .. '|' .. part, 'EX', ARGV[i + 5])
-  redis.call('HSET', key, 'i' .. part, smsc_id, 'c', conn)
+  redis.call('HSET', key, 'i' .. part, smsc_id, 'c', conn, 'n', ARGV[i + 7])
   set_status(key, 'submitted', ts, conn .. ' ' .. smsc_id)
   local early = redis.call('GET', ARGV[i + 2])
   if not early then
@@ -413,24 +414,26 @@ class Store:
         return bool(await self._set_status(keys=[msg_key(message_id)], args=args))
 
     async def parts_submitted(
-        self, parts: Sequence[tuple[str, str, int, str, int]]
+        self, parts: Sequence[tuple[str, str, int, str, int, int]]
     ) -> list[bytes | None]:
-        """Record acknowledged parts, (connector, message id, part, smsc id, ttl) each,
-        in one script call. Per part: None, or what became of a receipt that
+        """Record acknowledged parts, (connector, message id, part, smsc id, ttl,
+        parts in total) each, in one script call. Per part: None, or what became of a receipt that
         arrived early: b"=<status>" / b"=" if it was applied, else its payload."""
         args: list[str | int] = [_ts()]
-        for connector, message_id, part, smsc_id, ttl in parts:
+        for connector, message_id, part, smsc_id, ttl, total in parts:
             args += [
                 msg_key(message_id), corr_key(connector, smsc_id), early_key(connector, smsc_id),
-                part, smsc_id, max(ttl, 60), connector,
+                part, smsc_id, max(ttl, 60), connector, total,
             ]
         return [r or None for r in await self._submitted(keys=[], args=args)]
 
     async def part_submitted(
-        self, connector: str, message_id: str, part: int, smsc_id: str, ttl: int
+        self, connector: str, message_id: str, part: int, smsc_id: str, ttl: int, total: int = 1
     ) -> bytes | None:
         """Record the SMSC id of an acknowledged part; returns a receipt that arrived early."""
-        return (await self.parts_submitted([(connector, message_id, part, smsc_id, ttl)]))[0]
+        return (await self.parts_submitted(
+            [(connector, message_id, part, smsc_id, ttl, total)]
+        ))[0]
 
     async def apply_receipts(
         self, receipts: Sequence[tuple[str, str, bytes]], ttl: int

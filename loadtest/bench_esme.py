@@ -16,9 +16,11 @@ fresh event loop submitting the same messages as fast as its API allows:
   semaphore taken before `broker.enqueue`, released by the hook on the
   submit_sm_resp), ``aiosmpplib-nowin`` enqueues everything at once (the
   broker's queue holds all messages, so only TCP flow control bounds it).
-- ``smpp34``: its Rust/tokio `Client` (``window_size=window``), `Smsc.submit_sm`
-  awaited per message by the same sliding set of tasks, receipts from
-  `Smsc.next()`. Skipped, and said so, when ``import smpp34`` fails.
+- ``smpp34``: its Rust/tokio `Client` (``window_size=window``,
+  ``inbound_capacity=65536``), `Smsc.submit_sm` awaited per message by the same
+  sliding set of tasks, receipts from `Smsc.next()`. ``smpp34-default`` (only
+  when named in --clients) keeps the library's default inbound_capacity.
+  Skipped, and said so, when ``import smpp34`` fails.
 
     python -m loadtest.bench_esme --messages 20000 --window 64
 
@@ -52,6 +54,12 @@ from loadtest.harness import SimulatorProcess
 
 HOST = "127.0.0.1"
 CLIENTS = ("ours", "aiosmpplib-w", "aiosmpplib-nowin", "smpp34")
+# smpp34 with its own default inbound_capacity: not run unless asked for
+# (--clients ...,smpp34-default); see docs/delivery.md for what it does.
+EXTRA_CLIENTS = ("smpp34-default",)
+# smpp34's queue of inbound deliver_sm waiting for Smsc.next(); its default is
+# small, and when it overflows under a window of receipts the session ends.
+SMPP34_INBOUND_CAPACITY = 65536
 
 
 @dataclass
@@ -63,6 +71,7 @@ class Progress:
     submitted: int = 0  # submit_sm answered (any status)
     ok: int = 0  # ... with ESME_ROK
     errors: int = 0  # nack, transport error, non-zero status
+    send_errors: int = 0  # aiosmpplib's hook.send_error (not a response)
     receipts: int = 0
     started: float = 0.0  # first submit
     acked: float = 0.0  # last submit_sm_resp
@@ -195,7 +204,9 @@ async def bench_aiosmpplib(port: int, messages: list[Message], window: int | Non
 
         async def send_error(self, smpp_message: SmppMessage, error: Exception,
                              client_id: str) -> None:
-            p.answered(False)
+            # Also called when SimpleCorrelator gives up waiting (15 s): the
+            # response may still come and is counted then.
+            p.send_errors += 1
             if sem is not None:
                 sem.release()
 
@@ -234,10 +245,11 @@ async def bench_aiosmpplib(port: int, messages: list[Message], window: int | Non
 # --- 3. smpp34 ----------------------------------------------------------------
 
 async def bench_smpp34(port: int, messages: list[Message], window: int, p: Progress,
-                       receipt_wait: float) -> None:
+                       receipt_wait: float, inbound_capacity: int | None) -> None:
     import smpp34
 
-    client = smpp34.Client(HOST, port, "smpp34", "bench", window_size=window)
+    extra = {} if inbound_capacity is None else {"inbound_capacity": inbound_capacity}
+    client = smpp34.Client(HOST, port, p.client[:15], "bench", window_size=window, **extra)
     smsc = await client.connect()
 
     async def receive() -> None:
@@ -303,7 +315,7 @@ def run_client(name: str, sim: SimulatorProcess, messages: list[Message], window
                max_seconds: float, loop_kind: str) -> dict[str, Any]:
     p = Progress(name, len(messages))
     row: dict[str, Any] = {"client": name}
-    if name == "smpp34":
+    if name.startswith("smpp34"):
         try:
             import smpp34
         except ImportError as exc:
@@ -319,7 +331,9 @@ def run_client(name: str, sim: SimulatorProcess, messages: list[Message], window
         "ours": lambda: bench_ours(sim.port, messages, window, p, receipt_wait),
         "aiosmpplib-w": lambda: bench_aiosmpplib(sim.port, messages, window, p, receipt_wait),
         "aiosmpplib-nowin": lambda: bench_aiosmpplib(sim.port, messages, None, p, receipt_wait),
-        "smpp34": lambda: bench_smpp34(sim.port, messages, window, p, receipt_wait),
+        "smpp34": lambda: bench_smpp34(sim.port, messages, window, p, receipt_wait,
+                                       SMPP34_INBOUND_CAPACITY),
+        "smpp34-default": lambda: bench_smpp34(sim.port, messages, window, p, receipt_wait, None),
     }
 
     async def bounded() -> None:
@@ -340,7 +354,8 @@ def run_client(name: str, sim: SimulatorProcess, messages: list[Message], window
     seconds = end - p.started if p.started else 0.0
     receipt_span = (p.last_receipt - p.started) if p.last_receipt else 0.0
     row.update(
-        messages=p.submitted, ok=p.ok, errors=p.errors, seconds=round(seconds, 2),
+        messages=p.submitted, ok=p.ok, errors=p.errors + p.send_errors,
+        seconds=round(seconds, 2),
         submits_per_s=round(p.submitted / seconds) if seconds else 0,
         receipts=p.receipts,
         receipts_per_s=round(p.receipts / receipt_span) if receipt_span else 0,
@@ -351,19 +366,19 @@ def run_client(name: str, sim: SimulatorProcess, messages: list[Message], window
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
-    head = ("client", "messages", "seconds", "submits/s", "receipts", "receipts/s",
+    head = ("client", "messages", "errors", "seconds", "submits/s", "receipts", "receipts/s",
             "CPU s", "CPU µs/msg", "sim CPU s", "note")
-    keys = ("client", "messages", "seconds", "submits_per_s", "receipts", "receipts_per_s",
-            "cpu_s", "cpu_us_per_msg", "sim_cpu_s", "note")
+    keys = ("client", "messages", "errors", "seconds", "submits_per_s", "receipts",
+            "receipts_per_s", "cpu_s", "cpu_us_per_msg", "sim_cpu_s", "note")
     lines = [head]
     for row in rows:
         if "skipped" in row:
-            lines.append((row["client"], "-", "-", "-", "-", "-", "-", "-", "-", row["skipped"]))
+            lines.append((row["client"], *("-" * (len(head) - 2)), row["skipped"]))
         else:
             lines.append(tuple(str(row.get(k, "")) for k in keys))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     for n, line in enumerate(lines):
-        print("  ".join(str(c).ljust(w) if i in (0, 9) else str(c).rjust(w)
+        print("  ".join(str(c).ljust(w) if i in (0, len(head) - 1) else str(c).rjust(w)
                         for i, (c, w) in enumerate(zip(line, widths, strict=True))).rstrip())
         if n == 0:
             print("  ".join("-" * w for w in widths))
@@ -377,12 +392,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--receipt-delay", type=float, default=0.02,
                     help="the simulator's seconds from submit to receipt")
     ap.add_argument("--max-seconds", type=float, default=120.0, help="abort a client after this")
-    ap.add_argument("--clients", default=",".join(CLIENTS), help=f"subset of {','.join(CLIENTS)}")
+    ap.add_argument("--clients", default=",".join(CLIENTS),
+                    help=f"any of {','.join(CLIENTS + EXTRA_CLIENTS)}")
     ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
                     help="event loop of the benchmark process (the gateway runs uvloop)")
     a = ap.parse_args(argv)
     clients = [c.strip() for c in a.clients.split(",") if c.strip()]
-    unknown = set(clients) - set(CLIENTS)
+    unknown = set(clients) - set(CLIENTS) - set(EXTRA_CLIENTS)
     if unknown:
         ap.error(f"unknown client(s): {', '.join(sorted(unknown))}")
     if a.messages < 1 or a.window < 1:
@@ -412,8 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     versions = {r["client"]: r["version"] for r in rows if "version" in r}
     if versions:
         print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    print(f"simulator: submit_sm {stats.get('submit_sm')}, receipts acked "
-          f"{stats.get('receipts_acked')}, receipts failed {stats.get('receipts_failed')}")
+    print(f"simulator: submit_sm {stats.get('submit_sm')}, receipts sent "
+          f"{stats.get('receipts_sent')}, acked {stats.get('receipts_acked')}, retried "
+          f"{stats.get('receipts_retried')} (deliver_sm_resp late, not OK or lost), failed "
+          f"{stats.get('receipts_failed')}")
     print(f"load after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

@@ -107,6 +107,7 @@ class SimConfig:
     drop_unanswered: int = 0
     drop_count: int = 0  # 0: every connection drops after drop_after submits
     drop_taken: bool = False  # unanswered submits were taken (counted, receipted) or lost
+    receipt_ids: str = "hex"  # "dec": receipts carry the id in decimal
     refuse_binds: bool = False
     start_down: bool = False
     mo_rate: float = 0.0
@@ -199,6 +200,8 @@ _HEADER = struct.Struct(">IIII")
 _DELIVER_SM = 0x00000005
 _SUBMIT_SM_RESP = 0x80000004
 _TLV_RECEIPTED_ID = struct.pack(">H", Tag.RECEIPTED_MESSAGE_ID)
+_CONTENT_TLVS = (Tag.MESSAGE_PAYLOAD, Tag.SAR_MSG_REF_NUM, Tag.SAR_TOTAL_SEGMENTS,
+                 Tag.SAR_SEGMENT_SEQNUM)
 _TLV_MESSAGE_STATE = struct.pack(">HH", Tag.MESSAGE_STATE, 1)
 
 
@@ -207,10 +210,11 @@ def encode_submit_sm_resp_ok(sequence: int, message_id: bytes) -> bytes:
     return _HEADER.pack(17 + len(message_id), _SUBMIT_SM_RESP, 0, sequence) + message_id + b"\0"
 
 
-def encode_receipt(sequence: int, p: _Pending, text: bytes, state: int) -> bytes:
+def encode_receipt(sequence: int, p: _Pending, text: bytes, state: int,
+                   receipt_id: str | None = None) -> bytes:
     """deliver_sm receipt (esm_class 0x04) with receipted_message_id and message_state
     TLVs, by hand (a test checks it against the codec's DeliverSm)."""
-    mid = p.message_id.encode()
+    mid = (receipt_id or p.message_id).encode()
     body = b"".join((
         b"\0", bytes((p.source_ton, p.source_npi)), p.source.encode(), b"\0",
         bytes((p.dest_ton, p.dest_npi)), p.dest.encode(), b"\0",
@@ -312,7 +316,10 @@ class SmscSimulator:
         stats.submit_sm += 1
         if cfg.drop_after:
             conn.submits += 1
-            if conn.submits > cfg.drop_after - cfg.drop_unanswered and self._may_drop():
+            # A connection that starts leaving submits unanswered is booked for a
+            # drop there and then, so no other connection is left half-answered
+            # (undropped) when --drop-count runs out.
+            if conn.submits > cfg.drop_after - cfg.drop_unanswered and self._book_drop(conn):
                 stats.unanswered += 1
                 if cfg.drop_taken:
                     self._accept(conn, pdu, respond=False)
@@ -335,16 +342,24 @@ class SmscSimulator:
                     self._respond(conn, pdu.make_resp(command_status=status))
                     return
         self._accept(conn, pdu, respond=True, now=now)
-        if cfg.drop_after and conn.submits >= cfg.drop_after and self._may_drop():
+        if cfg.drop_after and conn.submits >= cfg.drop_after and self._book_drop(conn):
             self._drop(conn)
 
     def _may_drop(self) -> bool:
         return not self.config.drop_count or self._drops_left > 0
 
-    def _drop(self, conn: _SmscConnection) -> None:
-        self.stats.drops += 1
+    def _book_drop(self, conn: _SmscConnection) -> bool:
+        if conn.drop_booked:
+            return True
+        if not self._may_drop():
+            return False
+        conn.drop_booked = True
         if self.config.drop_count:
             self._drops_left -= 1
+        return True
+
+    def _drop(self, conn: _SmscConnection) -> None:
+        self.stats.drops += 1
         conn.dropped = True
         self.update_receivers()
         conn.drop()
@@ -355,8 +370,15 @@ class SmscSimulator:
         stats = self.stats
         now = time.time() if now is None else now
         message_id = self.next_id()
+        # What the handset would get: the text (or message_payload) and, for SAR
+        # parts, which segment it is.
+        content = pdu.short_message
+        if not content and pdu.tlvs:
+            content = b"".join(pdu.tlvs.get(t, b"") for t in _CONTENT_TLVS)
+        elif pdu.tlvs and Tag.SAR_SEGMENT_SEQNUM in pdu.tlvs:
+            content += b"".join(pdu.tlvs.get(t, b"") for t in _CONTENT_TLVS)
         digest = hashlib.blake2b(
-            pdu.destination_addr.encode() + b"\0" + pdu.short_message, digest_size=8
+            pdu.destination_addr.encode() + b"\0" + content, digest_size=8
         ).digest()
         if digest in self.seen:
             stats.duplicates += 1
@@ -476,14 +498,16 @@ class SmscSimulator:
             return
         stat = pending.stat
         now = time.time()
+        # Many SMSCs answer submit_sm in hex and write receipts in decimal.
+        rid = str(int(pending.message_id, 16)) if self.config.receipt_ids == "dec" else None
         text = (
-            f"id:{pending.message_id} sub:001 dlvrd:{'001' if stat == 'DELIVRD' else '000'}"
+            f"id:{rid or pending.message_id} sub:001 dlvrd:{'001' if stat == 'DELIVRD' else '000'}"
             f" submit date:{_receipt_date(pending.submitted)} done date:{_receipt_date(now)}"
             f" stat:{stat} err:{self._err_codes.get(stat, '001')} Text:"
         ).encode()
         pending.attempts += 1
         seq = target.session.next_sequence()
-        target.write_raw(encode_receipt(seq, pending, text, _STATE[stat]))
+        target.write_raw(encode_receipt(seq, pending, text, _STATE[stat], rid))
         target.outstanding[seq] = (pending, time.monotonic())
         self.stats.receipts_sent += 1
 
@@ -608,6 +632,7 @@ class _SmscConnection(SmppProtocol):
         self.can_receive = False
         self.bound = False
         self.dropped = False
+        self.drop_booked = False
         self.submits = 0
         # our deliver_sm requests waiting for a response: sequence → (receipt or None, sent at)
         self.outstanding: dict[int, tuple[_Pending | None, float]] = {}
@@ -785,6 +810,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--drop-taken", action="store_true",
       help="unanswered submit_sm were taken (counted and receipted), not lost")
     a("--drop-count", type=int, default=0, help="drop at most this many connections (0: all)")
+    a("--receipt-ids", choices=("hex", "dec"), default="hex",
+      help="how receipts write the message id (submit_sm_resp always uses hex)")
     a("--refuse-binds", action="store_true",
       help="answer every bind ESME_RBINDFAIL (SIGUSR1: go down, SIGUSR2: come back up)")
     a("--start-down", action="store_true",
@@ -812,6 +839,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         receipt_before_resp=args.receipt_before_resp, drop_receipts=args.drop_receipts,
         drop_after=args.drop_after, drop_unanswered=args.drop_unanswered,
         drop_taken=args.drop_taken, drop_count=args.drop_count, refuse_binds=args.refuse_binds,
+        receipt_ids=args.receipt_ids,
         start_down=args.start_down,
         mo_rate=args.mo_rate, mo_text=args.mo_text,
         mo_from=[x.strip() for x in args.mo_from.split(",") if x.strip()],

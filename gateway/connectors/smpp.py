@@ -71,12 +71,15 @@ class _Bind(SmppProtocol):
         super().__init__()
         self.connector = connector
         self.window = asyncio.Semaphore(connector.settings.window)
+        self._receipt_tasks: set[asyncio.Task[None]] = set()
 
     def on_request(self, pdu: Any) -> None:
         if isinstance(pdu, DeliverSm):
             # Acknowledge only after the receipt is stored: an SMSC resends
             # receipts we did not acknowledge, so nothing is lost if we die here.
-            asyncio.get_running_loop().create_task(self._deliver(pdu))
+            task = asyncio.get_running_loop().create_task(self._deliver(pdu))
+            self._receipt_tasks.add(task)  # a reference, so it is not collected mid-way
+            task.add_done_callback(self._receipt_tasks.discard)
         else:
             super().on_request(pdu)
 
@@ -87,7 +90,10 @@ class _Bind(SmppProtocol):
             log.error("deliver_sm_failed", connector=self.connector.name, error=repr(exc))
             status = CommandStatus.ESME_RSYSERR
         if self.transport is not None:
-            self.send(pdu.make_resp(command_status=status))
+            try:
+                self.send(pdu.make_resp(command_status=status))
+            except SmppError:
+                pass  # the session closed meanwhile; the SMSC resends unanswered receipts
 
 
 class SmppConnector:
@@ -238,7 +244,9 @@ class SmppConnector:
         started = time.perf_counter()
         try:
             resp = await self._submit(pdu)
-        except (ConnectionError, TimeoutError) as exc:
+        except (ConnectionError, TimeoutError, SmppError) as exc:
+            # SmppError here: the session is closing (an unbind from either side)
+            # while its transport is still there; the part goes on another bind.
             result = SendResult(Outcome.TRANSIENT, error_code=f"transport: {exc}")
             self.health.record(result)
             return result

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from loadtest.harness import GatewayProcess
 from protocols.receipt import normalize_message_id
@@ -184,3 +185,26 @@ def test_recipient_rate_defers_instead_of_dropping(tmp_path: Path) -> None:
                      ["+8613800138000"] * 3)
     assert len(times) == 3
     assert times[-1] - times[0] >= 1.9
+
+
+def test_smsc_that_reports_in_decimal_what_it_acknowledged_in_hex(tmp_path: Path) -> None:
+    bodies, _rows, stats = run(
+        tmp_path, ["--receipt-ids", "dec"], 5,
+        connector_extra={"resp_id_format": "hex", "receipt_id_format": "dec"},
+    )
+    assert {b["status"] for b in bodies} == {"delivered"}
+    assert stats["receipts_acked"] == 5
+
+
+@pytest.mark.parametrize(("concat", "submits"), [("udh16", 4), ("sar", 3), ("payload", 1)])
+def test_concatenation_modes_reach_the_smsc_and_settle(tmp_path: Path, concat: str,
+                                                        submits: int) -> None:
+    # 201 UCS-2 characters: 4 parts of 66 with 16-bit UDH, 3 of 70 with SAR TLVs,
+    # one message_payload.
+    text = "您好" * 100 + "{i}"
+    bodies, _rows, stats = run(tmp_path, [], 2, text, connector_extra={"concat": concat})
+    for b in bodies:
+        assert b["status"] == "delivered"
+        assert b["parts"] == submits
+        assert len(b["smsc_message_ids"]) == submits
+    assert stats["unique"] == 2 * submits and stats["duplicates"] == 0

@@ -46,7 +46,7 @@ async def test_multipart_delivered_only_when_every_part_is(store: Store) -> None
     m = message(parts=3)
     await store.enqueue([m])
     for part in (1, 2, 3):
-        assert await store.part_submitted("sim", m.id, part, f"s{part}", 600) is None
+        assert await store.part_submitted("sim", m.id, part, f"s{part}", 600, 3) is None
     assert await store.part_final(m.id, 1, "delivered", "000", "DELIVRD") is None
     assert await store.part_final(m.id, 2, "delivered", "000", "DELIVRD") is None
     assert await store.part_final(m.id, 3, "delivered", "000", "DELIVRD") == "delivered"
@@ -120,7 +120,7 @@ async def test_failed_early_receipt_is_handed_back_for_the_resend_rules(store: S
 async def test_batched_receipts_apply_or_park(store: Store) -> None:
     a, b = message(), message()
     await store.enqueue([a, b])
-    await store.parts_submitted([("sim", a.id, 1, "ida", 600)])
+    await store.parts_submitted([("sim", a.id, 1, "ida", 600, 1)])
     out = await store.apply_receipts(
         [("sim", "ida", b"delivered|000|DELIVRD"), ("sim", "idb", b"delivered|000|DELIVRD")], 600
     )
