@@ -337,6 +337,7 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
         return problem_response(500, "internal_error", "the gateway could not handle this request")
 
     api = settings.http
+
     async def idempotency(
         request: Request, account: str, key: str | None
     ) -> tuple[str, str] | None:
