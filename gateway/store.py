@@ -149,26 +149,27 @@ end
 # A part was acknowledged by the SMSC: store its id and correlation, move the
 # message to `submitted`, and deal with a receipt that arrived early: a
 # `delivered` one is applied here; any other is handed back for the receipt
-# rules (it may be resent on a fallback). ARGV: ts, then per part: message key,
-# correlation key, early key, part, smsc id, ttl, connector, parts in total (as
-# this connector cut the text). Returns per part '' (no early receipt), '=' or
-# '=<new status>' (applied), or the receipt payload.
+# rules (it may be resent on a fallback). ARGV: ts, and one msgpack array of 8
+# strings per part: message key, correlation key, early key, part, smsc id, ttl,
+# connector, parts in total (as this connector cut the text). Returns per part
+# '' (no early receipt), '=' or '=<new status>' (applied), or the receipt payload.
 _SUBMITTED = (
     _SET_STATUS_FN
     + _PART_FINAL_FN
     + """
 local ts, out = ARGV[1], {}
-for i = 2, #ARGV, 8 do
-  local key, part, smsc_id, conn = ARGV[i], ARGV[i + 3], ARGV[i + 4], ARGV[i + 6]
+local a = cmsgpack.unpack(ARGV[2])
+for i = 1, #a, 8 do
+  local key, part, smsc_id, conn = a[i], a[i + 3], a[i + 4], a[i + 6]
   local id = string.sub(key, #MSG_PREFIX + 2, -2)
-  redis.call('SET', ARGV[i + 1], id .. '|' .. part, 'EX', ARGV[i + 5])
-  redis.call('HSET', key, 'i' .. part, smsc_id, 'c', conn, 'n', ARGV[i + 7])
+  redis.call('SET', a[i + 1], id .. '|' .. part, 'EX', a[i + 5])
+  redis.call('HSET', key, 'i' .. part, smsc_id, 'c', conn, 'n', a[i + 7])
   set_status(key, 'submitted', ts, conn .. ' ' .. smsc_id)
-  local early = redis.call('GET', ARGV[i + 2])
+  local early = redis.call('GET', a[i + 2])
   if not early then
     out[#out + 1] = ''
   else
-    redis.call('DEL', ARGV[i + 2])
+    redis.call('DEL', a[i + 2])
     local state, err, stat = string.match(early, '^([^|]*)|([^|]*)|(.*)$')
     if state == 'delivered' then
       out[#out + 1] = '=' .. (part_final(key, part, state, ts, err, stat .. ' err:' .. err) or '')
@@ -199,23 +200,25 @@ return false
 """
 
 # Many receipts at once: correlate each and apply it, or park it.
-# ARGV: ts, ttl, then per receipt: correlation key, early key, "state|err|stat".
+# ARGV: ts, ttl, and one msgpack array with 3 strings per receipt: correlation
+# key, early key, "state|err|stat".
 # Returns per receipt '' (parked) or "<id>|<new status or ''>".
 _RECEIPTS = (
     _SET_STATUS_FN
     + _PART_FINAL_FN
     + """
 local ts, ttl, out = ARGV[1], ARGV[2], {}
-for i = 3, #ARGV, 3 do
-  local v = redis.call('GET', ARGV[i])
+local a = cmsgpack.unpack(ARGV[3])
+for i = 1, #a, 3 do
+  local v = redis.call('GET', a[i])
   if v then
     local id, part = string.match(v, '^(.*)|(%d+)$')
-    local state, err, stat = string.match(ARGV[i + 2], '^([^|]*)|([^|]*)|(.*)$')
+    local state, err, stat = string.match(a[i + 2], '^([^|]*)|([^|]*)|(.*)$')
     local new = part_final(MSG_PREFIX .. '{' .. id .. '}', part, state, ts, err,
                            stat .. ' err:' .. err)
     out[#out + 1] = id .. '|' .. (new or '')
   else
-    redis.call('SET', ARGV[i + 1], ARGV[i + 2], 'EX', ttl)
+    redis.call('SET', a[i + 1], a[i + 2], 'EX', ttl)
     out[#out + 1] = ''
   end
 end
@@ -455,13 +458,15 @@ class Store:
         """Record acknowledged parts, (connector, message id, part, smsc id, ttl,
         parts in total) each, in one script call. Per part: None, or what became of a receipt that
         arrived early: b"=<status>" / b"=" if it was applied, else its payload."""
-        args: list[str | int] = [_ts()]
+        flat: list[str] = []
         for connector, message_id, part, smsc_id, ttl, total in parts:
-            args += [
+            flat += (
                 msg_key(message_id), corr_key(connector, smsc_id), early_key(connector, smsc_id),
-                part, smsc_id, max(ttl, 60), connector, total,
-            ]
-        return [r or None for r in await self._submitted(keys=[], args=args)]
+                str(part), smsc_id, str(max(ttl, 60)), connector, str(total),
+            )
+        # One packed argument: redis-py's per-argument packing was the cost.
+        packed = msgpack.packb(flat, use_bin_type=False)
+        return [r or None for r in await self._submitted(keys=[], args=[_ts(), packed])]
 
     async def part_submitted(
         self, connector: str, message_id: str, part: int, smsc_id: str, ttl: int, total: int = 1
@@ -477,11 +482,12 @@ class Store:
         """Correlate and apply (connector, smsc id, "state|err|stat") receipts in one
         script call: per receipt None if parked until its submit_sm_resp, else
         (message id, the message's new final status if this receipt set one)."""
-        args: list[str | bytes | int] = [_ts(), max(ttl, 60)]
+        flat: list[str | bytes] = []
         for connector, smsc_id, payload in receipts:
-            args += [corr_key(connector, smsc_id), early_key(connector, smsc_id), payload]
+            flat += (corr_key(connector, smsc_id), early_key(connector, smsc_id), payload)
+        packed = msgpack.packb(flat, use_bin_type=False)
         out: list[tuple[str, str | None] | None] = []
-        for r in await self._receipts(keys=[], args=args):
+        for r in await self._receipts(keys=[], args=[_ts(), max(ttl, 60), packed]):
             if not r:
                 out.append(None)
             else:
