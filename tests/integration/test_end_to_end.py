@@ -140,3 +140,21 @@ def _logged_message(gateway: GatewayProcess, client: httpx.Client) -> None:
     assert accepted and accepted[0]["message_id"] == message_id
     assert accepted[0]["to"] == "+86138****8000"
     assert "8613812348000" not in gateway.log_path.read_text()
+
+
+def test_with_redis_url_set_the_gateway_uses_that_redis(tmp_path: Path, redis_url: str) -> None:
+    """No embedded Redis when `redis.url` is configured: messages land in the
+    operator's Redis (here the suite's own redis-server)."""
+    gw = GatewayProcess(tmp_path, env={"SMSGW_REDIS__URL": redis_url})
+    with gw, httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
+        mid = client.post("/v1/messages", json={"to": "+8613800138009", "from": "SHOP",
+                                                "text": "external redis"}).json()["id"]
+        assert wait_final(client, mid)["status"] == "delivered"
+    assert not (tmp_path / "data" / "redis").exists()
+    import redis as redis_client
+
+    r = redis_client.Redis.from_url(redis_url)
+    try:
+        assert r.hget(f"smsgw:m:{{{mid}}}", "s") == b"delivered"
+    finally:
+        r.close()
