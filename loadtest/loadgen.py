@@ -721,6 +721,7 @@ def _smsc_summary(s: dict[str, Any]) -> dict[str, Any]:
         "unique": s.get("unique"), "duplicates": s.get("duplicates"), "acks": s.get("acks"),
         "receipts": s.get("receipts"), "receipts_acked": s.get("receipts_acked"),
         "receipts_retried": s.get("receipts_retried"), "binds": s.get("binds"),
+        "drops": s.get("drops"), "unanswered": s.get("unanswered"),
         "submitted_per_s": _rate(s.get("accepted", 0), submit_span),
         "peak_submitted_per_s": round(peak_submit),
         "receipts_per_s": _rate(s.get("receipts_acked", 0), receipt_span),
