@@ -457,7 +457,9 @@ def create_app(settings: Settings, store: Store) -> FastAPI:
             if prior is not None:
                 return replay(prior, idem[1])
         batch_id = new_id()
-        messages, accepted, rejected = batches.admit(admission, name, account, req, batch_id)
+        messages, accepted, rejected = await batches.admit(
+            admission, name, account, req, batch_id
+        )
         if req.msg_class == "marketing" and messages:
             opted = await store.optout_many(name, [m.to for m in messages])
             if any(opted):
