@@ -53,8 +53,14 @@ class Dispatcher:
         self.receipts = receipts
         self.consumer = consumer
         self._stopping = False
-        window = getattr(self.conn_settings, "window", 64) * self.conn_settings.binds
-        self._inflight = asyncio.Semaphore(max(window * 2, self.conn_settings.concurrency))
+        # Messages in flight: as many as the binds' windows hold (or the HTTP
+        # connector's concurrency). Only as many entries as there are free slots
+        # are read from the lanes, so an OTP that arrives behind a marketing
+        # backlog waits for one slot, not for a read-ahead batch.
+        window = self.conn_settings.window * self.conn_settings.binds
+        self.capacity = self.conn_settings.concurrency if self.conn_settings.kind == "http" \
+            else window
+        self._inflight = asyncio.Semaphore(self.capacity)
         self._tasks: set[asyncio.Task[None]] = set()
         tps = self.conn_settings.tps
         self.rate = SharedRate(store, f"connector:{name}", tps) if tps else None
@@ -96,8 +102,12 @@ class Dispatcher:
                     self.name, self.consumer, dispatch.claim_idle_ms, dispatch.batch
                 )
             if not entries:
+                # Wait for a free slot before reading, then read no more than fit.
+                await self._inflight.acquire()
+                self._inflight.release()
+                room = max(1, min(dispatch.batch, self.capacity - len(self._tasks)))
                 entries = await self.store.read_lanes(
-                    self.name, self.consumer, dispatch.batch, dispatch.block_ms
+                    self.name, self.consumer, room, dispatch.block_ms
                 )
             if not entries:
                 continue
