@@ -89,6 +89,11 @@ class EmbeddedRedis:
             "--appendonly", "yes",
             "--appendfsync", self.appendfsync,
             "--save", "",
+            # A message hash holds a ~150-byte packed record: with Redis's default
+            # 64-byte limit every hash became a full hashtable (~1.7 KB a message
+            # at 1M messages); a listpack keeps it compact.
+            "--hash-max-ziplist-value", "1024",
+            "--hash-max-ziplist-entries", "256",
             "--daemonize", "no",
             "--logfile", "redis.log",
             "--pidfile", str((self.data_dir / "redis.pid").resolve()),
