@@ -59,6 +59,19 @@ def source_address(sender: str) -> tuple[int, int, str]:
     return 5, 0, sender
 
 
+RECONNECT_BASE = 0.25
+RECONNECT_CAP = 30.0
+
+
+def reconnect_delay(attempt: int, rng: random.Random | None = None) -> float:
+    """Seconds before reconnect attempt `attempt` (1, 2, ...): full jitter, i.e.
+    uniform in [0, min(cap, base * 2**attempt)] (the AWS architecture blog's
+    backoff study), so the binds of many gateways spread their reconnects over
+    the whole interval instead of hitting a recovering SMSC together."""
+    ceiling = min(RECONNECT_CAP, RECONNECT_BASE * 2 ** min(attempt, 16))
+    return (rng or random).uniform(0, ceiling)
+
+
 def concat_reference(message_id: str) -> int:
     # Derived from the id, so parts resent after a crash carry the same reference.
     return zlib.crc32(message_id.encode()) & 0xFFFF
@@ -183,9 +196,7 @@ class SmppConnector:
                 bind = await self._bind_once(kind)
             except (OSError, TimeoutError, ConnectionError, SmppError) as exc:
                 attempt += 1
-                # Full jitter (as in the AWS architecture blog's backoff study):
-                # spreads the reconnects of many binds instead of synchronising them.
-                delay = random.uniform(0, min(30.0, 0.25 * 2 ** min(attempt, 8)))
+                delay = reconnect_delay(attempt)
                 log.warning("bind_failed", connector=self.name, bind=label, error=str(exc),
                             retry_in=round(delay, 2))
                 await asyncio.sleep(delay)

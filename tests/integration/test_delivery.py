@@ -246,3 +246,28 @@ def test_send_at_in_the_future_is_scheduled_then_sent_when_due(tmp_path: Path) -
         assert statuses == ["accepted", "scheduled", "queued", "submitted", "delivered"]
         submitted_at = dt.datetime.fromisoformat(body["history"][3]["at"])
         assert submitted_at >= due
+
+
+def test_a_connector_that_keeps_failing_hands_traffic_to_the_fallback(tmp_path: Path) -> None:
+    # Bound, but answering every submit_sm with ESME_RSYSERR (transient).
+    failing = SimProcess(tmp_path, "--error-rate", "0x08:1.0").start()
+    backup = SimProcess(tmp_path).start()
+    config = write_config(
+        tmp_path,
+        smpp_connector("failing", failing.port, failover_after=1.0)
+        + "\n" + smpp_connector("backup", backup.port),
+        '[[routes]]\nconnectors = ["failing", "backup"]',
+        "[retry]\nmax_attempts = 100\nbase_delay = 0.02\nmax_delay = 0.2\n",
+    )
+    try:
+        with GatewayProcess(tmp_path, config=config) as gw, \
+                httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
+            ids = [submit(client, to=f"+86138{i:08d}", text=f"failing {i}") for i in range(5)]
+            for mid in ids:
+                body = wait_final(client, mid)
+                assert body["status"] == "delivered" and body["connector"] == "backup"
+        wait_for(lambda: backup.stats()["unique"] == 5, 10)
+        assert failing.stats()["acks"].get("0x00000008", 0) >= 20
+    finally:
+        failing.stop()
+        backup.stop()

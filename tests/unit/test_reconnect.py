@@ -1,0 +1,28 @@
+"""Reconnects after a carrier outage: jittered exponential backoff, so many
+binds do not come back in lockstep (a reconnect storm)."""
+
+from __future__ import annotations
+
+import random
+import statistics
+
+from gateway.connectors.smpp import RECONNECT_CAP, reconnect_delay
+
+
+def test_delays_grow_with_attempts_up_to_the_cap() -> None:
+    rng = random.Random(1)
+    for attempt in range(1, 30):
+        ceiling = min(RECONNECT_CAP, 0.25 * 2 ** attempt)
+        delays = [reconnect_delay(attempt, rng) for _ in range(200)]
+        assert all(0 <= d <= ceiling for d in delays)
+        assert max(delays) > ceiling * 0.8  # the whole interval is used
+
+
+def test_binds_reconnecting_together_spread_out() -> None:
+    # 100 binds lost at the same moment, each on its 5th attempt: their next
+    # reconnects are spread over the interval, not stacked at one instant.
+    rng = random.Random(2)
+    delays = sorted(reconnect_delay(5, rng) for _ in range(100))
+    assert statistics.pstdev(delays) > 2.0  # interval 0..8 s: uniform spread ~2.3 s
+    busiest_second = max(sum(1 for d in delays if s <= d < s + 1) for s in range(8))
+    assert busiest_second < 30
