@@ -134,6 +134,6 @@ async def _report(store: Store, worker: str, connectors: dict, stop: asyncio.Eve
             except Exception:
                 pass  # Redis away for a moment: the next round reports
         try:
-            await asyncio.wait_for(stop.wait(), 5)
+            await asyncio.wait_for(stop.wait(), 2)
         except TimeoutError:
             pass

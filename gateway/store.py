@@ -841,7 +841,7 @@ class Store:
         async for key in self.redis.scan_iter(match=f"{PREFIX}conn:*", count=1000):
             raw = await self.redis.get(key)
             if raw:
-                _, name, worker = key.decode().split(":", 2)
+                name, _, worker = key.decode().removeprefix(f"{PREFIX}conn:").partition(":")
                 out.setdefault(name, {})[worker] = orjson.loads(raw)
         return out
 

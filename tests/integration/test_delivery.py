@@ -271,3 +271,28 @@ def test_a_connector_that_keeps_failing_hands_traffic_to_the_fallback(tmp_path: 
     finally:
         failing.stop()
         backup.stop()
+
+
+def test_status_command_reports_connectors_and_queues(tmp_path: Path) -> None:
+    import os
+
+    with GatewayProcess(tmp_path) as gw, \
+            httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
+        assert wait_final(client, submit(client))["status"] == "delivered"
+        env = {**os.environ, "SMSGW_DATA_DIR": str(tmp_path / "data")}
+
+        def report() -> dict[str, Any]:
+            out = subprocess.run([sys.executable, "-m", "gateway.cli", "status"], env=env,
+                                 capture_output=True, text=True, check=True).stdout
+            return dict(json.loads(out))
+
+        def bound() -> dict[str, Any] | None:
+            r = report()
+            workers = list(r["connectors"].get("sim", {}).values())
+            return r if workers and workers[0]["up"] and workers[0]["binds_bound"] == 1 else None
+
+        # Workers publish their view every 2 s; the first may predate the bind.
+        status = wait_for(bound, 15, interval=0.5)
+        assert status["lanes"] == {"sim:otp": 0, "sim:transactional": 0, "sim:marketing": 0}
+        assert status["dead_letters"] == 0
+        assert len(status["connectors"]["sim"]) == 1  # one worker
