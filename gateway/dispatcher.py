@@ -112,7 +112,8 @@ class Dispatcher:
             if not entries:
                 continue
             states = await self.store.dispatch_view([e.message_id for e in entries])
-            if failing_over:
+            # Looked again: the connector may have come back while the read blocked.
+            if failing_over and self.connector.down_for() >= self.conn_settings.failover_after:
                 await asyncio.gather(*(
                     self._hand_off(e, s) for e, s in zip(entries, states, strict=True)
                 ))
