@@ -121,6 +121,9 @@ class ConnectorSettings(_Section):
     enquire_link_interval: float = Field(default=30.0, gt=0)
     concat: Literal["udh8", "udh16", "sar", "payload"] = "udh8"
     gsm_packed: bool = False
+    # data_coding sent for GSM 7-bit text: 0x00 "SMSC default alphabet" (most
+    # SMSCs: GSM 03.38) or 0x01 (IA5/ASCII) for SMSCs whose default is not GSM.
+    gsm_data_coding: Literal[0, 1] = 0
     # None: chosen from the sender (digits: international 1/1; else alphanumeric 5/0).
     source_ton: int | None = Field(default=None, ge=0, le=6)
     source_npi: int | None = Field(default=None, ge=0, le=18)

@@ -247,7 +247,8 @@ class SmppConnector:
             source_addr=source,
             dest_addr_ton=s.dest_ton, dest_addr_npi=s.dest_npi,
             destination_addr=message.to.lstrip("+"),
-            esm_class=part.esm_class, data_coding=part.data_coding,
+            esm_class=part.esm_class,
+            data_coding=s.gsm_data_coding if part.data_coding == 0 else part.data_coding,
             registered_delivery=1,  # every part asks for its own receipt
             short_message=b"" if part.payload else part.short_message,
         )
