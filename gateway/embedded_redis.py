@@ -19,6 +19,8 @@ from pathlib import Path
 
 import redis
 
+from gateway.processes import terminate
+
 
 class EmbeddedRedisError(RuntimeError):
     pass
@@ -130,14 +132,7 @@ class EmbeddedRedis:
 
     def stop(self, timeout: float = 15.0) -> None:
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc, timeout)
 
 
 def _alive(pid: int) -> bool:

@@ -21,6 +21,7 @@ from gateway import logs
 from gateway.config import Settings
 from gateway.embedded_redis import EmbeddedRedis
 from gateway.operations import redis_url_file
+from gateway.processes import terminate
 
 log = logs.get("smsgw.supervisor")
 
@@ -122,12 +123,7 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
                 child.wait(15)
             except subprocess.TimeoutExpired:
                 child.kill()
-        if sim is not None:
-            sim.send_signal(signal.SIGTERM)
-            try:
-                sim.wait(5)
-            except subprocess.TimeoutExpired:
-                sim.kill()
+        terminate(sim, 5)
         if redis is not None:
             redis.stop()
             log.info("embedded_redis_stopped")

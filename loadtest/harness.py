@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from gateway.embedded_redis import free_port
+from gateway.processes import terminate
 
 
 @dataclass
@@ -84,16 +85,7 @@ class GatewayProcess:
 
     def stop(self, timeout: float = 20.0) -> int | None:
         proc, self.process = self.process, None
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        return terminate(proc, timeout)
 
     def kill(self) -> None:
         """kill -9: no clean-up, as in a crash."""
@@ -187,13 +179,7 @@ class SimulatorProcess:
 
     def stop(self, timeout: float = 10.0) -> dict[str, Any]:
         proc, self.process = self.process, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        terminate(proc, timeout)
         return self.stats()
 
     def __enter__(self) -> SimulatorProcess:

