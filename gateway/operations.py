@@ -44,6 +44,7 @@ async def _status(settings: Settings) -> dict[str, Any]:
             "lanes": depths,
             "scheduled_or_deferred": await store.delayed_count(),
             "dead_letters": await store.dead_letter_count(),
+            "webhooks": await store.webhook_backlog(),
             "connectors": await store.connector_reports(),
         }
     finally:

@@ -762,7 +762,6 @@ class Store:
         due, dead = await pipe.execute()
         return {"queues": int(due), "dead": int(dead)}
 
-
     # --- delivery: failover, deferral, expiry, limits, dead letters --------
 
     async def reroute(self, entry: LaneEntry, message: Message, hop: int, detail: str) -> None:

@@ -295,4 +295,5 @@ def test_status_command_reports_connectors_and_queues(tmp_path: Path) -> None:
         status = wait_for(bound, 15, interval=0.5)
         assert status["lanes"] == {"sim:otp": 0, "sim:transactional": 0, "sim:marketing": 0}
         assert status["dead_letters"] == 0
+        assert status["webhooks"] == {"queues": 0, "dead": 0}
         assert len(status["connectors"]["sim"]) == 1  # one worker
