@@ -7,11 +7,12 @@ same way whichever door it came through.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway import numbers
 from gateway.config import AccountSettings, Settings
-from gateway.model import Message, new_id
+from gateway.model import Message, id_sequence
 from gateway.routing import NoRoute, Router
 from protocols.text import Concat, TextError, count_parts
 
@@ -41,6 +42,9 @@ class Submission:
     batch_id: str | None = None
 
 
+Admit = Callable[[str, str, "str | None"], Message]
+
+
 class Admission:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -51,28 +55,32 @@ class Admission:
         }
 
     def admit(self, account_name: str, account: AccountSettings, sub: Submission) -> Message:
-        try:
-            e164, carrier, _tz = numbers.normalize(sub.to, account.default_region)
-        except numbers.InvalidNumber as exc:
-            raise AdmissionError("invalid_number", str(exc), "to") from exc
-        try:
-            connectors = self.router.route(account_name, sub.msg_class, e164, carrier, sub.sender)
-        except NoRoute as exc:
-            raise AdmissionError("no_route", str(exc), "to") from exc
+        return self.admitter(
+            account_name, account, sender=sub.sender, msg_class=sub.msg_class,
+            encoding=sub.encoding, callback_url=sub.callback_url, send_at=sub.send_at,
+            validity=sub.validity, batch_id=sub.batch_id,
+        )(sub.to, sub.text, sub.client_ref)
+
+    def admitter(
+        self,
+        account_name: str,
+        account: AccountSettings,
+        *,
+        sender: str,
+        msg_class: str = "transactional",
+        encoding: str = "auto",
+        callback_url: str | None = None,
+        send_at: float | None = None,
+        validity: int | None = None,
+        batch_id: str | None = None,
+    ) -> Admit:
+        """A function admitting one recipient (to, text, client_ref) with everything
+        a batch shares checked and computed once. Raises AdmissionError for a
+        shared field that is wrong (validity); the function raises it per
+        recipient (number, route, text)."""
         limits = self.settings.messages
-        # Parts as the first connector of the route will cut them (UDH, SAR and
-        # message_payload carry different amounts of text per submit_sm).
-        try:
-            encoding, parts = count_parts(sub.text, sub.encoding, self._concat[connectors[0]])
-        except TextError as exc:
-            raise AdmissionError(exc.code, str(exc), "text") from exc
-        if parts > limits.max_parts:
-            raise AdmissionError(
-                "too_long",
-                f"text needs {parts} parts ({encoding}); this gateway allows {limits.max_parts}",
-                "text",
-            )
-        validity = sub.validity if sub.validity is not None else limits.default_validity
+        if validity is None:
+            validity = limits.default_validity
         if not 0 < validity <= limits.max_validity:
             raise AdmissionError(
                 "invalid_validity",
@@ -80,22 +88,51 @@ class Admission:
                 "validity",
             )
         now = time.time()
-        start = max(now, sub.send_at or now)
-        return Message(
-            id=new_id(),
-            account=account_name,
-            to=e164,
-            sender=sub.sender,
-            text=sub.text,
-            msg_class=sub.msg_class,
-            encoding=str(encoding),
-            parts=parts,
-            created_at=now,
-            expires_at=start + validity,
-            connectors=connectors,
-            carrier=carrier,
-            callback_url=sub.callback_url or account.callback_url,
-            client_ref=sub.client_ref,
-            batch_id=sub.batch_id,
-            send_at=sub.send_at,
-        )
+        start = max(now, send_at or now)
+        expires_at = start + validity
+        callback_url = callback_url or account.callback_url
+        region = account.default_region
+        route = self.router.route
+        concat = self._concat
+        max_parts = limits.max_parts
+        next_id = id_sequence()
+        # (text, concat) -> (encoding, parts): a template without variables is
+        # counted once per batch, not once per recipient.
+        counted: dict[tuple[str, Concat], tuple[str, int]] = {}
+
+        def admit_one(to: str, text: str, client_ref: str | None) -> Message:
+            try:
+                e164, carrier, _tz = numbers.normalize(to, region)
+            except numbers.InvalidNumber as exc:
+                raise AdmissionError("invalid_number", str(exc), "to") from exc
+            try:
+                connectors = route(account_name, msg_class, e164, carrier, sender)
+            except NoRoute as exc:
+                raise AdmissionError("no_route", str(exc), "to") from exc
+            # Parts as the first connector of the route will cut them (UDH, SAR and
+            # message_payload carry different amounts of text per submit_sm).
+            key = (text, concat[connectors[0]])
+            known = counted.get(key)
+            if known is None:
+                try:
+                    enc, parts = count_parts(text, encoding, key[1])
+                except TextError as exc:
+                    raise AdmissionError(exc.code, str(exc), "text") from exc
+                if parts > max_parts:
+                    raise AdmissionError(
+                        "too_long",
+                        f"text needs {parts} parts ({enc}); this gateway allows {max_parts}",
+                        "text",
+                    )
+                known = (str(enc), parts)
+                if len(counted) < 64:
+                    counted[key] = known
+            return Message(
+                id=next_id(), account=account_name, to=e164, sender=sender, text=text,
+                msg_class=msg_class, encoding=known[0], parts=known[1], created_at=now,
+                expires_at=expires_at, connectors=connectors, carrier=carrier,
+                callback_url=callback_url, client_ref=client_ref, batch_id=batch_id,
+                send_at=send_at,
+            )
+
+        return admit_one

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.admission import Admission, AdmissionError, Submission
+from gateway.admission import Admission, AdmissionError
 from gateway.config import AccountSettings
 from gateway.model import Message
 
@@ -210,35 +210,31 @@ async def admit(
     req: BatchRequest,
     batch_id: str,
 ) -> tuple[list[Message], list[tuple[int, Message]], list[dict[str, Any]]]:
-    """Admit every recipient on its own: (messages, (index, message) pairs, rejections)."""
+    """Admit every recipient on its own: (messages, (index, message) pairs, rejections).
+    A field the whole batch shares that is wrong (validity) raises AdmissionError."""
     accepted: list[tuple[int, Message]] = []
     rejected: list[dict[str, Any]] = []
     render = req.template.render
-    admit_one = admission.admit
-    empty: dict[str, Any] = {}
-    # One Submission, refilled per recipient: admit copies what it keeps into the
-    # Message, and a dataclass per recipient was a measurable share of a batch.
-    sub = Submission(
-        to="", sender=req.sender, text="", msg_class=req.msg_class, encoding=req.encoding,
-        callback_url=req.callback_url, send_at=req.send_at, validity=req.validity,
-        batch_id=batch_id,
+    admit_one = admission.admitter(
+        account_name, account, sender=req.sender, msg_class=req.msg_class,
+        encoding=req.encoding, callback_url=req.callback_url, send_at=req.send_at,
+        validity=req.validity, batch_id=batch_id,
     )
+    empty: dict[str, Any] = {}
     for index, item in enumerate(req.messages):
         if index and not index % YIELD_EVERY:
             await asyncio.sleep(0)
         to = item["to"]
         try:
-            sub.text = render(item.get("vars") or empty)
+            text = render(item.get("vars") or empty)
         except KeyError as exc:
             rejected.append({
                 "index": index, "to": to, "code": "missing_variable",
                 "detail": f"vars has no {exc.args[0]!r} for the template",
             })
             continue
-        sub.to = to
-        sub.client_ref = item.get("client_ref")
         try:
-            message = admit_one(account_name, account, sub)
+            message = admit_one(to, text, item.get("client_ref"))
         except AdmissionError as exc:
             rejected.append({"index": index, "to": to, "code": exc.code, "detail": exc.detail})
             continue

@@ -54,3 +54,17 @@ def test_a_route_needs_exactly_one_form() -> None:
         RouteSettings.model_validate({"connectors": ["a"], "ranks": [[{"connector": "b"}]]})
     with pytest.raises(ValueError):
         RouteSettings.model_validate({})
+
+
+def test_memoised_answers_follow_the_longest_prefix_and_every_match_field() -> None:
+    router = Router((
+        rule(prefix="+8613", connectors=["cn-mobile"]),
+        rule(prefix="86", connectors=["cn"]),
+        rule(carrier="Vodafone", connectors=["voda"]),
+        rule(connectors=["any"]),
+    ))
+    for _ in range(2):  # the second round is answered from the memo
+        assert router.route("a", "otp", "+8613800138000") == ["cn-mobile"]
+        assert router.route("a", "otp", "+8618900000000") == ["cn"]
+        assert router.route("a", "otp", "+447911123456", "Vodafone") == ["voda"]
+        assert router.route("a", "otp", "+447911123456", "EE") == ["any"]
