@@ -12,6 +12,10 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from gateway import logs
+
+log = logs.get("smsgw.coalesce")
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -23,7 +27,7 @@ class Coalescer(Generic[T, R]):
         self._flush_fn = flush
         self._max_batch = max_batch
         self._items: list[T] = []
-        self._futures: list[asyncio.Future[R]] = []
+        self._futures: list[asyncio.Future[R] | None] = []
         self._running = False
 
     async def submit(self, item: T) -> R:
@@ -35,6 +39,22 @@ class Coalescer(Generic[T, R]):
             asyncio.get_running_loop().create_task(self._drain())
         return await future
 
+    def push(self, item: T) -> None:
+        """Queue an item whose result nobody waits for (a flush that fails is
+        only logged: use it where a lost write is repaired anyway, such as a lane
+        acknowledgement — the entry is reclaimed and found already done)."""
+        self._items.append(item)
+        self._futures.append(None)
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().create_task(self._drain())
+
+    async def idle(self, timeout: float = 5.0) -> None:
+        """Wait (at most `timeout` seconds) until everything queued is flushed."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._running and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+
     async def _drain(self) -> None:
         try:
             await asyncio.sleep(0)  # let this loop turn's other submitters join
@@ -44,12 +64,14 @@ class Coalescer(Generic[T, R]):
                 try:
                     results = await self._flush_fn(items)
                 except Exception as exc:
-                    for f in futures:
-                        if not f.done():
-                            f.set_exception(exc)
+                    waited = [f for f in futures if f is not None and not f.done()]
+                    for f in waited:
+                        f.set_exception(exc)
+                    if len(waited) < len(futures):
+                        log.warning("coalesced_write_failed", error=repr(exc))
                     continue
                 for f, result in zip(futures, results, strict=True):
-                    if not f.done():
+                    if f is not None and not f.done():
                         f.set_result(result)
         finally:
             self._running = False

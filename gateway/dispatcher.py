@@ -26,6 +26,7 @@ from gateway.connectors import Outcome
 from gateway.limits import SharedRate
 from gateway.model import EXPIRED, FAILED, FINAL_STATUSES, MessageState
 from gateway.receipts import Receipts
+from gateway.slots import Slots
 from gateway.store import LaneEntry, Store
 
 log = logs.get("smsgw.dispatch")
@@ -60,7 +61,7 @@ class Dispatcher:
         window = self.conn_settings.window * self.conn_settings.binds
         self.capacity = self.conn_settings.concurrency if self.conn_settings.kind == "http" \
             else window
-        self._inflight = asyncio.Semaphore(self.capacity)
+        self._inflight = Slots(self.capacity)
         self._tasks: set[asyncio.Task[None]] = set()
         tps = self.conn_settings.tps
         self.rate = SharedRate(store, f"connector:{name}", tps) if tps else None
@@ -79,8 +80,10 @@ class Dispatcher:
         await self.store.ack(entries)
         return [None] * len(entries)
 
-    async def _ack(self, entry: LaneEntry) -> None:
-        await self._acks.submit((entry.lane, entry.entry_id))
+    def _ack(self, entry: LaneEntry) -> None:
+        # Not awaited: an acknowledgement that is lost leaves the entry pending;
+        # it is reclaimed later and found final (or its parts acknowledged).
+        self._acks.push((entry.lane, entry.entry_id))
 
     # --- the read loop --------------------------------------------------------
 
@@ -119,11 +122,13 @@ class Dispatcher:
                 ))
                 continue
             for entry, state in zip(entries, states, strict=True):
-                await self._inflight.acquire()
+                if not self._inflight.take():
+                    await self._inflight.acquire()
                 task = asyncio.create_task(self._send(entry, state))
                 self._tasks.add(task)
                 task.add_done_callback(self._done)
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._acks.idle()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -135,7 +140,7 @@ class Dispatcher:
         """This connector is down: move the message to its next connector, or
         keep it waiting (outside the lane) if this was its last one."""
         if state is None or state.status in FINAL_STATUSES:
-            await self._ack(entry)
+            self._ack(entry)
             return
         m = state.message
         if entry.hop + 1 < len(m.connectors):
@@ -149,7 +154,7 @@ class Dispatcher:
 
     async def _send(self, entry: LaneEntry, state: MessageState | None) -> None:
         if state is None or state.status in FINAL_STATUSES:
-            await self._ack(entry)
+            self._ack(entry)
             return
         m = state.message
         now = time.time()
@@ -167,7 +172,7 @@ class Dispatcher:
         except _Failover:
             await self._hand_off(entry, state)
             return
-        await self._ack(entry)
+        self._ack(entry)
 
     async def _send_parts(self, state: MessageState, hop: int) -> None:
         m = state.message

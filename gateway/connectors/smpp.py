@@ -20,6 +20,7 @@ from gateway import logs, metrics
 from gateway.config import ConnectorSettings
 from gateway.connectors import Health, Outcome, SendResult
 from gateway.model import Message
+from gateway.slots import Slots
 from gateway.smpp_io import SmppProtocol
 from protocols.smpp import (
     BindReceiver,
@@ -72,6 +73,9 @@ def reconnect_delay(attempt: int, rng: random.Random | None = None) -> float:
     return (rng or random).uniform(0, ceiling)
 
 
+_ENCODINGS = {e.value: e for e in Encoding}
+
+
 def concat_reference(message_id: str) -> int:
     # Derived from the id, so parts resent after a crash carry the same reference.
     return zlib.crc32(message_id.encode()) & 0xFFFF
@@ -83,7 +87,7 @@ class _Bind(SmppProtocol):
     def __init__(self, connector: SmppConnector) -> None:
         super().__init__()
         self.connector = connector
-        self.window = asyncio.Semaphore(connector.settings.window)
+        self.window = Slots(connector.settings.window)
         self._delivered: list[DeliverSm] = []
         self._delivering: asyncio.Task[None] | None = None
 
@@ -137,6 +141,8 @@ class SmppConnector:
         self._throttle_hits = 0
         self._by_status: dict[int, Any] = {}  # metric children, looked up once
         self._latency = metrics.SUBMIT_LATENCY.labels(name)
+        self._concat = Concat(settings.concat)
+        self._sources: dict[str, tuple[int, int, str]] = {}  # sender -> (TON, NPI, address)
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -234,17 +240,20 @@ class SmppConnector:
 
     def parts(self, message: Message) -> list[Part]:
         return split(
-            message.text, Encoding(message.encoding), Concat(self.settings.concat),
+            message.text, _ENCODINGS[message.encoding], self._concat,
             concat_reference(message.id), packed=self.settings.gsm_packed,
         )
 
     def submit_sm(self, message: Message, part: Part) -> SubmitSm:
         s = self.settings
-        ton, npi, source = source_address(message.sender)
+        source = self._sources.get(message.sender)
+        if source is None:
+            source = self._sources[message.sender] = source_address(message.sender)
+        ton, npi, source_addr = source
         pdu = SubmitSm(
             source_addr_ton=ton if s.source_ton is None else s.source_ton,
             source_addr_npi=npi if s.source_npi is None else s.source_npi,
-            source_addr=source,
+            source_addr=source_addr,
             dest_addr_ton=s.dest_ton, dest_addr_npi=s.dest_npi,
             destination_addr=message.to.lstrip("+"),
             esm_class=part.esm_class,
@@ -302,17 +311,25 @@ class SmppConnector:
 
     async def _submit(self, pdu: SubmitSm) -> Any:
         while True:
-            wait = self._paused_until - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            if self._paused_until:
+                wait = self._paused_until - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                else:
+                    self._paused_until = 0.0
             if not self.senders:
                 if not await self.wait_bound(self.settings.response_timeout):
                     raise ConnectionError("no bound transmitter")
                 continue
             self._next = (self._next + 1) % len(self.senders)
             bind = self.senders[self._next]
-            async with bind.window:
+            window = bind.window
+            if not window.take():
+                await window.acquire()
+            try:
                 if bind.transport is None:
                     continue
                 pdu.sequence_number = 0  # the session numbers every attempt afresh
                 return await bind.request(pdu, self.settings.response_timeout)
+            finally:
+                window.release()
