@@ -216,7 +216,7 @@ class _Country:
         # of one region is that region's (or, "001", the non-geographical
         # entity's); among several, region_code_for_number skips any without
         # metadata of its own.
-        regions = []
+        regions: list[tuple[Pattern | None, tuple[_Plan | None, ...]]] = []
         if len(region_codes) == 1:
             regions.append((None, _plans(main)))
         else:
