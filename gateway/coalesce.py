@@ -27,7 +27,9 @@ class Coalescer(Generic[T, R]):
         self._flush_fn = flush
         self._max_batch = max_batch
         self._items: list[T] = []
-        self._futures: list[asyncio.Future[R] | None] = []
+        # Per item: the future its submitter awaits, or the callback `push` was
+        # given (or None), called with the result or the exception.
+        self._futures: list[asyncio.Future[R] | Callable[[R | Exception], None] | None] = []
         self._running = False
 
     async def submit(self, item: T) -> R:
@@ -39,12 +41,13 @@ class Coalescer(Generic[T, R]):
             asyncio.get_running_loop().create_task(self._drain())
         return await future
 
-    def push(self, item: T) -> None:
-        """Queue an item whose result nobody waits for (a flush that fails is
-        only logged: use it where a lost write is repaired anyway, such as a lane
-        acknowledgement — the entry is reclaimed and found already done)."""
+    def push(self, item: T, on_done: Callable[[R | Exception], None] | None = None) -> None:
+        """Queue an item without awaiting it: `on_done` (if any) is called with its
+        result, or with the exception if the flush failed. Without `on_done` a
+        failure is only logged: use that where a lost write is repaired anyway,
+        such as a lane acknowledgement (the entry is reclaimed and found done)."""
         self._items.append(item)
-        self._futures.append(None)
+        self._futures.append(on_done)
         if not self._running:
             self._running = True
             asyncio.get_running_loop().create_task(self._drain())
@@ -64,14 +67,27 @@ class Coalescer(Generic[T, R]):
                 try:
                     results = await self._flush_fn(items)
                 except Exception as exc:
-                    waited = [f for f in futures if f is not None and not f.done()]
-                    for f in waited:
-                        f.set_exception(exc)
-                    if len(waited) < len(futures):
+                    if None in futures:
                         log.warning("coalesced_write_failed", error=repr(exc))
+                    for f in futures:
+                        if isinstance(f, asyncio.Future):
+                            if not f.done():
+                                f.set_exception(exc)
+                        elif f is not None:
+                            _call(f, exc)
                     continue
                 for f, result in zip(futures, results, strict=True):
-                    if f is not None and not f.done():
-                        f.set_result(result)
+                    if isinstance(f, asyncio.Future):
+                        if not f.done():
+                            f.set_result(result)
+                    elif f is not None:
+                        _call(f, result)
         finally:
             self._running = False
+
+
+def _call(callback: Callable[[R | Exception], None], value: R | Exception) -> None:
+    try:
+        callback(value)
+    except Exception as exc:  # one bad callback must not strand the rest of the flush
+        log.error("coalesced_callback_failed", error=repr(exc))

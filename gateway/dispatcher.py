@@ -18,16 +18,20 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Coroutine
+from functools import partial
+from typing import Any
 
 from gateway import logs, metrics
 from gateway.coalesce import Coalescer
 from gateway.config import Settings
-from gateway.connectors import Outcome
+from gateway.connectors import Outcome, SendResult
 from gateway.limits import SharedRate
 from gateway.model import EXPIRED, FAILED, FINAL_STATUSES, MessageState
 from gateway.receipts import Receipts
 from gateway.slots import Slots
 from gateway.store import LaneEntry, Store
+from protocols.text import Part
 
 log = logs.get("smsgw.dispatch")
 
@@ -68,6 +72,8 @@ class Dispatcher:
         # Per-message Redis writes, batched across every message in flight.
         self._submitted = Coalescer(store.parts_submitted)
         self._acks = Coalescer(self._ack_many)
+        self._per_minute = settings.throttle.recipient_per_minute
+        self._try_send = getattr(connector, "try_send", None)  # SMPP connectors have it
         self.carrier_rates = {
             carrier: SharedRate(store, f"carrier:{carrier}", c.tps)
             for carrier, c in settings.carriers.items()
@@ -108,7 +114,7 @@ class Dispatcher:
                 # Wait for a free slot before reading, then read no more than fit.
                 await self._inflight.acquire()
                 self._inflight.release()
-                room = max(1, min(dispatch.batch, self.capacity - len(self._tasks)))
+                room = max(1, min(dispatch.batch, self._inflight.free))
                 entries = await self.store.read_lanes(
                     self.name, self.consumer, room, dispatch.block_ms
                 )
@@ -124,11 +130,20 @@ class Dispatcher:
             for entry, state in zip(entries, states, strict=True):
                 if not self._inflight.take():
                     await self._inflight.acquire()
-                task = asyncio.create_task(self._send(entry, state))
-                self._tasks.add(task)
-                task.add_done_callback(self._done)
+                if not self._send_now(entry, state):
+                    self._spawn(self._send(entry, state))
+        # Finish what was started: tasks, and parts sent without one.
+        deadline = time.monotonic() + self.conn_settings.response_timeout + 5
+        while self._inflight.free < self.capacity and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._acks.idle()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run `coro` for a message holding an in-flight slot; the slot is freed when it ends."""
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
@@ -150,31 +165,94 @@ class Dispatcher:
         else:
             await self.store.defer(entry, time.time() + self.conn_settings.failover_after)
 
-    # --- one message ------------------------------------------------------------
+    # --- one message without a task: the common case ---------------------------
 
-    async def _send(self, entry: LaneEntry, state: MessageState | None) -> None:
+    def _send_now(self, entry: LaneEntry, state: MessageState | None) -> bool:
+        """A one-part message with nothing to wait for (no send_at ahead, no rate
+        limit, no part acknowledged before) goes straight into a bind's window
+        with a callback, which costs a fraction of a task per message. False:
+        nothing was sent; `_send` handles it. Whatever goes wrong after the
+        submit_sm left (an error response, a timeout, a lost bind) continues in
+        `_send` with that first result, under the same rules."""
+        if self._try_send is None or state is None or state.status in FINAL_STATUSES \
+                or state.smsc_ids:
+            return False
+        m = state.message
+        now = time.time()
+        if m.parts != 1 or (m.send_at and m.send_at > now + 0.05) or now >= m.expires_at:
+            return False
+        if self._per_minute or self.rate is not None or m.carrier in self.carrier_rates:
+            return False
+        parts = self.connector.parts(m)
+        if len(parts) != 1:
+            return False
+        return bool(self._try_send(m, parts[0], partial(self._sent_now, entry, state, parts[0])))
+
+    def _sent_now(self, entry: LaneEntry, state: MessageState, part: Part,
+                  result: SendResult) -> None:
+        m = state.message
+        if result.outcome is not Outcome.OK:
+            self._spawn(self._send(entry, state, first=result))  # keeps the slot
+            return
+        smsc_id = self.receipts.normalize_resp(self.name, result.provider_id)
+        ttl = int(m.expires_at - time.time()) + 24 * 3600
+        self._submitted.push(
+            (self.name, m.id, part.seq, smsc_id, ttl, part.total or m.parts),
+            partial(self._recorded_now, entry, m.id, part.seq),
+        )
+
+    def _recorded_now(self, entry: LaneEntry, message_id: str, seq: int,
+                      early: bytes | Exception | None) -> None:
+        if isinstance(early, Exception):
+            # Not recorded: the entry stays pending and is reclaimed (as when a
+            # task's write fails); the SMSC may then see this part twice.
+            log.error("dispatch_failed", connector=self.name, error=repr(early))
+            self._inflight.release()
+            return
+        metrics.count_status("submitted")
+        if early is not None:
+            self._spawn(self._early_then_ack(entry, message_id, seq, early))
+            return
+        self._ack(entry)
+        self._inflight.release()
+
+    async def _early_then_ack(self, entry: LaneEntry, message_id: str, seq: int,
+                              early: bytes) -> None:
+        await self.receipts.early(message_id, seq, early)
+        self._ack(entry)
+
+    # --- one message in a task ---------------------------------------------------
+
+    async def _send(
+        self, entry: LaneEntry, state: MessageState | None, first: SendResult | None = None
+    ) -> None:
+        """Send a message's parts. `first`: the result of a submit_sm `_send_now`
+        already sent for its first unacknowledged part."""
         if state is None or state.status in FINAL_STATUSES:
             self._ack(entry)
             return
         m = state.message
         now = time.time()
-        if m.send_at and m.send_at > now + 0.05:
+        if first is None and m.send_at and m.send_at > now + 0.05:
             await self.store.defer(entry, m.send_at)
             return
-        per_minute = self.settings.throttle.recipient_per_minute
-        if per_minute:
-            granted, wait = await self.store.rate_acquire(f"rcpt:{m.to}", per_minute / 60, 1, 1)
+        if first is None and self._per_minute:
+            granted, wait = await self.store.rate_acquire(
+                f"rcpt:{m.to}", self._per_minute / 60, 1, 1
+            )
             if not granted:
                 await self.store.defer(entry, now + wait)
                 return
         try:
-            await self._send_parts(state, entry.hop)
+            await self._send_parts(state, entry.hop, first)
         except _Failover:
             await self._hand_off(entry, state)
             return
         self._ack(entry)
 
-    async def _send_parts(self, state: MessageState, hop: int) -> None:
+    async def _send_parts(
+        self, state: MessageState, hop: int, first: SendResult | None = None
+    ) -> None:
         m = state.message
         ttl = int(m.expires_at - time.time()) + 24 * 3600
         carrier_rate = self.carrier_rates.get(m.carrier)
@@ -184,16 +262,19 @@ class Dispatcher:
                 continue  # acknowledged before a crash or reconnect: never send twice
             attempt = 0
             while True:
-                if time.time() >= m.expires_at:
+                if first is not None:  # this part was sent already: go on from its result
+                    result, first = first, None
+                elif time.time() >= m.expires_at:
                     if await self.store.set_status(m.id, EXPIRED, "validity_elapsed",
                                                    e="validity_elapsed"):
                         metrics.count_status(EXPIRED)
                     return
-                if self.rate is not None:
-                    await self.rate.acquire()  # TPS counts parts: each submit_sm
-                if carrier_rate is not None:
-                    await carrier_rate.acquire()
-                result = await self.connector.send(m, part)
+                else:
+                    if self.rate is not None:
+                        await self.rate.acquire()  # TPS counts parts: each submit_sm
+                    if carrier_rate is not None:
+                        await carrier_rate.acquire()
+                    result = await self.connector.send(m, part)
                 if result.outcome is Outcome.OK:
                     break
                 if result.outcome is Outcome.PERMANENT:

@@ -106,6 +106,15 @@ class SmppProtocol(asyncio.Protocol):
         after `timeout` seconds."""
         if not self._can_write.is_set():
             await self._can_write.wait()
+        future = self.request_future(pdu, timeout)
+        try:
+            return await future
+        finally:
+            self.forget(pdu.sequence_number)
+
+    def request_future(self, pdu: Any, timeout: float) -> asyncio.Future[Any]:
+        """Send a request now; the future gets its response, or TimeoutError after
+        `timeout` seconds, or ConnectionError. The caller calls `forget` when done."""
         self.send(pdu)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -116,12 +125,15 @@ class SmppProtocol(asyncio.Protocol):
         self._deadlines[seq] = loop.time() + timeout
         if self._sweep_handle is None:
             self._sweep_handle = loop.call_later(timeout, self._sweep)
-        try:
-            return await future
-        finally:
-            self.pending.pop(seq, None)
-            self._deadlines.pop(seq, None)
-            self.session.forget(seq)
+        return future
+
+    def can_write(self) -> bool:
+        return self.transport is not None and self._can_write.is_set()
+
+    def forget(self, seq: int) -> None:
+        self.pending.pop(seq, None)
+        self._deadlines.pop(seq, None)
+        self.session.forget(seq)
 
     def _sweep(self) -> None:
         loop = asyncio.get_running_loop()

@@ -277,11 +277,55 @@ class SmppConnector:
         try:
             resp = await self._submit(pdu)
         except (ConnectionError, TimeoutError, SmppError) as exc:
-            # SmppError here: the session is closing (an unbind from either side)
-            # while its transport is still there; the part goes on another bind.
-            result = SendResult(Outcome.TRANSIENT, error_code=f"transport: {exc}")
-            self.health.record(result)
-            return result
+            return self._failed(exc)
+        return self._result(resp, started)
+
+    def try_send(
+        self, message: Message, part: Part, on_result: Callable[[SendResult], None]
+    ) -> bool:
+        """Submit one part now, without a coroutine, if a bind has room in its
+        window; `on_result` gets what `send` would have returned. False when
+        nothing was sent (paused, unbound, every window full here): use `send`."""
+        if self._paused_until and self._paused_until > time.monotonic():
+            return False
+        senders = self.senders
+        for _ in range(len(senders)):
+            self._next = (self._next + 1) % len(senders)
+            bind = senders[self._next]
+            window = bind.window
+            if bind.can_write() and window.take():
+                break
+        else:
+            return False
+        pdu = self.submit_sm(message, part)
+        try:
+            future = bind.request_future(pdu, self.settings.response_timeout)
+        except (ConnectionError, SmppError):
+            window.release()
+            return False
+        started = time.perf_counter()
+
+        def done(future: asyncio.Future[Any]) -> None:
+            window.release()
+            bind.forget(pdu.sequence_number)
+            try:
+                resp = future.result()
+            except (ConnectionError, TimeoutError, SmppError) as exc:
+                on_result(self._failed(exc))
+                return
+            on_result(self._result(resp, started))
+
+        future.add_done_callback(done)
+        return True
+
+    def _failed(self, exc: Exception) -> SendResult:
+        # SmppError here: the session is closing (an unbind from either side)
+        # while its transport is still there; the part goes on another bind.
+        result = SendResult(Outcome.TRANSIENT, error_code=f"transport: {exc}")
+        self.health.record(result)
+        return result
+
+    def _result(self, resp: Any, started: float) -> SendResult:
         status = resp.command_status
         counter = self._by_status.get(status)
         if counter is None:
