@@ -127,12 +127,12 @@ class Admission:
                 known = (str(enc), parts)
                 if len(counted) < 64:
                     counted[key] = known
+            # Positional, in field order: keyword calls cost a microsecond more
+            # per recipient.
             return Message(
-                id=next_id(), account=account_name, to=e164, sender=sender, text=text,
-                msg_class=msg_class, encoding=known[0], parts=known[1], created_at=now,
-                expires_at=expires_at, connectors=connectors, carrier=carrier,
-                callback_url=callback_url, client_ref=client_ref, batch_id=batch_id,
-                send_at=send_at,
+                next_id(), account_name, e164, sender, text, msg_class, known[0], known[1],
+                now, expires_at, connectors, carrier, callback_url, client_ref, batch_id,
+                send_at,
             )
 
         return admit_one
