@@ -59,6 +59,9 @@ class Template:
         pieces = self.pieces
         if len(pieces) == 1:
             return pieces[0]
+        if len(pieces) == 3:  # one placeholder, the usual case
+            value = values[pieces[1]]
+            return pieces[0] + (value if isinstance(value, str) else str(value)) + pieces[2]
         out = pieces[:]
         for i in range(1, len(pieces), 2):
             value = values[pieces[i]]

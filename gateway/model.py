@@ -57,9 +57,15 @@ def id_sequence() -> Callable[[], str]:
     counter = itertools.count()
 
     def next_id() -> str:
-        return f"{head}{next(counter) & 0xFFFFFF:06x}"
+        n = next(counter) & 0xFFFFFF
+        return head + (_SUFFIXES[n] if n < len(_SUFFIXES) else f"{n:06x}")
 
     return next_id
+
+
+# The counter digits of a batch's ids, formatted once (a batch has at most
+# `http.batch_max_recipients`, 10,000 by default).
+_SUFFIXES = [f"{n:06x}" for n in range(10_000)]
 
 
 _PACKER = msgpack.Packer(use_bin_type=True)

@@ -87,8 +87,8 @@ async def run(url: str, sim: SimulatorProcess, count: int, window: int,
     await store.close()
     return {"messages": count, "final": sum(counts.get(s, 0) for s in FINAL_STATUSES),
             "delivered": counts.get("delivered", 0), "seconds": wall,
-            "gateway_us": (user + system) / count * 1e6, "gateway_sys_us": system / count * 1e6, "redis_us": redis_cpu / count * 1e6,
-            "sim_us": sim_cpu / count * 1e6}
+            "gateway_us": (user + system) / count * 1e6, "gateway_sys_us": system / count * 1e6,
+            "redis_us": redis_cpu / count * 1e6, "sim_us": sim_cpu / count * 1e6}
 
 
 def main() -> None:
