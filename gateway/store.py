@@ -687,7 +687,12 @@ class Store:
     async def optout_many(self, account: str, numbers: Sequence[str]) -> list[bool]:
         if not numbers:
             return []
-        found = await self.redis.smismember(optout_key(account), list(numbers))
+        key = optout_key(account)
+        # An account with no opt-outs (the set does not exist) is answered by one
+        # EXISTS instead of a 10,000-argument SMISMEMBER.
+        if not await self.redis.exists(key):
+            return [False] * len(numbers)
+        found = await self.redis.smismember(key, list(numbers))
         return [bool(x) for x in found]
 
     async def optout_page(self, account: str, cursor: int, count: int) -> tuple[int, list[str]]:
