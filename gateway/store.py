@@ -62,10 +62,6 @@ def corr_key(connector: str, smsc_id: str) -> str:
     return f"{PREFIX}corr:{connector}:{smsc_id}"
 
 
-def early_key(connector: str, smsc_id: str) -> str:
-    return f"{PREFIX}early:{connector}:{smsc_id}"
-
-
 def batch_key(batch_id: str) -> str:
     return f"{PREFIX}b:{{{batch_id}}}"
 
@@ -74,170 +70,253 @@ EVENTS_KEY = f"{PREFIX}events"
 EXPIRY_KEY = f"{PREFIX}expiry"
 DELAYED_KEY = f"{PREFIX}delayed"
 DLQ_KEY = f"{PREFIX}dlq"
+# Marks a receipt parked in a correlation key until its submit_sm_resp is seen
+# (a correlation itself is "<id>|<part>", and ids never start with it).
+PARKED = "~"
 _FINAL_LUA = (
     "local FINAL = {" + ", ".join(f"{s}=true" for s in sorted(FINAL_STATUSES)) + "}\n"
     + f"local EVENTS = '{EVENTS_KEY}'\nlocal MSG_PREFIX = '{PREFIX}m:'\n"
     + f"local EXPIRY = '{EXPIRY_KEY}'\nlocal DELAYED = '{DELAYED_KEY}'\n"
+    + f"local PARKED = '{PARKED}'\n"
     + """
-local function note(key, ts, status, detail)
-  local h = redis.call('HGET', key, 'h') or ''
-  redis.call('HSET', key, 'h', h .. ts .. '\\t' .. status .. '\\t' .. detail .. '\\n')
-end
+local function msg(id) return MSG_PREFIX .. '{' .. id .. '}' end
 """
 )
 
-# Move a message to a new status unless it is already final; append history and
-# keep the batch counts in step. Shared by the scripts below.
-_SET_STATUS_FN = (
+# The status machine, shared by the scripts below. Every redis.call from Lua
+# costs Redis a few µs more than the command itself (argument conversion, the
+# AOF record), so a script reads what it needs of a message with one HMGET
+# whose first four fields are always s, h, b, w (status, history, batch key,
+# callbacks wanted) and writes what changed with one HSET. Batch counts are
+# summed over the whole script call and written by flush() at its end: one
+# HINCRBY per batch and status instead of two per message.
+_STATUS_LUA = (
     _FINAL_LUA
     + """
-local function set_status(key, new, ts, detail)
-  local cur = redis.call('HGET', key, 's')
+local counts = {}
+local function count(b, status, d)
+  local t = counts[b]
+  if not t then t = {}; counts[b] = t end
+  t[status] = (t[status] or 0) + d
+end
+local function flush()
+  for b, t in pairs(counts) do
+    for status, d in pairs(t) do
+      if d ~= 0 then redis.call('HINCRBY', b, status, d) end
+    end
+  end
+  counts = {}
+end
+
+-- Move a message to `new` unless it is missing, final or already there. v is
+-- its HMGET (s, h, b, w, ...), updated in place; the fields to write are
+-- appended to out, the caller's one HSET. Returns true if it moved.
+local function move(id, v, new, ts, detail, out)
+  local cur = v[1]
   if (not cur) or FINAL[cur] or cur == new then return false end
-  redis.call('HSET', key, 's', new)
-  note(key, ts, new, detail)
-  local b = redis.call('HGET', key, 'b')
-  if b then
-    redis.call('HINCRBY', b, cur, -1)
-    redis.call('HINCRBY', b, new, 1)
+  local h = (v[2] or '') .. ts .. '\\t' .. new .. '\\t' .. detail .. '\\n'
+  v[1], v[2] = new, h
+  local k = #out
+  out[k + 1], out[k + 2], out[k + 3], out[k + 4] = 's', new, 'h', h
+  if v[3] then
+    count(v[3], cur, -1)
+    count(v[3], new, 1)
   end
-  local id = string.sub(key, #MSG_PREFIX + 2, -2)
-  if redis.call('HEXISTS', key, 'w') == 1 then
-    redis.call('XADD', EVENTS, '*', 'm', id, 's', new, 't', ts)
-  end
-  if FINAL[new] then redis.call('ZREM', EXPIRY, id) end
+  if v[4] then redis.call('XADD', EVENTS, '*', 'm', id, 's', new, 't', ts) end
   return true
+end
+
+-- A history line that changes nothing (failover, resend), appended to out.
+local function note(v, ts, detail, out)
+  local h = (v[2] or '') .. ts .. '\\t' .. v[1] .. '\\t' .. detail .. '\\n'
+  v[2] = h
+  out[#out + 1], out[#out + 2] = 'h', h
 end
 """
 )
 
 # KEYS: message; ARGV: status, ts, detail, then field/value pairs stored with it.
 _SET_STATUS = (
-    _SET_STATUS_FN
+    _STATUS_LUA
     + """
-local changed = set_status(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
-if changed and #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
-return changed and 1 or 0
+local key = KEYS[1]
+local v = redis.call('HMGET', key, 's', 'h', 'b', 'w')
+local out = {}
+local moved = move(string.sub(key, #MSG_PREFIX + 2, -2), v, ARGV[1], ARGV[2], ARGV[3], out)
+if moved then
+  for i = 4, #ARGV do out[#out + 1] = ARGV[i] end
+  redis.call('HSET', key, unpack(out))
+end
+flush()
+return moved and 1 or 0
 """
 )
 
 # A part reached a final state: the message is delivered when every part is;
 # the first failed part decides otherwise. Part 0 stands for every part (a
-# provider that takes the whole text at once). Returns the new status or false.
+# provider that takes the whole text at once). `n` (parts as the connector cut
+# the text) is written when a part is acknowledged; a receipt for a message
+# never acknowledged falls back to the record's count. Returns the new status
+# or false.
 _PART_FINAL_FN = """
-local function part_final(key, part, state, ts, err, detail)
-  local n = tonumber(redis.call('HGET', key, 'n') or '1')
+local function part_final(id, part, state, ts, err, detail)
+  local key = msg(id)
+  local v = redis.call('HMGET', key, 's', 'h', 'b', 'w', 'n', 'p' .. part)
+  if not v[1] then return false end
+  local n = tonumber(v[5])
+  if not n then n = tonumber(cmsgpack.unpack(redis.call('HGET', key, 'r'))[8]) or 1 end
+  local out, others = {}, nil
   if part == '0' then
-    for k = 1, n do redis.call('HSETNX', key, 'p' .. k, state) end
-  elseif redis.call('HSETNX', key, 'p' .. part, state) == 0 then
-    return false
-  end
-  if state ~= 'delivered' then
-    if set_status(key, state, ts, detail) then
-      redis.call('HSET', key, 'e', err)
-      return state
+    local names = {}
+    for k = 1, n do names[k] = 'p' .. k end
+    others = redis.call('HMGET', key, unpack(names))
+    for k = 1, n do
+      if not others[k] then
+        out[#out + 1], out[#out + 2] = names[k], state
+        others[k] = state
+      end
     end
-    return false
+  else
+    if v[6] then return false end
+    out[1], out[2] = 'p' .. part, state
   end
-  for k = 1, n do
-    if redis.call('HGET', key, 'p' .. k) ~= 'delivered' then return false end
+  local moved
+  if state ~= 'delivered' then
+    moved = move(id, v, state, ts, detail, out)
+    if moved then out[#out + 1], out[#out + 2] = 'e', err end
+  else
+    if not others then
+      local names = {}
+      for k = 1, n do
+        if tostring(k) ~= part then names[#names + 1] = 'p' .. k end
+      end
+      others = (#names > 0) and redis.call('HMGET', key, unpack(names)) or {}
+    end
+    local all = true
+    for _, s in ipairs(others) do
+      if s ~= 'delivered' then all = false end
+    end
+    moved = all and move(id, v, 'delivered', ts, detail, out)
   end
-  return set_status(key, 'delivered', ts, detail) and state or false
+  if #out > 0 then redis.call('HSET', key, unpack(out)) end
+  return moved and state or false
 end
 """
 
 # A part was acknowledged by the SMSC: store its id and correlation, move the
-# message to `submitted`, and deal with a receipt that arrived early: a
-# `delivered` one is applied here; any other is handed back for the receipt
-# rules (it may be resent on a fallback). ARGV: ts, and one msgpack array of 8
-# strings per part: message key, correlation key, early key, part, smsc id, ttl,
-# connector, parts in total (as this connector cut the text). Returns per part
-# '' (no early receipt), '=' or '=<new status>' (applied), or the receipt payload.
+# message to `submitted`, and deal with a receipt that arrived early (it waits
+# in the correlation key, marked PARKED, and the SET ... GET that writes the
+# correlation returns it): a `delivered` one is applied here; any other is
+# handed back for the receipt rules (it may be resent on a fallback). ARGV: ts,
+# and one msgpack array of 7 strings per part: message id, correlation key,
+# part, smsc id, ttl, connector, parts in total (as this connector cut the
+# text). Returns per part '' (no early receipt), '=' or '=<new status>'
+# (applied), or the receipt payload.
 _SUBMITTED = (
-    _SET_STATUS_FN
+    _STATUS_LUA
     + _PART_FINAL_FN
     + """
 local ts, out = ARGV[1], {}
 local a = cmsgpack.unpack(ARGV[2])
-for i = 1, #a, 8 do
-  local key, part, smsc_id, conn = a[i], a[i + 3], a[i + 4], a[i + 6]
-  local id = string.sub(key, #MSG_PREFIX + 2, -2)
-  redis.call('SET', a[i + 1], id .. '|' .. part, 'EX', a[i + 5])
-  redis.call('HSET', key, 'i' .. part, smsc_id, 'c', conn, 'n', a[i + 7])
-  set_status(key, 'submitted', ts, conn .. ' ' .. smsc_id)
-  local early = redis.call('GET', a[i + 2])
-  if not early then
+for i = 1, #a, 7 do
+  local id, part, smsc_id, conn = a[i], a[i + 2], a[i + 3], a[i + 5]
+  local key = msg(id)
+  local early = redis.call('SET', a[i + 1], id .. '|' .. part, 'EX', a[i + 4], 'GET')
+  local v = redis.call('HMGET', key, 's', 'h', 'b', 'w')
+  if v[1] then
+    local w = {'i' .. part, smsc_id, 'c', conn, 'n', a[i + 6]}
+    move(id, v, 'submitted', ts, conn .. ' ' .. smsc_id, w)
+    redis.call('HSET', key, unpack(w))
+  end
+  if not early or string.sub(early, 1, #PARKED) ~= PARKED then
     out[#out + 1] = ''
   else
-    redis.call('DEL', a[i + 2])
-    local state, err, stat = string.match(early, '^([^|]*)|([^|]*)|(.*)$')
+    local payload = string.sub(early, #PARKED + 1)
+    local state, err, stat = string.match(payload, '^([^|]*)|([^|]*)|(.*)$')
     if state == 'delivered' then
-      out[#out + 1] = '=' .. (part_final(key, part, state, ts, err, stat .. ' err:' .. err) or '')
+      out[#out + 1] = '=' .. (part_final(id, part, state, ts, err, stat .. ' err:' .. err) or '')
     else
-      out[#out + 1] = early
+      out[#out + 1] = payload
     end
   end
 end
+flush()
 return out
 """
 )
 
-# KEYS: message; ARGV: part, part state, ts, err, detail.
+# KEYS: none; ARGV: message id, part, part state, ts, err, detail.
 _PART_FINAL = (
-    _SET_STATUS_FN
+    _STATUS_LUA
     + _PART_FINAL_FN
-    + "return part_final(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
+    + """
+local new = part_final(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+flush()
+return new
+"""
 )
 
 # Look up the message part of an SMSC id; if the submit_sm_resp has not been
-# seen yet, park the receipt where _SUBMITTED will find it (atomically, so the
-# two cannot miss each other). KEYS: correlation, early; ARGV: receipt, ttl.
-_CORRELATE = """
+# seen yet, park the receipt in the correlation key where _SUBMITTED will find
+# it (atomically, so the two cannot miss each other). KEYS: correlation;
+# ARGV: receipt, ttl.
+_CORRELATE = f"""
 local v = redis.call('GET', KEYS[1])
-if v then return v end
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+if v and string.sub(v, 1, {len(PARKED)}) ~= '{PARKED}' then return v end
+redis.call('SET', KEYS[1], '{PARKED}' .. ARGV[1], 'EX', ARGV[2])
 return false
 """
 
 # Many receipts at once: correlate each and apply it, or park it.
-# ARGV: ts, ttl, and one msgpack array with 3 strings per receipt: correlation
-# key, early key, "state|err|stat".
+# ARGV: ts, ttl, and one msgpack array with 2 strings per receipt: correlation
+# key, "state|err|stat".
 # Returns per receipt '' (parked) or "<id>|<new status or ''>".
 _RECEIPTS = (
-    _SET_STATUS_FN
+    _STATUS_LUA
     + _PART_FINAL_FN
     + """
 local ts, ttl, out = ARGV[1], ARGV[2], {}
 local a = cmsgpack.unpack(ARGV[3])
-for i = 1, #a, 3 do
+for i = 1, #a, 2 do
   local v = redis.call('GET', a[i])
-  if v then
+  if v and string.sub(v, 1, #PARKED) ~= PARKED then
     local id, part = string.match(v, '^(.*)|(%d+)$')
-    local state, err, stat = string.match(a[i + 2], '^([^|]*)|([^|]*)|(.*)$')
-    local new = part_final(MSG_PREFIX .. '{' .. id .. '}', part, state, ts, err,
-                           stat .. ' err:' .. err)
+    local state, err, stat = string.match(a[i + 1], '^([^|]*)|([^|]*)|(.*)$')
+    local new = part_final(id, part, state, ts, err, stat .. ' err:' .. err)
     out[#out + 1] = id .. '|' .. (new or '')
   else
-    redis.call('SET', a[i + 1], a[i + 2], 'EX', ttl)
+    redis.call('SET', a[i], PARKED .. a[i + 1], 'EX', ttl)
     out[#out + 1] = ''
   end
 end
+flush()
 return out
 """
 )
 
 
-# ARGV: message keys. Returns per message: status, packed record, and the
+# ARGV: message ids. Returns per message: status, packed record, and the
 # acknowledged part numbers joined by commas ('' if none; false, false, '' if
-# the message does not exist).
-_DISPATCH_VIEW = """
+# the message does not exist). One HMGET covers a message of one part.
+_DISPATCH_VIEW = (
+    _FINAL_LUA
+    + """
 local out = {}
-for _, key in ipairs(ARGV) do
-  local v = redis.call('HMGET', key, 's', 'r', 'n')
+for _, id in ipairs(ARGV) do
+  local key = msg(id)
+  local v = redis.call('HMGET', key, 's', 'r', 'n', 'i0', 'i1')
   local acked = {}
   if v[1] then
-    for k = 0, tonumber(v[3] or '1') do
-      if redis.call('HEXISTS', key, 'i' .. k) == 1 then acked[#acked + 1] = k end
+    if v[4] then acked[#acked + 1] = 0 end
+    if v[5] then acked[#acked + 1] = 1 end
+    local n = tonumber(v[3]) or 1
+    if n > 1 then
+      local names = {}
+      for k = 2, n do names[#names + 1] = 'i' .. k end
+      local more = redis.call('HMGET', key, unpack(names))
+      for j = 1, #names do
+        if more[j] then acked[#acked + 1] = j + 1 end
+      end
     end
   end
   out[#out + 1] = v[1] or false
@@ -246,16 +325,22 @@ for _, key in ipairs(ARGV) do
 end
 return out
 """
+)
 
 # Hand a message to another connector of its route (failover). KEYS: message,
 # old lane, new lane; ARGV: entry id, id, hop, ts, detail.
 _REROUTE = (
-    _FINAL_LUA
+    _STATUS_LUA
     + """
 redis.call('XADD', KEYS[3], '*', 'm', ARGV[2], 'k', ARGV[3])
 redis.call('XACK', KEYS[2], 'dispatch', ARGV[1])
 redis.call('XDEL', KEYS[2], ARGV[1])
-note(KEYS[1], ARGV[4], redis.call('HGET', KEYS[1], 's'), ARGV[5])
+local v = redis.call('HMGET', KEYS[1], 's', 'h')
+if v[1] then
+  local out = {}
+  note(v, ARGV[4], ARGV[5], out)
+  redis.call('HSET', KEYS[1], unpack(out))
+end
 return 1
 """
 )
@@ -272,34 +357,56 @@ return 1
 # Move due deferrals back into their lanes. ARGV: now, limit.
 # A scheduled message that comes due moves to `queued`. ARGV: now, limit, ts.
 _PROMOTE = (
-    _SET_STATUS_FN
+    _STATUS_LUA
     + """
 local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, member in ipairs(due) do
   local id, hop, lane = string.match(member, '^([^|]+)|([^|]+)|(.+)$')
-  local key = MSG_PREFIX .. '{' .. id .. '}'
-  if redis.call('HGET', key, 's') == 'scheduled' then
-    set_status(key, 'queued', ARGV[3], 'send_at reached')
+  local key = msg(id)
+  local v = redis.call('HMGET', key, 's', 'h', 'b', 'w')
+  if v[1] == 'scheduled' then
+    local out = {}
+    move(id, v, 'queued', ARGV[3], 'send_at reached', out)
+    redis.call('HSET', key, unpack(out))
   end
   redis.call('XADD', lane, '*', 'm', id, 'k', hop)
   redis.call('ZREM', DELAYED, member)
 end
+flush()
 return #due
 """
 )
 
-# Expire messages whose validity (plus receipt grace) has passed. ARGV: now, limit, ts.
+# Expire messages whose validity (plus receipt grace) has passed. An expiry
+# member is the comma-joined ids of messages enqueued by one call whose expiry
+# falls in the same second (a single id is a member of one). Messages that
+# ended meanwhile cost one HGET here instead of a ZREM when they ended.
+# Whole members are taken, one at a time, until `limit` messages were looked
+# at. ARGV: now, limit, ts. Returns the ids expired.
 _EXPIRE_DUE = (
-    _SET_STATUS_FN
+    _STATUS_LUA
     + """
-local due = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-local expired = {}
-for _, id in ipairs(due) do
-  if set_status(MSG_PREFIX .. '{' .. id .. '}', 'expired', ARGV[3], 'validity_elapsed') then
-    expired[#expired + 1] = id
+local now, limit, ts = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local expired, seen = {}, 0
+while seen < limit do
+  local due = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', now, 'LIMIT', 0, 1)
+  if #due == 0 then break end
+  for id in string.gmatch(due[1], '[^,]+') do
+    local key = msg(id)
+    local s = redis.call('HGET', key, 's')
+    if s and not FINAL[s] then
+      local v = redis.call('HMGET', key, 's', 'h', 'b', 'w')
+      local out = {}
+      if move(id, v, 'expired', ts, 'validity_elapsed', out) then
+        redis.call('HSET', key, unpack(out))
+        expired[#expired + 1] = id
+      end
+    end
+    seen = seen + 1
   end
-  redis.call('ZREM', EXPIRY, id)
+  redis.call('ZREM', EXPIRY, due[1])
 end
+flush()
 return expired
 """
 )
@@ -328,15 +435,16 @@ return {granted, 0}
 # Resend one failed part on the next connector, once per part. KEYS: message,
 # next lane; ARGV: part, id, hop, ts, detail. Returns 1 if resent.
 _RESEND_PART = (
-    _FINAL_LUA
+    _STATUS_LUA
     + """
 local key, part = KEYS[1], ARGV[1]
-local cur = redis.call('HGET', key, 's')
-if (not cur) or FINAL[cur] or redis.call('HEXISTS', key, 'p' .. part) == 1 then return 0 end
-if redis.call('HSETNX', key, 'f' .. part, '1') == 0 then return 0 end
+local v = redis.call('HMGET', key, 's', 'h', 'p' .. part, 'f' .. part)
+if (not v[1]) or FINAL[v[1]] or v[3] or v[4] then return 0 end
+local out = {'f' .. part, '1'}
+note(v, ARGV[4], ARGV[5], out)
+redis.call('HSET', key, unpack(out))
 redis.call('HDEL', key, 'i' .. part)
 redis.call('XADD', KEYS[2], '*', 'm', ARGV[2], 'k', ARGV[3])
-note(key, ARGV[4], cur, ARGV[5])
 return 1
 """
 )
@@ -344,12 +452,17 @@ return 1
 # End a message whose retries ran out and keep it in the dead-letter stream.
 # KEYS: message; ARGV: status, ts, error code, connector.
 _DEAD_LETTER = (
-    _SET_STATUS_FN
+    _STATUS_LUA
     + f"""
-if not set_status(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[1], 'e', ARGV[3])
-redis.call('XADD', '{DLQ_KEY}', '*', 'm', string.sub(KEYS[1], #MSG_PREFIX + 2, -2),
-           'e', ARGV[3], 'c', ARGV[4], 't', ARGV[2])
+local key = KEYS[1]
+local id = string.sub(key, #MSG_PREFIX + 2, -2)
+local v = redis.call('HMGET', key, 's', 'h', 'b', 'w')
+local out = {{}}
+if not move(id, v, ARGV[1], ARGV[2], ARGV[3], out) then return 0 end
+out[#out + 1], out[#out + 2] = 'e', ARGV[3]
+redis.call('HSET', key, unpack(out))
+flush()
+redis.call('XADD', '{DLQ_KEY}', '*', 'm', id, 'e', ARGV[3], 'c', ARGV[4], 't', ARGV[2])
 return 1
 """
 )
@@ -427,7 +540,7 @@ class Store:
         """What the dispatcher needs of each message — status, record, and which
         parts the SMSC already acknowledged — in one script call (a pipeline of
         HGETALLs cost a fifth of the dispatcher's CPU in redis-py's packing)."""
-        raw = await self._dispatch_view(keys=[], args=[msg_key(i) for i in ids])
+        raw = await self._dispatch_view(keys=[], args=list(ids))
         out: list[MessageState | None] = []
         for status, record, acked in zip(raw[::3], raw[1::3], raw[2::3], strict=True):
             if not status:
@@ -461,8 +574,8 @@ class Store:
         flat: list[str] = []
         for connector, message_id, part, smsc_id, ttl, total in parts:
             flat += (
-                msg_key(message_id), corr_key(connector, smsc_id), early_key(connector, smsc_id),
-                str(part), smsc_id, str(max(ttl, 60)), connector, str(total),
+                message_id, corr_key(connector, smsc_id), str(part), smsc_id, str(max(ttl, 60)),
+                connector, str(total),
             )
         # One packed argument: redis-py's per-argument packing was the cost.
         packed = msgpack.packb(flat, use_bin_type=False)
@@ -484,7 +597,7 @@ class Store:
         (message id, the message's new final status if this receipt set one)."""
         flat: list[str | bytes] = []
         for connector, smsc_id, payload in receipts:
-            flat += (corr_key(connector, smsc_id), early_key(connector, smsc_id), payload)
+            flat += (corr_key(connector, smsc_id), payload)
         packed = msgpack.packb(flat, use_bin_type=False)
         out: list[tuple[str, str | None] | None] = []
         for r in await self._receipts(keys=[], args=[_ts(), max(ttl, 60), packed]):
@@ -499,8 +612,7 @@ class Store:
         self, connector: str, smsc_id: str, receipt: bytes, ttl: int
     ) -> tuple[str, int] | None:
         value = await self._correlate(
-            keys=[corr_key(connector, smsc_id), early_key(connector, smsc_id)],
-            args=[receipt, max(ttl, 60)],
+            keys=[corr_key(connector, smsc_id)], args=[receipt, max(ttl, 60)]
         )
         if not value:
             return None
@@ -512,7 +624,7 @@ class Store:
     ) -> str | None:
         """Record a part's final state; returns the message's new final status, if it changed."""
         new = await self._part_final(
-            keys=[msg_key(message_id)], args=[part, state, _ts(), error_code, detail]
+            keys=[], args=[message_id, part, state, _ts(), error_code, detail]
         )
         return new.decode() if new else None
 
@@ -612,9 +724,8 @@ class Store:
             account, ts,
         ]
         flat: list[str | bytes] = []
-        for message_id, packed, lane, parts, callbacks, expiry, due in records:
-            flat += (message_id, packed, lane, str(parts), "1" if callbacks else "",
-                     f"{expiry:.3f}", due)
+        for message_id, packed, lane, _parts, callbacks, expiry, due in records:
+            flat += (message_id, packed, lane, "1" if callbacks else "", f"{expiry:.3f}", due)
         # use_bin_type=False: Lua's cmsgpack reads every string type as a Lua string.
         args.append(msgpack.packb(flat, use_bin_type=False))
         return ([key] if mode else []), args
@@ -781,8 +892,10 @@ class Store:
         now = time.time()
         return int(await self._promote(keys=[], args=[f"{now:.3f}", limit, _ts(now)]))
 
-    async def expire_due(self, limit: int = 1000) -> list[str]:
-        now = time.time()
+    async def expire_due(self, limit: int = 1000, now: float | None = None) -> list[str]:
+        """Expire messages whose expiry (end of validity + receipt grace) is at or
+        before `now`, looking at about `limit` messages; returns the ids expired."""
+        now = time.time() if now is None else now
         ids = await self._expire_due(keys=[], args=[f"{now:.3f}", limit, _ts(now)])
         return [i.decode() for i in ids]
 
@@ -935,12 +1048,15 @@ def wh_queue_key(queue: str) -> str:
 # Persist one chunk of admitted messages, optionally claiming an idempotency key:
 # the message hash, its lane entry (hop 0), its expiry and the batch counters.
 # One account and at most one batch per call, so the batch counters move once
-# per chunk and the history text is built once.
+# per chunk and the history text is built once. Expiry entries are per call
+# too: one member per second in which some of the chunk's messages expire (the
+# comma-joined ids, scored by that second rounded up), instead of one ZADD per
+# message and a ZREM when it ends.
 # KEYS[1]: idempotency key (when ARGV[1] ~= '').
 # ARGV: mode ('' | 'first' | 'next'), token, body hash, response, ttl,
 #       batch key or '', batch owner key or '', account, ts, records: one msgpack
-#       array of 7 values per message (id, packed record, lane, parts, callbacks '1'
-#       or '', expiry time, send_at or '' — a future send_at makes it `scheduled`
+#       array of 6 values per message (id, packed record, lane, callbacks '1' or
+#       '', expiry time, send_at or '' — a future send_at makes it `scheduled`
 #       and it waits in the delayed set instead of its lane). One packed argument
 #       instead of several per message: redis-py spent a fifth of a batch's
 #       admission time encoding arguments one by one.
@@ -964,34 +1080,43 @@ local history = {
 }
 local recs = cmsgpack.unpack(ARGV[10])
 local count = {queued = 0, scheduled = 0}
-for i = 1, #recs, 7 do
-  local id, r, lane, parts, cb = recs[i], recs[i + 1], recs[i + 2], recs[i + 3], recs[i + 4]
-  local due = recs[i + 6]
+local expiry, seconds = {}, {}
+for i = 1, #recs, 6 do
+  local id, r, lane, cb, due = recs[i], recs[i + 1], recs[i + 2], recs[i + 3], recs[i + 5]
   local status = (due ~= '') and 'scheduled' or 'queued'
-  local key = MSG_PREFIX .. '{' .. id .. '}'
+  local key = msg(id)
   local h = history[status]
   if cb ~= '' then
     if b ~= '' then
-      redis.call('HSET', key, 'r', r, 's', status, 'n', parts, 'a', account, 'h', h,
-                 'w', '1', 'b', b)
+      redis.call('HSET', key, 'r', r, 's', status, 'h', h, 'w', '1', 'b', b)
     else
-      redis.call('HSET', key, 'r', r, 's', status, 'n', parts, 'a', account, 'h', h, 'w', '1')
+      redis.call('HSET', key, 'r', r, 's', status, 'h', h, 'w', '1')
     end
     redis.call('XADD', EVENTS, '*', 'm', id, 's', 'accepted', 't', ts)
     redis.call('XADD', EVENTS, '*', 'm', id, 's', status, 't', ts)
   elseif b ~= '' then
-    redis.call('HSET', key, 'r', r, 's', status, 'n', parts, 'a', account, 'h', h, 'b', b)
+    redis.call('HSET', key, 'r', r, 's', status, 'h', h, 'b', b)
   else
-    redis.call('HSET', key, 'r', r, 's', status, 'n', parts, 'a', account, 'h', h)
+    redis.call('HSET', key, 'r', r, 's', status, 'h', h)
   end
   if due ~= '' then
     -- send_at in the future: wait outside the lane until due (hop 0)
     redis.call('ZADD', DELAYED, due, id .. '|0|' .. lane)
   else
-    redis.call('XADD', lane, '*', 'm', id, 'k', '0')
+    redis.call('XADD', lane, '*', 'm', id)
   end
-  redis.call('ZADD', EXPIRY, recs[i + 5], id)
+  local second = math.ceil(tonumber(recs[i + 4]))
+  local ids = expiry[second]
+  if not ids then
+    ids = {}
+    expiry[second] = ids
+    seconds[#seconds + 1] = second
+  end
+  ids[#ids + 1] = id
   count[status] = count[status] + 1
+end
+for _, second in ipairs(seconds) do
+  redis.call('ZADD', EXPIRY, second, table.concat(expiry[second], ','))
 end
 local n = count.queued + count.scheduled
 if b ~= '' and n > 0 then

@@ -126,3 +126,109 @@ async def test_batched_receipts_apply_or_park(store: Store) -> None:
     )
     assert out == [(a.id, "delivered"), None]
     assert await store.part_submitted("sim", b.id, 1, "idb", 600) == b"=delivered"
+
+
+async def test_expiry_comes_per_chunk_and_ends_only_messages_still_open(store: Store) -> None:
+    now = time.time()
+    soon = [message(batch="b9") for _ in range(3)]
+    later = message(batch="b9")
+    for m in soon:
+        m.expires_at = now + 10
+    later.expires_at = now + 100
+    await store.enqueue_api("demo", [[store.record(m) for m in (*soon, later)]], batch_id="b9")
+    # one expiry entry for the three that end in the same second, one for the fourth
+    assert await store.redis.zcard("smsgw:expiry") == 2
+    await store.part_final(soon[0].id, 1, "delivered", "000", "DELIVRD")
+    grace = store.receipt_grace
+    assert await store.expire_due(now=now + 9 + grace) == []  # not before its time
+    expired = await store.expire_due(now=now + 11 + grace)
+    assert sorted(expired) == sorted(m.id for m in soon[1:])
+    for m in soon[1:]:
+        state = await store.get(m.id)
+        assert state is not None and state.status == "expired"
+        assert state.history[-1][1:] == ("expired", "validity_elapsed")
+    delivered = await store.get(soon[0].id)
+    assert delivered is not None and delivered.status == "delivered"
+    assert (await store.get(later.id)).status == "queued"  # type: ignore[union-attr]
+    assert await store.redis.zcard("smsgw:expiry") == 1
+    assert await store.expire_due(now=now + 101 + grace) == [later.id]
+    assert await store.redis.zcard("smsgw:expiry") == 0
+    counts = await store.batch_counts("b9")
+    assert {k: v for k, v in counts.items() if v} == {"total": 4, "delivered": 1, "expired": 3}
+
+
+async def test_expiry_looks_at_about_limit_messages_per_call(store: Store) -> None:
+    chunks = [[message() for _ in range(5)] for _ in range(3)]
+    for chunk in chunks:
+        for m in chunk:
+            m.expires_at = 1.0
+        await store.enqueue([*chunk])
+    later = time.time() + store.receipt_grace
+    # whole chunks are taken until the limit is reached
+    assert len(await store.expire_due(limit=6, now=later)) == 10
+    assert len(await store.expire_due(limit=6, now=later)) == 5
+    assert await store.expire_due(limit=6, now=later) == []
+
+
+async def test_parts_of_one_message_acknowledged_together(store: Store) -> None:
+    m = message(parts=3, batch="b8")
+    await store.enqueue([m])
+    out = await store.parts_submitted([("sim", m.id, k, f"t{k}", 600, 3) for k in (1, 3)])
+    assert out == [None, None]
+    [view] = await store.dispatch_view([m.id])
+    assert view is not None and view.status == "submitted" and set(view.smsc_ids) == {1, 3}
+    state = await store.get(m.id)
+    assert state is not None
+    assert [s for _, s, _ in state.history] == ["accepted", "queued", "submitted"]
+    assert state.smsc_ids == {1: "t1", 3: "t3"} and state.connector == "sim"
+    assert await store.dispatch_view(["no-such-message"]) == [None]
+    out2 = await store.apply_receipts(
+        [("sim", f"t{k}", b"delivered|000|DELIVRD") for k in (1, 3)], 600
+    )
+    assert out2 == [(m.id, None), (m.id, None)]  # part 2 is still open
+    assert await store.part_submitted("sim", m.id, 2, "t2", 600, 3) is None
+    assert await store.apply_receipts([("sim", "t2", b"delivered|000|DELIVRD")], 600) == [
+        (m.id, "delivered")
+    ]
+    counts = await store.batch_counts("b8")
+    assert {k: v for k, v in counts.items() if v} == {"total": 1, "delivered": 1}
+
+
+async def test_part_zero_stands_for_every_part(store: Store) -> None:
+    m = message(parts=2)
+    await store.enqueue([m])
+    assert await store.part_submitted("http", m.id, 0, "h0", 600, 2) is None
+    [view] = await store.dispatch_view([m.id])
+    assert view is not None and set(view.smsc_ids) == {0}
+    assert await store.part_final(m.id, 0, "delivered", "000", "DELIVRD") == "delivered"
+    state = await store.get(m.id)
+    assert state is not None and state.part_states == {1: "delivered", 2: "delivered"}
+
+
+async def test_batch_counts_stay_exact_when_one_call_moves_many_messages(store: Store) -> None:
+    ms = [message(batch="b7") for _ in range(4)]
+    await store.enqueue(ms)
+    await store.parts_submitted([("sim", m.id, 1, f"x{i}", 600, 1) for i, m in enumerate(ms)])
+    assert await store.batch_counts("b7") == {"total": 4, "queued": 0, "submitted": 4}
+    receipts = [("sim", "x0", b"delivered|000|DELIVRD"), ("sim", "x1", b"undelivered|011|UNDELIV"),
+                ("sim", "x2", b"delivered|000|DELIVRD"), ("sim", "x0", b"delivered|000|DELIVRD")]
+    out = await store.apply_receipts(receipts, 600)
+    assert [o[1] if o else o for o in out] == ["delivered", "undelivered", "delivered", None]
+    counts = await store.batch_counts("b7")
+    assert {k: v for k, v in counts.items() if v} == {
+        "total": 4, "submitted": 1, "delivered": 2, "undelivered": 1
+    }
+
+
+async def test_a_second_receipt_before_the_response_replaces_the_parked_one(
+    store: Store,
+) -> None:
+    m = message()
+    await store.enqueue([m])
+    assert await store.correlate("sim", "e1", b"undelivered|011|UNDELIV", 600) is None
+    assert await store.apply_receipts([("sim", "e1", b"delivered|000|DELIVRD")], 600) == [None]
+    assert await store.part_submitted("sim", m.id, 1, "e1", 600) == b"=delivered"
+    # the correlation replaced the parked receipt: a late duplicate is applied, not parked
+    assert await store.apply_receipts([("sim", "e1", b"delivered|000|DELIVRD")], 600) == [
+        (m.id, None)
+    ]
