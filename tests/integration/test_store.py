@@ -232,3 +232,49 @@ async def test_a_second_receipt_before_the_response_replaces_the_parked_one(
     assert await store.apply_receipts([("sim", "e1", b"delivered|000|DELIVRD")], 600) == [
         (m.id, None)
     ]
+
+
+async def test_acknowledged_entries_leave_the_lane_but_one_in_flight_keeps_its_own(
+    store: Store,
+) -> None:
+    await store.ensure_lanes("sim")
+    ms = [message() for _ in range(5)]
+    await store.enqueue(ms)
+    entries = await store.read_lanes("sim", "c1", 10, 10)
+    assert [e.message_id for e in entries] == [m.id for m in ms]
+    lane = entries[0].lane
+    await store.ack([(e.lane, e.entry_id) for e in entries[1:]])
+    # the oldest is still in flight: nothing behind it is lost, the rest waits to be trimmed
+    assert await store.redis.xlen(lane) == 5
+    [again] = await store.reclaim("sim", "c2", 0, 10)
+    assert again.message_id == ms[0].id
+    await store.ack([(again.lane, again.entry_id)])
+    assert await store.redis.xlen(lane) == 1  # the last entry read is kept as the mark
+    late = message()
+    await store.enqueue([late])
+    [entry] = await store.read_lanes("sim", "c1", 10, 10)
+    assert entry.message_id == late.id
+    await store.ack([(entry.lane, entry.entry_id)])
+    assert await store.redis.xlen(lane) == 1
+    assert await store.redis.xpending(lane, "dispatch") == {
+        "pending": 0, "min": None, "max": None, "consumers": []
+    }
+
+
+async def test_an_entry_in_flight_for_long_does_not_hold_acknowledged_ones(
+    store: Store,
+) -> None:
+    await store.ensure_lanes("sim")
+    lane = "smsgw:lane:{sim}:transactional"
+    stuck = message()
+    await store.enqueue([stuck])
+    [held] = await store.read_lanes("sim", "c1", 10, 10)
+    # later traffic, more than TRIM_SPAN_MS of entry id time after the stuck entry
+    later_ms = int(held.entry_id.split(b"-")[0]) + 5000
+    ms = [message() for _ in range(3)]
+    for i, m in enumerate(ms):
+        await store.redis.xadd(lane, {"m": m.id}, id=f"{later_ms}-{i}")
+    entries = await store.read_lanes("sim", "c1", 10, 10)
+    assert [e.message_id for e in entries] == [m.id for m in ms]
+    await store.ack([(e.lane, e.entry_id) for e in entries])
+    assert [f[b"m"].decode() for _, f in await store.redis.xrange(lane)] == [stuck.id]
