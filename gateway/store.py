@@ -89,8 +89,10 @@ local function msg(id) return MSG_PREFIX .. '{' .. id .. '}' end
 # The status machine, shared by the scripts below. Every redis.call from Lua
 # costs Redis a few µs more than the command itself (argument conversion, the
 # AOF record), so a script reads what it needs of a message with one HMGET
-# whose first four fields are always s, h, b, w (status, history, batch key,
-# callbacks wanted) and writes what changed with one HSET. Batch counts are
+# whose first four fields are always s, k, b, w (status, history lines after
+# the first ones, batch key, callbacks wanted) and writes what changed with one
+# HSET. A history line goes into a field of its own (h<k>): appending to one
+# history field rewrote the whole history into the AOF at every change. Batch counts are
 # summed over the whole script call and written by flush() at its end: one
 # HINCRBY per batch and status instead of two per message.
 _STATUS_LUA = (
@@ -112,15 +114,16 @@ local function flush()
 end
 
 -- Move a message to `new` unless it is missing, final or already there. v is
--- its HMGET (s, h, b, w, ...), updated in place; the fields to write are
+-- its HMGET (s, k, b, w, ...), updated in place; the fields to write are
 -- appended to out, the caller's one HSET. Returns true if it moved.
 local function move(id, v, new, ts, detail, out)
   local cur = v[1]
   if (not cur) or FINAL[cur] or cur == new then return false end
-  local h = (v[2] or '') .. ts .. '\\t' .. new .. '\\t' .. detail .. '\\n'
-  v[1], v[2] = new, h
-  local k = #out
-  out[k + 1], out[k + 2], out[k + 3], out[k + 4] = 's', new, 'h', h
+  local k = (tonumber(v[2]) or 0) + 1
+  v[1], v[2] = new, k
+  local o = #out
+  out[o + 1], out[o + 2], out[o + 3], out[o + 4] = 's', new, 'k', k
+  out[o + 5], out[o + 6] = 'h' .. k, ts .. '\\t' .. new .. '\\t' .. detail
   if v[3] then
     count(v[3], cur, -1)
     count(v[3], new, 1)
@@ -131,9 +134,11 @@ end
 
 -- A history line that changes nothing (failover, resend), appended to out.
 local function note(v, ts, detail, out)
-  local h = (v[2] or '') .. ts .. '\\t' .. v[1] .. '\\t' .. detail .. '\\n'
-  v[2] = h
-  out[#out + 1], out[#out + 2] = 'h', h
+  local k = (tonumber(v[2]) or 0) + 1
+  v[2] = k
+  local o = #out
+  out[o + 1], out[o + 2] = 'k', k
+  out[o + 3], out[o + 4] = 'h' .. k, ts .. '\\t' .. v[1] .. '\\t' .. detail
 end
 """
 )
@@ -143,7 +148,7 @@ _SET_STATUS = (
     _STATUS_LUA
     + """
 local key = KEYS[1]
-local v = redis.call('HMGET', key, 's', 'h', 'b', 'w')
+local v = redis.call('HMGET', key, 's', 'k', 'b', 'w')
 local out = {}
 local moved = move(string.sub(key, #MSG_PREFIX + 2, -2), v, ARGV[1], ARGV[2], ARGV[3], out)
 if moved then
@@ -164,7 +169,7 @@ return moved and 1 or 0
 _PART_FINAL_FN = """
 local function part_final(id, part, state, ts, err, detail)
   local key = msg(id)
-  local v = redis.call('HMGET', key, 's', 'h', 'b', 'w', 'n', 'p' .. part)
+  local v = redis.call('HMGET', key, 's', 'k', 'b', 'w', 'n', 'p' .. part)
   if not v[1] then return false end
   local n = tonumber(v[5])
   if not n then n = tonumber(cmsgpack.unpack(redis.call('HGET', key, 'r'))[8]) or 1 end
@@ -225,7 +230,7 @@ for i = 1, #a, 7 do
   local id, part, smsc_id, conn = a[i], a[i + 2], a[i + 3], a[i + 5]
   local key = msg(id)
   local early = redis.call('SET', a[i + 1], id .. '|' .. part, 'EX', a[i + 4], 'GET')
-  local v = redis.call('HMGET', key, 's', 'h', 'b', 'w')
+  local v = redis.call('HMGET', key, 's', 'k', 'b', 'w')
   if v[1] then
     local w = {'i' .. part, smsc_id, 'c', conn, 'n', a[i + 6]}
     move(id, v, 'submitted', ts, conn .. ' ' .. smsc_id, w)
@@ -338,7 +343,7 @@ _REROUTE = (
 redis.call('XADD', KEYS[3], '*', 'm', ARGV[2], 'k', ARGV[3])
 redis.call('XACK', KEYS[2], 'dispatch', ARGV[1])
 redis.call('XDEL', KEYS[2], ARGV[1])
-local v = redis.call('HMGET', KEYS[1], 's', 'h')
+local v = redis.call('HMGET', KEYS[1], 's', 'k')
 if v[1] then
   local out = {}
   note(v, ARGV[4], ARGV[5], out)
@@ -351,10 +356,11 @@ return 1
 # Acknowledge lane entries. Deleting each one (XDEL) cost Redis more than
 # anything else in the ack (~6 µs an entry: every id is sought from the start
 # of its stream node); instead the lane is trimmed (XTRIM MINID) up to the
-# oldest entry still in flight, or up to the last one read when none is. An entry in flight for long (retries, a dead consumer) would hold back
-# the trim, so once the oldest in flight is more than TRIM_SPAN_MS (by entry id
-# time) behind the last entry read, acknowledged entries are deleted one by
-# one again. ARGV: per lane: lane key, count, entry ids.
+# oldest entry still in flight, or up to the last one read when none is. An
+# entry in flight for long (retries, a dead consumer) would hold back the trim,
+# so once the oldest in flight is more than TRIM_SPAN_MS (by entry id time)
+# behind the last entry read, acknowledged entries are deleted one by one
+# again. ARGV: per lane: lane key, count, entry ids.
 _ACK = f"""
 local i = 1
 while i <= #ARGV do
@@ -408,7 +414,7 @@ local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', ARGV[1], 'LIMIT', 0, AR
 for _, member in ipairs(due) do
   local id, hop, lane = string.match(member, '^([^|]+)|([^|]+)|(.+)$')
   local key = msg(id)
-  local v = redis.call('HMGET', key, 's', 'h', 'b', 'w')
+  local v = redis.call('HMGET', key, 's', 'k', 'b', 'w')
   if v[1] == 'scheduled' then
     local out = {}
     move(id, v, 'queued', ARGV[3], 'send_at reached', out)
@@ -440,7 +446,7 @@ while seen < limit do
     local key = msg(id)
     local s = redis.call('HGET', key, 's')
     if s and not FINAL[s] then
-      local v = redis.call('HMGET', key, 's', 'h', 'b', 'w')
+      local v = redis.call('HMGET', key, 's', 'k', 'b', 'w')
       local out = {}
       if move(id, v, 'expired', ts, 'validity_elapsed', out) then
         redis.call('HSET', key, unpack(out))
@@ -483,7 +489,7 @@ _RESEND_PART = (
     _STATUS_LUA
     + """
 local key, part = KEYS[1], ARGV[1]
-local v = redis.call('HMGET', key, 's', 'h', 'p' .. part, 'f' .. part)
+local v = redis.call('HMGET', key, 's', 'k', 'p' .. part, 'f' .. part)
 if (not v[1]) or FINAL[v[1]] or v[3] or v[4] then return 0 end
 local out = {'f' .. part, '1'}
 note(v, ARGV[4], ARGV[5], out)
@@ -501,7 +507,7 @@ _DEAD_LETTER = (
     + f"""
 local key = KEYS[1]
 local id = string.sub(key, #MSG_PREFIX + 2, -2)
-local v = redis.call('HMGET', key, 's', 'h', 'b', 'w')
+local v = redis.call('HMGET', key, 's', 'k', 'b', 'w')
 local out = {{}}
 if not move(id, v, ARGV[1], ARGV[2], ARGV[3], out) then return 0 end
 out[#out + 1], out[#out + 2] = 'e', ARGV[3]
@@ -1028,16 +1034,23 @@ def _entries(got: list | None) -> list[LaneEntry]:
 
 
 def _state_from_hash(raw: dict[bytes, bytes]) -> MessageState:
-    history = []
-    for line in raw.get(b"h", b"").decode().splitlines():
-        ts, status, detail = line.split("\t", 2)
-        history.append((float(ts), status, detail))
+    lines = raw.get(b"h", b"").decode().splitlines()
+    later: dict[int, str] = {}
     smsc_ids, part_states = {}, {}
     for name, value in raw.items():
-        if name[:1] == b"i" and name[1:].isdigit():
-            smsc_ids[int(name[1:])] = value.decode()
-        elif name[:1] == b"p" and name[1:].isdigit():
-            part_states[int(name[1:])] = value.decode()
+        kind, number = name[:1], name[1:]
+        if not number.isdigit():
+            continue
+        if kind == b"i":
+            smsc_ids[int(number)] = value.decode()
+        elif kind == b"p":
+            part_states[int(number)] = value.decode()
+        elif kind == b"h":
+            later[int(number)] = value.decode()
+    history = []
+    for line in lines + [later[k] for k in sorted(later)]:
+        ts, status, detail = line.split("\t", 2)
+        history.append((float(ts), status, detail))
     error = raw.get(b"e")
     connector = raw.get(b"c")
     return MessageState(

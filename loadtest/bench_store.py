@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import tempfile
 import time
 import types
@@ -212,6 +213,28 @@ async def _expiry_left(r: Any, now: float) -> int:
     return int(await r.zcount(store_module.EXPIRY_KEY, "-inf", now))
 
 
+def median(runs: list[list[Stage]]) -> list[Stage]:
+    """Per stage, the median of each figure over the runs (commands: from the
+    run whose Redis total is the median)."""
+    if len(runs) == 1:
+        return runs[0]
+    by_total = sorted(runs, key=lambda r: sum(s.redis_cpu for s in r))
+    middle = by_total[len(runs) // 2]
+    out = []
+    for i, stage in enumerate(middle):
+        column = [r[i] for r in runs]
+        out.append(Stage(
+            stage.name, stage.messages, stage.calls,
+            statistics.median(s.redis_cpu for s in column),
+            statistics.median(s.redis_children_cpu for s in column),
+            statistics.median(s.client_cpu for s in column),
+            statistics.median(s.wall for s in column),
+            int(statistics.median(s.aof_bytes for s in column)),
+            stage.commands,
+        ))
+    return out
+
+
 def report(stages: list[Stage], count: int, parts: int, callbacks: bool) -> str:
     us = 1e6 / count
     lines = [
@@ -256,20 +279,31 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256,
                         help="entries per read/view/submitted/receipts/ack call "
                              "(dispatch.batch's default)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run N times, each on a fresh redis-server, and print the "
+                             "median of each figure (other work on the machine skews a run)")
     parser.add_argument("--no-rewrite", action="store_true",
                         help="turn Redis's automatic AOF rewrite off (not the default "
                              "setup): per-stage figures without a rewrite's copy-on-write "
                              "and double AOF buffering landing in whichever stage it overlaps")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="smsgw-bench-store-") as tmp:
-        server = EmbeddedRedis(Path(tmp))
-        url = server.start()
-        try:
-            stages = asyncio.run(run(url, args.messages, args.parts, args.callbacks,
-                                     args.chunk, args.batch, rewrite=not args.no_rewrite))
-        finally:
-            server.stop()
-    print(report(stages, args.messages, args.parts, args.callbacks))
+    runs = []
+    for _ in range(max(1, args.repeat)):
+        with tempfile.TemporaryDirectory(prefix="smsgw-bench-store-") as tmp:
+            server = EmbeddedRedis(Path(tmp))
+            url = server.start()
+            try:
+                runs.append(asyncio.run(run(url, args.messages, args.parts, args.callbacks,
+                                            args.chunk, args.batch,
+                                            rewrite=not args.no_rewrite)))
+            finally:
+                server.stop()
+    print(report(median(runs), args.messages, args.parts, args.callbacks))
+    if len(runs) > 1:
+        us = 1e6 / args.messages
+        totals = sorted(sum(s.redis_cpu + s.redis_children_cpu for s in r) * us for r in runs)
+        print(f"median of {len(runs)} runs; Redis µs/msg with children per run: "
+              + ", ".join(f"{t:.1f}" for t in totals))
     if args.no_rewrite:
         print("(automatic AOF rewrite was off)")
 
