@@ -70,6 +70,12 @@ EVENTS_KEY = f"{PREFIX}events"
 EXPIRY_KEY = f"{PREFIX}expiry"
 DELAYED_KEY = f"{PREFIX}delayed"
 DLQ_KEY = f"{PREFIX}dlq"
+# Messages of one enqueue call that share a lane share a lane entry, up to this
+# many: a stream entry costs Redis about as much to add, read (XREADGROUP
+# propagates an XCLAIM per entry to the AOF) and acknowledge as all the rest of
+# a message's admission.
+LANE_GROUP = 32
+DEPTH_KEY = f"{PREFIX}depth"
 # How far (ms of entry id time) the oldest lane entry in flight may lag the last
 # one read before acknowledged entries are deleted one by one (see _ACK).
 TRIM_SPAN_MS = 2000
@@ -85,6 +91,34 @@ _FINAL_LUA = (
 local function msg(id) return MSG_PREFIX .. '{' .. id .. '}' end
 """
 )
+
+# Lane entries, shared by the scripts below. An entry's `m` is one message id
+# or several joined by commas; `smsgw:depth` counts each lane's messages
+# (waiting or in flight). A message leaves entry `eid` of `lane`: if it was the
+# last of the entry in flight here (`last`), the entry is acknowledged and the
+# lane's count drops by the entry's `total` messages; otherwise the message is
+# marked (`d` = the entry it left), so a reclaim of the entry after a crash
+# skips it.
+_LANE_LUA = f"""
+local GROUP, LANE_GROUP, DEPTH = '{GROUP}', {LANE_GROUP}, '{DEPTH_KEY}'
+local function leave(lane, eid, last, total, key)
+  if last then
+    if redis.call('XACK', lane, GROUP, eid) == 1 then
+      redis.call('HINCRBY', DEPTH, lane, -total)
+    end
+    redis.call('XDEL', lane, eid)
+  else
+    redis.call('HSET', key, 'd', eid)
+  end
+end
+local function fields(f)
+  local m, k = '', '0'
+  for j = 1, #f, 2 do
+    if f[j] == 'm' then m = f[j + 1] elseif f[j] == 'k' then k = f[j + 1] end
+  end
+  return m, k
+end
+"""
 
 # The status machine, shared by the scripts below. Every redis.call from Lua
 # costs Redis a few µs more than the command itself (argument conversion, the
@@ -336,13 +370,15 @@ return out
 )
 
 # Hand a message to another connector of its route (failover). KEYS: message,
-# old lane, new lane; ARGV: entry id, id, hop, ts, detail.
+# old lane, new lane; ARGV: entry id, id, hop, ts, detail, last ('1' or ''),
+# messages in the entry.
 _REROUTE = (
     _STATUS_LUA
+    + _LANE_LUA
     + """
 redis.call('XADD', KEYS[3], '*', 'm', ARGV[2], 'k', ARGV[3])
-redis.call('XACK', KEYS[2], 'dispatch', ARGV[1])
-redis.call('XDEL', KEYS[2], ARGV[1])
+redis.call('HINCRBY', DEPTH, KEYS[3], 1)
+leave(KEYS[2], ARGV[1], ARGV[6] == '1', tonumber(ARGV[7]), KEYS[1])
 local v = redis.call('HMGET', KEYS[1], 's', 'k')
 if v[1] then
   local out = {}
@@ -353,62 +389,139 @@ return 1
 """
 )
 
-# Acknowledge lane entries. Deleting each one (XDEL) cost Redis more than
-# anything else in the ack (~6 µs an entry: every id is sought from the start
-# of its stream node); instead the lane is trimmed (XTRIM MINID) up to the
-# oldest entry still in flight, or up to the last one read when none is. An
-# entry in flight for long (retries, a dead consumer) would hold back the trim,
-# so once the oldest in flight is more than TRIM_SPAN_MS (by entry id time)
-# behind the last entry read, acknowledged entries are deleted one by one
-# again. ARGV: per lane: lane key, count, entry ids.
-_ACK = f"""
+# Acknowledge lane entries whose messages are all done here. Deleting each
+# entry (XDEL) cost Redis more than anything else in the ack (~6 µs an entry:
+# every id is sought from the start of its stream node); instead the lane is
+# trimmed (XTRIM MINID) up to the oldest entry still in flight, or up to the
+# last one read when none is. An entry in flight for long (retries, a dead
+# consumer) would hold back the trim, so once the oldest in flight is more than
+# TRIM_SPAN_MS (by entry id time) behind the last entry read, acknowledged
+# entries are deleted one by one again. The lane's message count drops by the
+# messages of each entry acknowledged now (not before: XACK says so), and is
+# set to 0 when the lane is found empty, which mends it after anything that
+# wrote lanes without counting (an upgrade).
+# ARGV: per lane: lane key, count, then count × (entry id, messages in the entry).
+_ACK = (
+    _LANE_LUA
+    + f"""
 local i = 1
 while i <= #ARGV do
   local lane, n = ARGV[i], tonumber(ARGV[i + 1])
-  local ids = {{}}
-  for k = 1, n do ids[k] = ARGV[i + 1 + k] end
-  i = i + 2 + n
-  for k = 1, n, 1000 do
-    redis.call('XACK', lane, '{GROUP}', unpack(ids, k, math.min(n, k + 999)))
+  local ids, done = {{}}, 0
+  for j = i + 2, i + 2 * n, 2 do
+    ids[#ids + 1] = ARGV[j]
+    if redis.call('XACK', lane, GROUP, ARGV[j]) == 1 then done = done + tonumber(ARGV[j + 1]) end
   end
+  i = i + 2 + 2 * n
+  if done > 0 then redis.call('HINCRBY', DEPTH, lane, -done) end
   local groups = redis.pcall('XINFO', 'GROUPS', lane)  -- an error if no such lane
   local last
   if not groups.err then
     for _, g in ipairs(groups) do
-      if g[2] == '{GROUP}' then last = g[8] end
+      if g[2] == GROUP then last = g[8] end
     end
   end
   if last then
-    local p = redis.call('XPENDING', lane, '{GROUP}')
+    local p = redis.call('XPENDING', lane, GROUP)
     local minid = last
     if p[1] > 0 then
       minid = p[2]
       local held = tonumber(string.match(last, '^%d+')) - tonumber(string.match(minid, '^%d+'))
       if held > {TRIM_SPAN_MS} then
-        for k = 1, n, 1000 do
-          redis.call('XDEL', lane, unpack(ids, k, math.min(n, k + 999)))
+        for k = 1, #ids, 1000 do
+          redis.call('XDEL', lane, unpack(ids, k, math.min(#ids, k + 999)))
         end
       end
+    else
+      local newest = redis.call('XREVRANGE', lane, '+', '-', 'COUNT', 1)[1]
+      if (not newest) or newest[1] == last then redis.call('HSET', DEPTH, lane, 0) end
     end
     redis.call('XTRIM', lane, 'MINID', minid)
   end
 end
 return 1
 """
+)
 
-# Take a lane entry out and have it come back at `due`. KEYS: old lane;
-# ARGV: entry id, member (id|hop|lane), due.
-_DEFER = f"""
-redis.call('ZADD', '{DELAYED_KEY}', ARGV[3], ARGV[2])
-redis.call('XACK', KEYS[1], 'dispatch', ARGV[1])
-redis.call('XDEL', KEYS[1], ARGV[1])
+# Take a message out of its lane entry and have it come back at `due`.
+# KEYS: old lane; ARGV: entry id, member (id|hop|lane), due, last ('1' or ''),
+# messages in the entry, message key.
+_DEFER = (
+    _FINAL_LUA
+    + _LANE_LUA
+    + """
+redis.call('ZADD', DELAYED, ARGV[3], ARGV[2])
+leave(KEYS[1], ARGV[1], ARGV[4] == '1', tonumber(ARGV[5]), ARGV[6])
 return 1
 """
+)
+
+# Read up to ARGV[2] messages for consumer ARGV[1] from the lanes ARGV[3...], in
+# that order (a marketing backlog never delays OTP or transactional traffic).
+# Returns per entry: lane, entry id, m, k.
+_READ = (
+    _LANE_LUA
+    + """
+local consumer, want, got, out = ARGV[1], tonumber(ARGV[2]), 0, {}
+for i = 3, #ARGV do
+  local lane = ARGV[i]
+  while got < want do
+    local r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer,
+                         'COUNT', math.ceil((want - got) / LANE_GROUP), 'STREAMS', lane, '>')
+    if not r then break end
+    for _, e in ipairs(r[1][2]) do
+      local m, k = fields(e[2])
+      local _, commas = string.gsub(m, ',', '')
+      got = got + commas + 1
+      out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = lane, e[1], m, k
+    end
+  end
+  if got >= want then break end
+end
+return out
+"""
+)
+
+# Take over entries idle for ARGV[2] ms (their consumer died), at most ARGV[3]
+# per lane, for consumer ARGV[1], from the lanes ARGV[4...]. Messages that had
+# left an entry before (deferred, rerouted) are not handed out again; an entry
+# with none left is acknowledged. Returns per entry: lane, entry id, the ids
+# still to look at (joined by commas), k, messages in the entry.
+_RECLAIM = (
+    _FINAL_LUA
+    + _LANE_LUA
+    + """
+local out = {}
+for i = 4, #ARGV do
+  local lane = ARGV[i]
+  local r = redis.call('XAUTOCLAIM', lane, GROUP, ARGV[1], ARGV[2], '0', 'COUNT', ARGV[3])
+  for _, e in ipairs(r[2]) do
+    if e then  -- false: deleted while pending
+      local eid = e[1]
+      local m, k = fields(e[2])
+      local kept, total = {}, 0
+      for id in string.gmatch(m, '[^,]+') do
+        total = total + 1
+        if redis.call('HGET', msg(id), 'd') ~= eid then kept[#kept + 1] = id end
+      end
+      if #kept == 0 then
+        leave(lane, eid, true, total, '')
+      else
+        out[#out + 1], out[#out + 2], out[#out + 3] = lane, eid, table.concat(kept, ',')
+        out[#out + 1], out[#out + 2] = k, total
+      end
+    end
+  end
+end
+return out
+"""
+)
 
 # Move due deferrals back into their lanes. ARGV: now, limit.
 # A scheduled message that comes due moves to `queued`. ARGV: now, limit, ts.
 _PROMOTE = (
     _STATUS_LUA
+    + _LANE_LUA
     + """
 local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, member in ipairs(due) do
@@ -421,6 +534,7 @@ for _, member in ipairs(due) do
     redis.call('HSET', key, unpack(out))
   end
   redis.call('XADD', lane, '*', 'm', id, 'k', hop)
+  redis.call('HINCRBY', DEPTH, lane, 1)
   redis.call('ZREM', DELAYED, member)
 end
 flush()
@@ -487,6 +601,7 @@ return {granted, 0}
 # next lane; ARGV: part, id, hop, ts, detail. Returns 1 if resent.
 _RESEND_PART = (
     _STATUS_LUA
+    + _LANE_LUA
     + """
 local key, part = KEYS[1], ARGV[1]
 local v = redis.call('HMGET', key, 's', 'k', 'p' .. part, 'f' .. part)
@@ -496,6 +611,7 @@ note(v, ARGV[4], ARGV[5], out)
 redis.call('HSET', key, unpack(out))
 redis.call('HDEL', key, 'i' .. part)
 redis.call('XADD', KEYS[2], '*', 'm', ARGV[2], 'k', ARGV[3])
+redis.call('HINCRBY', DEPTH, KEYS[2], 1)
 return 1
 """
 )
@@ -542,6 +658,11 @@ class Store:
         self._reroute = client.register_script(_REROUTE)
         self._defer = client.register_script(_DEFER)
         self._ack = client.register_script(_ACK)
+        self._read = client.register_script(_READ)
+        self._reclaim = client.register_script(_RECLAIM)
+        # (lane, entry id) → [its messages handed out here and not done yet,
+        # messages in the entry]
+        self._in_flight: dict[tuple[str, bytes], list[int]] = {}
         self._promote = client.register_script(_PROMOTE)
         self._expire_due = client.register_script(_EXPIRE_DUE)
         self._gcra = client.register_script(_GCRA)
@@ -699,56 +820,95 @@ class Store:
     async def read_lanes(
         self, connector: str, consumer: str, count: int, block_ms: int
     ) -> list[LaneEntry]:
-        """Up to `count` lane entries, higher lanes first: a marketing backlog
-        never delays OTP or transactional traffic."""
-        out: list[LaneEntry] = []
-        for msg_class in LANES:
-            lane = lane_key(connector, msg_class)
-            got = await self.redis.xreadgroup(GROUP, consumer, {lane: ">"}, count=count - len(out))
-            out += _entries(got)
-            if len(out) >= count:
-                return out
-        if out:
-            return out
-        streams = {lane_key(connector, c): ">" for c in LANES}
-        got = await self.redis.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
-        return _entries(got)
+        """About `count` messages (up to LANE_GROUP - 1 more: an entry is read
+        whole), higher lanes first: a marketing backlog never delays OTP or
+        transactional traffic. One script call; if every lane is empty, one
+        blocking read of all of them."""
+        lanes = [lane_key(connector, c) for c in LANES]
+        flat = await self._read(keys=[], args=[consumer, count, *lanes])
+        if flat:
+            return self._handed_out(flat, 4)
+        got = await self.redis.xreadgroup(
+            GROUP, consumer, dict.fromkeys(lanes, ">"), count=-(-count // LANE_GROUP),
+            block=block_ms,
+        )
+        flat = []
+        for lane, items in got or ():
+            for eid, f in items:
+                if f:
+                    flat += (lane, eid, f[b"m"], f.get(b"k", b"0"))
+        return self._handed_out(flat, 4)
 
     async def reclaim(
         self, connector: str, consumer: str, idle_ms: int, count: int
     ) -> list[LaneEntry]:
-        """Take over entries a dead process read but never acknowledged."""
+        """Take over entries a dead process read but never acknowledged (about
+        `count` messages per lane), without the messages that had already left
+        them (deferred, rerouted)."""
+        lanes = [lane_key(connector, c) for c in LANES]
+        flat = await self._reclaim(
+            keys=[], args=[consumer, idle_ms, -(-count // LANE_GROUP), *lanes]
+        )
+        return self._handed_out(flat, 5)
+
+    def _handed_out(self, flat: Sequence[bytes | str], width: int) -> list[LaneEntry]:
+        """LaneEntries, one per message, from flat (lane, entry id, ids, hop[,
+        messages in the entry]) rows; counts each entry's messages in flight
+        here, so the entry is acknowledged when the last of them is done."""
         out: list[LaneEntry] = []
-        for msg_class in LANES:
-            lane = lane_key(connector, msg_class)
-            _next, claimed, *_ = await self.redis.xautoclaim(
-                lane, GROUP, consumer, min_idle_time=idle_ms, start_id="0", count=count
-            )
-            out += [_entry(lane, eid, fields) for eid, fields in claimed if fields]
+        for i in range(0, len(flat), width):
+            lane_raw, eid, ids_raw, hop_raw = flat[i : i + 4]
+            lane = lane_raw.decode() if isinstance(lane_raw, bytes) else lane_raw
+            entry_id = eid if isinstance(eid, bytes) else eid.encode()
+            ids = (ids_raw.decode() if isinstance(ids_raw, bytes) else ids_raw).split(",")
+            hop = int(hop_raw)
+            total = int(flat[i + 4]) if width > 4 else len(ids)
+            held = self._in_flight.get((lane, entry_id))
+            if held is None:
+                self._in_flight[(lane, entry_id)] = [len(ids), total]
+            else:  # handed out again while still here: both copies must finish
+                held[0] += len(ids)
+            out += [LaneEntry(lane, entry_id, message_id, hop) for message_id in ids]
         return out
 
+    def _leave(self, lane: str, entry_id: bytes) -> tuple[bool, int]:
+        """One message of an entry is done here: (was it the last one, messages
+        in the entry)."""
+        held = self._in_flight.get((lane, entry_id))
+        if held is None:
+            return True, 1  # not handed out by this store (e.g. before a restart)
+        held[0] -= 1
+        if held[0] > 0:
+            return False, held[1]
+        del self._in_flight[(lane, entry_id)]
+        return True, held[1]
+
     async def ack(self, entries: Iterable[tuple[str, bytes]]) -> None:
-        """Acknowledge (lane, entry id)s in one script call; the lanes are trimmed
+        """The messages of these (lane, entry id)s are done: acknowledge each entry
+        whose last message this was, in one script call; the lanes are trimmed
         behind the oldest entry still in flight (see _ACK)."""
-        by_lane: dict[str, list[bytes]] = {}
+        by_lane: dict[str, list[bytes | int]] = {}
         for lane, entry_id in entries:
-            by_lane.setdefault(lane, []).append(entry_id)
+            last, total = self._leave(lane, entry_id)
+            if last:
+                by_lane.setdefault(lane, []).extend((entry_id, total))
         args: list[str | bytes | int] = []
-        for lane, ids in by_lane.items():
-            args += [lane, len(ids), *ids]
+        for lane, pairs in by_lane.items():
+            args += [lane, len(pairs) // 2, *pairs]
         if args:
             await self._ack(keys=[], args=args)
 
     async def lane_depths(self, connectors: Iterable[str]) -> dict[str, int]:
-        """Entries per lane: waiting or in flight, plus acknowledged ones newer than
-        the oldest in flight (not trimmed yet, see _ACK)."""
-        pipe = self.redis.pipeline(transaction=False)
-        names = []
+        """Messages per lane, waiting or in flight."""
+        names, fields = [], []
         for connector in connectors:
             for msg_class in LANES:
                 names.append(f"{connector}:{msg_class}")
-                pipe.xlen(lane_key(connector, msg_class))
-        return dict(zip(names, await pipe.execute(), strict=True))
+                fields.append(lane_key(connector, msg_class))
+        if not fields:
+            return {}
+        counts = await self.redis.hmget(DEPTH_KEY, fields)
+        return {name: max(0, int(c or 0)) for name, c in zip(names, counts, strict=True)}
 
     # === HTTP API and webhooks (issue 4); keys and Lua at the end of the file ===
 
@@ -932,17 +1092,24 @@ class Store:
     # --- delivery: failover, deferral, expiry, limits, dead letters --------
 
     async def reroute(self, entry: LaneEntry, message: Message, hop: int, detail: str) -> None:
-        """Move a lane entry to the lane of the connector at `hop` in the message's route."""
+        """Move a message from its lane entry to the lane of the connector at `hop`
+        in the message's route."""
+        last, total = self._leave(entry.lane, entry.entry_id)
         await self._reroute(
             keys=[msg_key(message.id), entry.lane, lane_key(message.connectors[hop],
                                                             message.msg_class)],
-            args=[entry.entry_id, message.id, hop, _ts(), detail],
+            args=[entry.entry_id, message.id, hop, _ts(), detail, "1" if last else "", total],
         )
 
     async def defer(self, entry: LaneEntry, due: float) -> None:
-        """Take the entry out of its lane; it comes back (same lane, same hop) at `due`."""
+        """Take the message out of its lane entry; it comes back (same lane, same
+        hop) at `due`."""
+        last, total = self._leave(entry.lane, entry.entry_id)
         member = f"{entry.message_id}|{entry.hop}|{entry.lane}"
-        await self._defer(keys=[entry.lane], args=[entry.entry_id, member, f"{due:.3f}"])
+        await self._defer(keys=[entry.lane], args=[
+            entry.entry_id, member, f"{due:.3f}", "1" if last else "", total,
+            msg_key(entry.message_id),
+        ])
 
     async def promote_due(self, limit: int = 1000) -> int:
         now = time.time()
@@ -1021,18 +1188,6 @@ class LaneEntry(NamedTuple):
     hop: int  # index of this lane's connector in the message's route
 
 
-def _entry(lane: str, entry_id: bytes, fields: dict[bytes, bytes]) -> LaneEntry:
-    return LaneEntry(lane, entry_id, fields[b"m"].decode(), int(fields.get(b"k", b"0")))
-
-
-def _entries(got: list | None) -> list[LaneEntry]:
-    out = []
-    for lane, items in got or ():
-        lane_name = lane.decode() if isinstance(lane, bytes) else lane
-        out += [_entry(lane_name, eid, fields) for eid, fields in items if fields]
-    return out
-
-
 def _state_from_hash(raw: dict[bytes, bytes]) -> MessageState:
     lines = raw.get(b"h", b"").decode().splitlines()
     later: dict[int, str] = {}
@@ -1109,7 +1264,8 @@ def wh_queue_key(queue: str) -> str:
 
 
 # Persist one chunk of admitted messages, optionally claiming an idempotency key:
-# the message hash, its lane entry (hop 0), its expiry and the batch counters.
+# the message hash, its lane entry (hop 0; up to LANE_GROUP messages of the
+# chunk for the same lane share one), its expiry and the batch counters.
 # One account and at most one batch per call, so the batch counters move once
 # per chunk and the history text is built once. Expiry entries are per call
 # too: one member per second in which some of the chunk's messages expire (the
@@ -1125,7 +1281,7 @@ def wh_queue_key(queue: str) -> str:
 #       admission time encoding arguments one by one.
 # Returns the number queued, or {hash, response} of an earlier request with this key
 # ('first'), or -1 when a later chunk finds the key owned by another request ('next').
-_ENQUEUE_CHUNK = _FINAL_LUA + """
+_ENQUEUE_CHUNK = _FINAL_LUA + _LANE_LUA + """
 local mode = ARGV[1]
 if mode == 'first' then
   local seen = redis.call('HMGET', KEYS[1], 'h', 'r')
@@ -1144,6 +1300,7 @@ local history = {
 local recs = cmsgpack.unpack(ARGV[10])
 local count = {queued = 0, scheduled = 0}
 local expiry, seconds = {}, {}
+local lanes, order = {}, {}
 for i = 1, #recs, 6 do
   local id, r, lane, cb, due = recs[i], recs[i + 1], recs[i + 2], recs[i + 3], recs[i + 5]
   local status = (due ~= '') and 'scheduled' or 'queued'
@@ -1166,7 +1323,16 @@ for i = 1, #recs, 6 do
     -- send_at in the future: wait outside the lane until due (hop 0)
     redis.call('ZADD', DELAYED, due, id .. '|0|' .. lane)
   else
-    redis.call('XADD', lane, '*', 'm', id)
+    local ids = lanes[lane]
+    if not ids then
+      ids = {}
+      lanes[lane] = ids
+      order[#order + 1] = lane
+    end
+    ids[#ids + 1] = id
+    if #ids % LANE_GROUP == 0 then
+      redis.call('XADD', lane, '*', 'm', table.concat(ids, ',', #ids - LANE_GROUP + 1))
+    end
   end
   local second = math.ceil(tonumber(recs[i + 4]))
   local ids = expiry[second]
@@ -1177,6 +1343,12 @@ for i = 1, #recs, 6 do
   end
   ids[#ids + 1] = id
   count[status] = count[status] + 1
+end
+for _, lane in ipairs(order) do
+  local ids = lanes[lane]
+  local left = #ids % LANE_GROUP
+  if left > 0 then redis.call('XADD', lane, '*', 'm', table.concat(ids, ',', #ids - left + 1)) end
+  redis.call('HINCRBY', DEPTH, lane, #ids)
 end
 for _, second in ipairs(seconds) do
   redis.call('ZADD', EXPIRY, second, table.concat(expiry[second], ','))

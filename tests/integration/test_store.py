@@ -235,20 +235,25 @@ async def test_a_second_receipt_before_the_response_replaces_the_parked_one(
 
 
 async def test_acknowledged_entries_leave_the_lane_but_one_in_flight_keeps_its_own(
-    store: Store,
+    store: Store, redis_url: str
 ) -> None:
     await store.ensure_lanes("sim")
     ms = [message() for _ in range(5)]
-    await store.enqueue(ms)
+    for m in ms:  # one request each: an entry each
+        await store.enqueue([m])
     entries = await store.read_lanes("sim", "c1", 10, 10)
     assert [e.message_id for e in entries] == [m.id for m in ms]
     lane = entries[0].lane
     await store.ack([(e.lane, e.entry_id) for e in entries[1:]])
     # the oldest is still in flight: nothing behind it is lost, the rest waits to be trimmed
     assert await store.redis.xlen(lane) == 5
-    [again] = await store.reclaim("sim", "c2", 0, 10)
-    assert again.message_id == ms[0].id
-    await store.ack([(again.lane, again.entry_id)])
+    other = Store.from_url(redis_url)  # c1 died; another worker takes its entry over
+    try:
+        [again] = await other.reclaim("sim", "c2", 0, 10)
+        assert again.message_id == ms[0].id
+        await other.ack([(again.lane, again.entry_id)])
+    finally:
+        await other.close()
     assert await store.redis.xlen(lane) == 1  # the last entry read is kept as the mark
     late = message()
     await store.enqueue([late])
@@ -278,3 +283,62 @@ async def test_an_entry_in_flight_for_long_does_not_hold_acknowledged_ones(
     assert [e.message_id for e in entries] == [m.id for m in ms]
     await store.ack([(e.lane, e.entry_id) for e in entries])
     assert [f[b"m"].decode() for _, f in await store.redis.xrange(lane)] == [stuck.id]
+
+
+async def test_messages_of_one_request_share_lane_entries_done_when_all_are(
+    store: Store,
+) -> None:
+    await store.ensure_lanes("sim")
+    ms = [message() for _ in range(40)]
+    await store.enqueue(ms)
+    assert (await store.lane_depths(["sim"]))["sim:transactional"] == 40
+    lane = "smsgw:lane:{sim}:transactional"
+    assert await store.redis.xlen(lane) == 2  # 32 + 8
+    entries = await store.read_lanes("sim", "c1", 10, 10)
+    assert [e.message_id for e in entries] == [m.id for m in ms[:32]]  # an entry is read whole
+    entries += await store.read_lanes("sim", "c1", 10, 10)
+    assert [e.message_id for e in entries] == [m.id for m in ms]
+    await store.ack([(e.lane, e.entry_id) for e in entries[:31] + entries[32:]])
+    # one message of the first entry is not done: that entry stays pending
+    pending = await store.redis.xpending(lane, "dispatch")
+    assert pending["pending"] == 1 and pending["min"] == entries[0].entry_id
+    assert (await store.lane_depths(["sim"]))["sim:transactional"] == 32
+    await store.ack([(entries[31].lane, entries[31].entry_id)])
+    assert (await store.redis.xpending(lane, "dispatch"))["pending"] == 0
+    assert (await store.lane_depths(["sim"]))["sim:transactional"] == 0
+
+
+async def test_after_a_crash_a_shared_entry_comes_back_without_what_had_left_it(
+    store: Store, redis_url: str
+) -> None:
+    await store.ensure_lanes("sim")
+    ms = [message() for _ in range(4)]
+    await store.enqueue(ms)
+    a, b, c, _in_flight = await store.read_lanes("sim", "worker-a", 10, 10)
+    await store.defer(a, time.time() + 3600)  # e.g. the recipient's rate
+    await store.reroute(b, ms[1], 0, "failover sim -> sim")  # (same lane, for the test)
+    await store.ack([(c.lane, c.entry_id)])
+    # worker-a dies with d in flight; another worker takes the entry over
+    other = Store.from_url(redis_url)
+    try:
+        again = await other.reclaim("sim", "worker-b", 0, 100)
+        assert sorted(e.message_id for e in again) == sorted([ms[2].id, ms[3].id])
+        assert {e.entry_id for e in again} == {a.entry_id}
+        # the rerouted message waits in its new entry, the deferred one in the delayed set
+        [moved] = await other.read_lanes("sim", "worker-b", 10, 10)
+        assert moved.message_id == ms[1].id and moved.entry_id != a.entry_id
+        assert await other.delayed_count() == 1
+        await other.ack([(e.lane, e.entry_id) for e in [*again, moved]])
+        assert (await other.redis.xpending(a.lane, "dispatch"))["pending"] == 0
+        assert (await other.lane_depths(["sim"]))["sim:transactional"] == 0
+    finally:
+        await other.close()
+
+
+async def test_a_lane_count_gone_wrong_mends_when_the_lane_drains(store: Store) -> None:
+    await store.ensure_lanes("sim")
+    await store.redis.hset("smsgw:depth", "smsgw:lane:{sim}:transactional", 99)
+    await store.enqueue([message()])
+    [entry] = await store.read_lanes("sim", "c1", 10, 10)
+    await store.ack([(entry.lane, entry.entry_id)])
+    assert (await store.lane_depths(["sim"]))["sim:transactional"] == 0
