@@ -3,20 +3,31 @@
 Every other stage calls these methods; none builds a key itself.
 
 Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
-- ``smsgw:m:{<id>}`` hash — ``r`` packed Message, ``s`` status, ``h`` status
-  history (``ts\\tstatus\\tdetail`` lines), ``n`` parts, ``a`` account, ``b`` batch
-  key, ``c`` connector, ``e`` error code, ``i<k>`` SMSC id of part k,
-  ``p<k>`` final state of part k.
+- ``smsgw:m:{<id>}`` hash — ``r`` packed Message (account and parts live
+  there), ``s`` status, ``h`` the history lines written at admission
+  (``ts\\tstatus\\tdetail`` lines: accepted, then queued or scheduled), ``k`` how
+  many lines came after them, ``h<j>`` the j-th of those (one line each, so a
+  status change writes its line, not the whole history), ``b`` batch key,
+  ``w`` callbacks wanted, ``c`` connector, ``n`` parts as that connector cut
+  the text, ``e`` error code, ``i<k>`` SMSC id of part k, ``p<k>`` final state
+  of part k, ``f<k>`` part k was resent on a fallback, ``d`` the lane entry
+  the message left (deferred or rerouted out of an entry it shared).
 - ``smsgw:lane:{<connector>}:<class>`` stream, consumer group ``dispatch``;
-  entries carry the message id (``m``) and ``k``, the index in the message's
-  route of the connector this lane belongs to; parts already acknowledged are
-  known from the ``i<k>`` fields, so a resend skips them.
+  entries carry ``m``, one message id or up to LANE_GROUP ids of one enqueue
+  call joined by commas, and ``k``, the index in the messages' route of the
+  connector this lane belongs to (absent: 0). An entry is acknowledged when
+  all its messages are done; parts already acknowledged are known from the
+  ``i<k>`` fields, so a resend skips them. Acknowledged entries are trimmed
+  behind the oldest entry in flight.
+- ``smsgw:depth`` hash — lane key → its messages, waiting or in flight.
 - ``smsgw:corr:<connector>:<smsc id>`` → ``<id>|<part>`` with a TTL: receipt
-  correlation after per-connector id normalisation.
-- ``smsgw:early:<connector>:<smsc id>`` — a receipt that beat its submit_sm_resp.
+  correlation after per-connector id normalisation; or, prefixed with
+  PARKED (``~``), a receipt that beat its submit_sm_resp.
 - ``smsgw:b:{<batch>}`` hash — counts by status.
-- ``smsgw:expiry`` sorted set — message ids by the time they expire (end of
-  validity plus the receipt grace); removed when the message ends.
+- ``smsgw:expiry`` sorted set — members are the comma-joined ids of messages
+  enqueued by one call whose expiry (end of validity plus the receipt grace)
+  falls in the same second, scored by that second rounded up; the
+  housekeeper expires those of them not final by then.
 - ``smsgw:delayed`` sorted set — ``<id>|<hop>|<lane>`` by due time: retries,
   scheduled sends and deferrals waiting to go back into a lane.
 - ``smsgw:dlq`` stream — messages that ended because their retries ran out.
@@ -24,6 +35,11 @@ Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
 - ``smsgw:events`` stream — every status change of a message that asked for
   callbacks (``w`` set in its hash), in order: ``m`` id, ``s`` status, ``t`` ts.
   The webhook sender consumes it.
+
+Redis work per message is what limits throughput (loadtest/bench_store.py
+measures it per stage), so the scripts read a message with one HMGET and write
+it with one HSET, and what can be per call is: batch counts, expiry entries,
+lane entries.
 
 The Lua scripts build message and batch keys from ids they are given; on a
 single Redis server that is fine. Redis Cluster support (declaring every key
