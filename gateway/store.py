@@ -5,7 +5,8 @@ Every other stage calls these methods; none builds a key itself.
 Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
 - ``smsgw:m:{<id>}`` hash — ``r`` packed Message (account and parts live
   there), ``s`` status, ``h`` the history lines written at admission
-  (``ts\\tstatus\\tdetail`` lines: accepted, then queued or scheduled), ``k`` how
+  (``ts\\tstatus\\tdetail`` lines: accepted, then scheduled; for a message
+  queued at once just the ts of both, accepted and queued), ``k`` how
   many lines came after them, ``h<j>`` the j-th of those (one line each, so a
   status change writes its line, not the whole history), ``b`` batch key,
   ``w`` callbacks wanted, ``c`` connector, ``n`` parts as that connector cut
@@ -1205,7 +1206,11 @@ class LaneEntry(NamedTuple):
 
 
 def _state_from_hash(raw: dict[bytes, bytes]) -> MessageState:
-    lines = raw.get(b"h", b"").decode().splitlines()
+    first = raw.get(b"h", b"").decode()
+    if first and "\t" not in first:  # a bare ts: accepted and queued then (_ENQUEUE_CHUNK)
+        lines = [f"{first}\taccepted\t", f"{first}\tqueued\t"]
+    else:
+        lines = first.splitlines()
     later: dict[int, str] = {}
     smsc_ids, part_states = {}, {}
     for name, value in raw.items():
@@ -1309,8 +1314,10 @@ elseif mode == 'next' then
 end
 local b, owner, account, ts = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 if owner ~= '' then redis.call('SET', owner, account) end
+-- A queued message's first two lines (accepted, queued, both at ts) are
+-- written as the bare ts; readers spell them out (_state_from_hash).
 local history = {
-  queued = ts .. '\\taccepted\\t\\n' .. ts .. '\\tqueued\\t\\n',
+  queued = ts,
   scheduled = ts .. '\\taccepted\\t\\n' .. ts .. '\\tscheduled\\t\\n',
 }
 local recs = cmsgpack.unpack(ARGV[10])
