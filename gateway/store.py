@@ -564,7 +564,7 @@ return #due
 # falls in the same second (a single id is a member of one). Messages that
 # ended meanwhile cost one HGET here instead of a ZREM when they ended.
 # Whole members are taken, one at a time, until `limit` messages were looked
-# at. ARGV: now, limit, ts. Returns the ids expired.
+# at. ARGV: now, limit, ts. Returns {1 if more are due else 0, ids expired}.
 _EXPIRE_DUE = (
     _STATUS_LUA
     + """
@@ -589,7 +589,8 @@ while seen < limit do
   redis.call('ZREM', EXPIRY, due[1])
 end
 flush()
-return expired
+local more = #redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', now, 'LIMIT', 0, 1)
+return {more, expired}
 """
 )
 
@@ -880,11 +881,10 @@ class Store:
             ids = (ids_raw.decode() if isinstance(ids_raw, bytes) else ids_raw).split(",")
             hop = int(hop_raw)
             total = int(flat[i + 4]) if width > 4 else len(ids)
-            held = self._in_flight.get((lane, entry_id))
-            if held is None:
-                self._in_flight[(lane, entry_id)] = [len(ids), total]
-            else:  # handed out again while still here: both copies must finish
-                held[0] += len(ids)
+            # Handed out again (reclaimed) while still counted here: the new copy
+            # counts, the old one may never finish (as a single entry would be
+            # acknowledged by whichever copy finishes first).
+            self._in_flight[(lane, entry_id)] = [len(ids), total]
             out += [LaneEntry(lane, entry_id, message_id, hop) for message_id in ids]
         return out
 
@@ -1132,12 +1132,22 @@ class Store:
         now = time.time()
         return int(await self._promote(keys=[], args=[f"{now:.3f}", limit, _ts(now)]))
 
-    async def expire_due(self, limit: int = 1000, now: float | None = None) -> list[str]:
+    async def expire_due(
+        self, limit: int = 1000, now: float | None = None, rounds: int = 20
+    ) -> list[str]:
         """Expire messages whose expiry (end of validity + receipt grace) is at or
-        before `now`, looking at about `limit` messages; returns the ids expired."""
+        before `now`; returns the ids expired. Every message is looked at once
+        when its expiry comes (most are final by then), so while more are due
+        this takes up to `rounds` script calls of about `limit` messages each:
+        one call stays short, and the housekeeper keeps up with the traffic."""
         now = time.time() if now is None else now
-        ids = await self._expire_due(keys=[], args=[f"{now:.3f}", limit, _ts(now)])
-        return [i.decode() for i in ids]
+        out: list[str] = []
+        for _ in range(max(1, rounds)):
+            more, ids = await self._expire_due(keys=[], args=[f"{now:.3f}", limit, _ts(now)])
+            out += [i.decode() for i in ids]
+            if not more:
+                break
+        return out
 
     async def rate_acquire(self, name: str, rate: float, burst: float, n: int) -> tuple[int, float]:
         """Take up to n units from the shared limiter `name`: (granted, seconds to wait)."""
