@@ -6,13 +6,15 @@ Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
 - ``smsgw:m:{<id>}`` hash — ``r`` packed Message (account and parts live
   there), ``s`` status, ``h`` the history lines written at admission
   (``ts\\tstatus\\tdetail`` lines: accepted, then scheduled; for a message
-  queued at once just the ts of both, accepted and queued), ``k`` how
-  many lines came after them, ``h<j>`` the j-th of those (one line each, so a
-  status change writes its line, not the whole history), ``b`` batch key,
-  ``w`` callbacks wanted, ``c`` connector, ``n`` parts as that connector cut
-  the text, ``e`` error code, ``i<k>`` SMSC id of part k, ``p<k>`` final state
-  of part k, ``f<k>`` part k was resent on a fallback, ``d`` the lane entry
-  the message left (deferred or rerouted out of an entry it shared).
+  queued at once just the ts of both, accepted and queued), ``h<r>`` the line
+  of the change to the status of rank r (HISTORY_RANK: statuses only move
+  forward, so each is written once and the ranks order them), ``h<r>.<j>``
+  the j-th line that changed nothing while the status had rank r (failover,
+  resend), ``b`` batch key, ``w`` callbacks wanted, ``c`` connector, ``n``
+  parts as that connector cut the text (absent: 1), ``e`` error code,
+  ``i<k>`` SMSC id of part k, ``p<k>`` final state of part k, ``f<k>`` part k
+  was resent on a fallback, ``d`` the lane entry the message left (deferred or
+  rerouted out of an entry it shared).
 - ``smsgw:lane:{<connector>}:<class>`` stream, consumer group ``dispatch``;
   entries carry ``m``, one message id or up to LANE_GROUP ids of one enqueue
   call joined by commas, and ``k``, the index in the messages' route of the
@@ -60,7 +62,15 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
-from gateway.model import FINAL_STATUSES, Message, MessageState
+from gateway.model import (
+    ACCEPTED,
+    FINAL_STATUSES,
+    QUEUED,
+    SCHEDULED,
+    SUBMITTED,
+    Message,
+    MessageState,
+)
 
 PREFIX = "smsgw:"
 GROUP = "dispatch"
@@ -96,6 +106,12 @@ DEPTH_KEY = f"{PREFIX}depth"
 # How far (ms of entry id time) the oldest lane entry in flight may lag the last
 # one read before acknowledged entries are deleted one by one (see _ACK).
 TRIM_SPAN_MS = 2000
+# A status's place in the life cycle. Statuses only move forward, so a status
+# line's field, h<rank>, is written once and also says where the line goes in
+# the history. Stored in field names: never renumber (a message has one final
+# status, so they share a rank).
+HISTORY_RANK = {ACCEPTED: 0, SCHEDULED: 1, QUEUED: 2, SUBMITTED: 3,
+                **dict.fromkeys(sorted(FINAL_STATUSES), 4)}
 # Marks a receipt parked in a correlation key until its submit_sm_resp is seen
 # (a correlation itself is "<id>|<part>", and ids never start with it).
 PARKED = "~"
@@ -103,7 +119,10 @@ _FINAL_LUA = (
     "local FINAL = {" + ", ".join(f"{s}=true" for s in sorted(FINAL_STATUSES)) + "}\n"
     + f"local EVENTS = '{EVENTS_KEY}'\nlocal MSG_PREFIX = '{PREFIX}m:'\n"
     + f"local EXPIRY = '{EXPIRY_KEY}'\nlocal DELAYED = '{DELAYED_KEY}'\n"
-    + f"local PARKED = '{PARKED}'\n"
+    + f"local PARKED, PARKED_BYTE = '{PARKED}', {ord(PARKED)}\n"
+    + "local RANK = {" + ", ".join(f"{st}={r}" for st, r in HISTORY_RANK.items()) + "}\n"
+    + "local HFIELD = {" + ", ".join(f"{st}='h{r}'" for st, r in HISTORY_RANK.items())
+    + "}\n"
     + """
 local function msg(id) return MSG_PREFIX .. '{' .. id .. '}' end
 """
@@ -139,13 +158,14 @@ end
 
 # The status machine, shared by the scripts below. Every redis.call from Lua
 # costs Redis a few µs more than the command itself (argument conversion, the
-# AOF record), so a script reads what it needs of a message with one HMGET
-# whose first four fields are always s, k, b, w (status, history lines after
-# the first ones, batch key, callbacks wanted) and writes what changed with one
-# HSET. A history line goes into a field of its own (h<k>): appending to one
-# history field rewrote the whole history into the AOF at every change. Batch counts are
-# summed over the whole script call and written by flush() at its end: one
-# HINCRBY per batch and status instead of two per message.
+# AOF record), and every field added to a message's (listpack) hash moves the
+# rest of it, so a script reads what it needs of a message with one HMGET whose
+# first three fields are always s, b, w (status, batch key, callbacks wanted)
+# and writes what changed with one HSET. A status line goes into a field of its
+# own, h<rank of the status>: it is written once (statuses only move forward),
+# and the fields' order is the history's. Batch counts are summed over the
+# whole script call and written by flush() at its end: one HINCRBY per batch
+# and status instead of two per message.
 _STATUS_LUA = (
     _FINAL_LUA
     + """
@@ -164,32 +184,32 @@ local function flush()
   counts = {}
 end
 
--- Move a message to `new` unless it is missing, final or already there. v is
--- its HMGET (s, k, b, w, ...), updated in place; the fields to write are
--- appended to out, the caller's one HSET. Returns true if it moved.
+-- Move a message forward to `new` unless it is missing or final. v is its
+-- HMGET (s, b, w, ...), updated in place; the fields to write are appended to
+-- out, the caller's one HSET. Returns true if it moved.
 local function move(id, v, new, ts, detail, out)
   local cur = v[1]
-  if (not cur) or FINAL[cur] or cur == new then return false end
-  local k = (tonumber(v[2]) or 0) + 1
-  v[1], v[2] = new, k
-  local o = #out
-  out[o + 1], out[o + 2], out[o + 3], out[o + 4] = 's', new, 'k', k
-  out[o + 5], out[o + 6] = 'h' .. k, ts .. '\\t' .. new .. '\\t' .. detail
-  if v[3] then
-    count(v[3], cur, -1)
-    count(v[3], new, 1)
+  if (not cur) or FINAL[cur] or not RANK[new] or RANK[new] <= (RANK[cur] or -1) then
+    return false
   end
-  if v[4] then redis.call('XADD', EVENTS, '*', 'm', id, 's', new, 't', ts) end
+  v[1] = new
+  local o = #out
+  out[o + 1], out[o + 2] = 's', new
+  out[o + 3], out[o + 4] = HFIELD[new], ts .. '\\t' .. new .. '\\t' .. detail
+  if v[2] then
+    count(v[2], cur, -1)
+    count(v[2], new, 1)
+  end
+  if v[3] then redis.call('XADD', EVENTS, '*', 'm', id, 's', new, 't', ts) end
   return true
 end
 
--- A history line that changes nothing (failover, resend), appended to out.
-local function note(v, ts, detail, out)
-  local k = (tonumber(v[2]) or 0) + 1
-  v[2] = k
-  local o = #out
-  out[o + 1], out[o + 2] = 'k', k
-  out[o + 3], out[o + 4] = 'h' .. k, ts .. '\\t' .. v[1] .. '\\t' .. detail
+-- A history line that changes nothing (failover, resend), appended to out: the
+-- j-th such line while the message has status s goes into h<rank of s>.<j>.
+local function note(key, v, ts, detail, out)
+  local base, j = (HFIELD[v[1]] or 'h99') .. '.', 1
+  while redis.call('HEXISTS', key, base .. j) == 1 do j = j + 1 end
+  out[#out + 1], out[#out + 2] = base .. j, ts .. '\\t' .. v[1] .. '\\t' .. detail
 end
 """
 )
@@ -199,7 +219,7 @@ _SET_STATUS = (
     _STATUS_LUA
     + """
 local key = KEYS[1]
-local v = redis.call('HMGET', key, 's', 'k', 'b', 'w')
+local v = redis.call('HMGET', key, 's', 'b', 'w')
 local out = {}
 local moved = move(string.sub(key, #MSG_PREFIX + 2, -2), v, ARGV[1], ARGV[2], ARGV[3], out)
 if moved then
@@ -220,10 +240,14 @@ return moved and 1 or 0
 _PART_FINAL_FN = """
 local function part_final(id, part, state, ts, err, detail)
   local key = msg(id)
-  local v = redis.call('HMGET', key, 's', 'k', 'b', 'w', 'n', 'p' .. part)
+  local v = redis.call('HMGET', key, 's', 'b', 'w', 'n', 'p' .. part, 'i' .. part)
   if not v[1] then return false end
-  local n = tonumber(v[5])
-  if not n then n = tonumber(cmsgpack.unpack(redis.call('HGET', key, 'r'))[8]) or 1 end
+  local n = tonumber(v[4])
+  if not n then
+    -- `n` is written for more than one part only; a message never acknowledged
+    -- has its count in the record
+    n = v[6] and 1 or tonumber(cmsgpack.unpack(redis.call('HGET', key, 'r'))[8]) or 1
+  end
   local out, others = {}, nil
   if part == '0' then
     local names = {}
@@ -236,7 +260,7 @@ local function part_final(id, part, state, ts, err, detail)
       end
     end
   else
-    if v[6] then return false end
+    if v[5] then return false end
     out[1], out[2] = 'p' .. part, state
   end
   local moved
@@ -244,16 +268,21 @@ local function part_final(id, part, state, ts, err, detail)
     moved = move(id, v, state, ts, detail, out)
     if moved then out[#out + 1], out[#out + 2] = 'e', err end
   else
-    if not others then
+    local all = true
+    if others then
+      for _, s in ipairs(others) do
+        if s ~= 'delivered' then all = false end
+      end
+    elseif n > 1 or part ~= '1' then
       local names = {}
       for k = 1, n do
         if tostring(k) ~= part then names[#names + 1] = 'p' .. k end
       end
-      others = (#names > 0) and redis.call('HMGET', key, unpack(names)) or {}
-    end
-    local all = true
-    for _, s in ipairs(others) do
-      if s ~= 'delivered' then all = false end
+      if #names > 0 then
+        for _, s in ipairs(redis.call('HMGET', key, unpack(names))) do
+          if s ~= 'delivered' then all = false end
+        end
+      end
     end
     moved = all and move(id, v, 'delivered', ts, detail, out)
   end
@@ -281,13 +310,14 @@ for i = 1, #a, 7 do
   local id, part, smsc_id, conn = a[i], a[i + 2], a[i + 3], a[i + 5]
   local key = msg(id)
   local early = redis.call('SET', a[i + 1], id .. '|' .. part, 'EX', a[i + 4], 'GET')
-  local v = redis.call('HMGET', key, 's', 'k', 'b', 'w')
+  local v = redis.call('HMGET', key, 's', 'b', 'w', 'n')
   if v[1] then
-    local w = {'i' .. part, smsc_id, 'c', conn, 'n', a[i + 6]}
+    local w = {'i' .. part, smsc_id, 'c', conn}
+    if (v[4] or '1') ~= a[i + 6] then w[5], w[6] = 'n', a[i + 6] end  -- 1 if absent
     move(id, v, 'submitted', ts, conn .. ' ' .. smsc_id, w)
     redis.call('HSET', key, unpack(w))
   end
-  if not early or string.sub(early, 1, #PARKED) ~= PARKED then
+  if not early or string.byte(early) ~= PARKED_BYTE then
     out[#out + 1] = ''
   else
     local payload = string.sub(early, #PARKED + 1)
@@ -321,7 +351,7 @@ return new
 # ARGV: receipt, ttl.
 _CORRELATE = f"""
 local v = redis.call('GET', KEYS[1])
-if v and string.sub(v, 1, {len(PARKED)}) ~= '{PARKED}' then return v end
+if v and string.byte(v) ~= {ord(PARKED)} then return v end
 redis.call('SET', KEYS[1], '{PARKED}' .. ARGV[1], 'EX', ARGV[2])
 return false
 """
@@ -329,23 +359,27 @@ return false
 # Many receipts at once: correlate each and apply it, or park it.
 # ARGV: ts, ttl, and one msgpack array with 2 strings per receipt: correlation
 # key, "state|err|stat".
-# Returns per receipt '' (parked) or "<id>|<new status or ''>".
+# Returns per receipt two strings: '', '' (parked) or id, the new status or ''.
 _RECEIPTS = (
     _STATUS_LUA
     + _PART_FINAL_FN
     + """
-local ts, ttl, out = ARGV[1], ARGV[2], {}
+local ts, ttl, out, parsed = ARGV[1], ARGV[2], {}, {}
 local a = cmsgpack.unpack(ARGV[3])
 for i = 1, #a, 2 do
   local v = redis.call('GET', a[i])
-  if v and string.sub(v, 1, #PARKED) ~= PARKED then
+  if v and string.byte(v) ~= PARKED_BYTE then
     local id, part = string.match(v, '^(.*)|(%d+)$')
-    local state, err, stat = string.match(a[i + 1], '^([^|]*)|([^|]*)|(.*)$')
-    local new = part_final(id, part, state, ts, err, stat .. ' err:' .. err)
-    out[#out + 1] = id .. '|' .. (new or '')
+    local p = parsed[a[i + 1]]  -- most receipts of a call read the same
+    if not p then
+      local state, err, stat = string.match(a[i + 1], '^([^|]*)|([^|]*)|(.*)$')
+      p = {state, err, stat .. ' err:' .. err}
+      parsed[a[i + 1]] = p
+    end
+    out[#out + 1], out[#out + 2] = id, part_final(id, part, p[1], ts, p[2], p[3]) or ''
   else
     redis.call('SET', a[i], PARKED .. a[i + 1], 'EX', ttl)
-    out[#out + 1] = ''
+    out[#out + 1], out[#out + 2] = '', ''
   end
 end
 flush()
@@ -396,10 +430,10 @@ _REROUTE = (
 redis.call('XADD', KEYS[3], '*', 'm', ARGV[2], 'k', ARGV[3])
 redis.call('HINCRBY', DEPTH, KEYS[3], 1)
 leave(KEYS[2], ARGV[1], ARGV[6] == '1', tonumber(ARGV[7]), KEYS[1])
-local v = redis.call('HMGET', KEYS[1], 's', 'k')
+local v = redis.call('HMGET', KEYS[1], 's')
 if v[1] then
   local out = {}
-  note(v, ARGV[4], ARGV[5], out)
+  note(KEYS[1], v, ARGV[4], ARGV[5], out)
   redis.call('HSET', KEYS[1], unpack(out))
 end
 return 1
@@ -544,7 +578,7 @@ local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', ARGV[1], 'LIMIT', 0, AR
 for _, member in ipairs(due) do
   local id, hop, lane = string.match(member, '^([^|]+)|([^|]+)|(.+)$')
   local key = msg(id)
-  local v = redis.call('HMGET', key, 's', 'k', 'b', 'w')
+  local v = redis.call('HMGET', key, 's', 'b', 'w')
   if v[1] == 'scheduled' then
     local out = {}
     move(id, v, 'queued', ARGV[3], 'send_at reached', out)
@@ -577,7 +611,7 @@ while seen < limit do
     local key = msg(id)
     local s = redis.call('HGET', key, 's')
     if s and not FINAL[s] then
-      local v = redis.call('HMGET', key, 's', 'k', 'b', 'w')
+      local v = redis.call('HMGET', key, 's', 'b', 'w')
       local out = {}
       if move(id, v, 'expired', ts, 'validity_elapsed', out) then
         redis.call('HSET', key, unpack(out))
@@ -622,10 +656,10 @@ _RESEND_PART = (
     + _LANE_LUA
     + """
 local key, part = KEYS[1], ARGV[1]
-local v = redis.call('HMGET', key, 's', 'k', 'p' .. part, 'f' .. part)
-if (not v[1]) or FINAL[v[1]] or v[3] or v[4] then return 0 end
+local v = redis.call('HMGET', key, 's', 'p' .. part, 'f' .. part)
+if (not v[1]) or FINAL[v[1]] or v[2] or v[3] then return 0 end
 local out = {'f' .. part, '1'}
-note(v, ARGV[4], ARGV[5], out)
+note(key, v, ARGV[4], ARGV[5], out)
 redis.call('HSET', key, unpack(out))
 redis.call('HDEL', key, 'i' .. part)
 redis.call('XADD', KEYS[2], '*', 'm', ARGV[2], 'k', ARGV[3])
@@ -641,7 +675,7 @@ _DEAD_LETTER = (
     + f"""
 local key = KEYS[1]
 local id = string.sub(key, #MSG_PREFIX + 2, -2)
-local v = redis.call('HMGET', key, 's', 'k', 'b', 'w')
+local v = redis.call('HMGET', key, 's', 'b', 'w')
 local out = {{}}
 if not move(id, v, ARGV[1], ARGV[2], ARGV[3], out) then return 0 end
 out[#out + 1], out[#out + 2] = 'e', ARGV[3]
@@ -790,14 +824,9 @@ class Store:
         for connector, smsc_id, payload in receipts:
             flat += (corr_key(connector, smsc_id), payload)
         packed = msgpack.packb(flat, use_bin_type=False)
-        out: list[tuple[str, str | None] | None] = []
-        for r in await self._receipts(keys=[], args=[_ts(), max(ttl, 60), packed]):
-            if not r:
-                out.append(None)
-            else:
-                message_id, _, new = r.decode().rpartition("|")
-                out.append((message_id, new or None))
-        return out
+        raw = await self._receipts(keys=[], args=[_ts(), max(ttl, 60), packed])
+        return [(message_id.decode(), new.decode() or None) if message_id else None
+                for message_id, new in zip(raw[::2], raw[1::2], strict=True)]
 
     async def correlate(
         self, connector: str, smsc_id: str, receipt: bytes, ttl: int
@@ -1221,20 +1250,21 @@ def _state_from_hash(raw: dict[bytes, bytes]) -> MessageState:
         lines = [f"{first}\taccepted\t", f"{first}\tqueued\t"]
     else:
         lines = first.splitlines()
-    later: dict[int, str] = {}
+    later: list[tuple[int, int, str]] = []  # (status rank, note number or 0, line)
     smsc_ids, part_states = {}, {}
     for name, value in raw.items():
         kind, number = name[:1], name[1:]
-        if not number.isdigit():
+        if kind == b"h" and number:
+            rank, _, note = number.partition(b".")
+            later.append((int(rank), int(note or 0), value.decode()))
+        elif not number.isdigit():
             continue
-        if kind == b"i":
+        elif kind == b"i":
             smsc_ids[int(number)] = value.decode()
         elif kind == b"p":
             part_states[int(number)] = value.decode()
-        elif kind == b"h":
-            later[int(number)] = value.decode()
     history = []
-    for line in lines + [later[k] for k in sorted(later)]:
+    for line in lines + [line for *_, line in sorted(later)]:
         ts, status, detail = line.split("\t", 2)
         history.append((float(ts), status, detail))
     error = raw.get(b"e")

@@ -349,3 +349,44 @@ async def test_a_lane_count_gone_wrong_mends_when_the_lane_drains(store: Store) 
     [entry] = await store.read_lanes("sim", "c1", 10, 10)
     await store.ack([(entry.lane, entry.entry_id)])
     assert (await store.lane_depths(["sim"]))["sim:transactional"] == 0
+
+
+async def test_history_keeps_failover_and_resend_lines_in_order(store: Store) -> None:
+    m = message(parts=2)
+    m.connectors = ["sim", "backup"]
+    await store.ensure_lanes("sim")
+    await store.enqueue([m])
+    [entry] = await store.read_lanes("sim", "c1", 10, 10)
+    await store.reroute(entry, m, 1, "failover sim -> backup")
+    await store.part_submitted("backup", m.id, 1, "b1", 600, 2)
+    assert await store.resend_part(m, 2, 1, "UNDELIV err:011; resend part 2 on backup")
+    await store.part_submitted("backup", m.id, 2, "b2", 600, 2)
+    await store.part_final(m.id, 1, "delivered", "000", "DELIVRD err:000")
+    await store.part_final(m.id, 2, "delivered", "000", "DELIVRD err:000")
+    state = await store.get(m.id)
+    assert state is not None
+    assert [(s, d) for _, s, d in state.history] == [
+        ("accepted", ""), ("queued", ""), ("queued", "failover sim -> backup"),
+        ("submitted", "backup b1"), ("submitted", "UNDELIV err:011; resend part 2 on backup"),
+        ("delivered", "DELIVRD err:000"),
+    ]
+
+
+async def test_a_status_never_moves_back(store: Store) -> None:
+    m = message()
+    await store.enqueue([m])
+    assert await store.set_status(m.id, "submitted", "sim 1")
+    assert not await store.set_status(m.id, "queued")
+    assert not await store.set_status(m.id, "submitted")
+    state = await store.get(m.id)
+    assert state is not None and state.status == "submitted"
+    assert [s for _, s, _ in state.history] == ["accepted", "queued", "submitted"]
+
+
+async def test_parts_are_counted_as_the_last_connector_cut_the_text(store: Store) -> None:
+    m = message(parts=3)
+    await store.enqueue([m])
+    await store.part_submitted("sim", m.id, 1, "x1", 600, 3)
+    # failover: the next connector takes the whole text as one part
+    await store.part_submitted("backup", m.id, 1, "y1", 600, 1)
+    assert await store.part_final(m.id, 1, "delivered", "000", "DELIVRD") == "delivered"
