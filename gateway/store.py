@@ -3,20 +3,34 @@
 Every other stage calls these methods; none builds a key itself.
 
 Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
-- ``smsgw:m:{<id>}`` hash — ``r`` packed Message, ``s`` status, ``h`` status
-  history (``ts\\tstatus\\tdetail`` lines), ``n`` parts, ``a`` account, ``b`` batch
-  key, ``c`` connector, ``e`` error code, ``i<k>`` SMSC id of part k,
-  ``p<k>`` final state of part k.
+- ``smsgw:m:{<id>}`` hash — ``r`` packed Message (account and parts live
+  there), ``s`` status, ``h`` the history lines written at admission
+  (``ts\\tstatus\\tdetail`` lines: accepted, then scheduled; for a message
+  queued at once just the ts of both, accepted and queued), ``h<r>`` the line
+  of the change to the status of rank r (HISTORY_RANK: statuses only move
+  forward, so each is written once and the ranks order them), ``h<r>.<j>``
+  the j-th line that changed nothing while the status had rank r (failover,
+  resend), ``b`` batch key, ``w`` callbacks wanted, ``c`` connector, ``n``
+  parts as that connector cut the text (absent: 1), ``e`` error code,
+  ``i<k>`` SMSC id of part k, ``p<k>`` final state of part k, ``f<k>`` part k
+  was resent on a fallback, ``d`` the lane entry the message left (deferred or
+  rerouted out of an entry it shared).
 - ``smsgw:lane:{<connector>}:<class>`` stream, consumer group ``dispatch``;
-  entries carry the message id (``m``) and ``k``, the index in the message's
-  route of the connector this lane belongs to; parts already acknowledged are
-  known from the ``i<k>`` fields, so a resend skips them.
+  entries carry ``m``, one message id or up to LANE_GROUP ids of one enqueue
+  call joined by commas, and ``k``, the index in the messages' route of the
+  connector this lane belongs to (absent: 0). An entry is acknowledged when
+  all its messages are done; parts already acknowledged are known from the
+  ``i<k>`` fields, so a resend skips them. Acknowledged entries are trimmed
+  behind the oldest entry in flight.
+- ``smsgw:depth`` hash — lane key → its messages, waiting or in flight.
 - ``smsgw:corr:<connector>:<smsc id>`` → ``<id>|<part>`` with a TTL: receipt
-  correlation after per-connector id normalisation.
-- ``smsgw:early:<connector>:<smsc id>`` — a receipt that beat its submit_sm_resp.
+  correlation after per-connector id normalisation; or, prefixed with
+  PARKED (``~``), a receipt that beat its submit_sm_resp.
 - ``smsgw:b:{<batch>}`` hash — counts by status.
-- ``smsgw:expiry`` sorted set — message ids by the time they expire (end of
-  validity plus the receipt grace); removed when the message ends.
+- ``smsgw:expiry`` sorted set — members are the comma-joined ids of messages
+  enqueued by one call whose expiry (end of validity plus the receipt grace)
+  falls in the same second, scored by that second rounded up; the
+  housekeeper expires those of them not final by then.
 - ``smsgw:delayed`` sorted set — ``<id>|<hop>|<lane>`` by due time: retries,
   scheduled sends and deferrals waiting to go back into a lane.
 - ``smsgw:dlq`` stream — messages that ended because their retries ran out.
@@ -24,6 +38,11 @@ Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
 - ``smsgw:events`` stream — every status change of a message that asked for
   callbacks (``w`` set in its hash), in order: ``m`` id, ``s`` status, ``t`` ts.
   The webhook sender consumes it.
+
+Redis work per message is what limits throughput (loadtest/bench_store.py
+measures it per stage), so the scripts read a message with one HMGET and write
+it with one HSET, and what can be per call is: batch counts, expiry entries,
+lane entries.
 
 The Lua scripts build message and batch keys from ids they are given; on a
 single Redis server that is fine. Redis Cluster support (declaring every key
@@ -43,7 +62,15 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
-from gateway.model import FINAL_STATUSES, Message, MessageState
+from gateway.model import (
+    ACCEPTED,
+    FINAL_STATUSES,
+    QUEUED,
+    SCHEDULED,
+    SUBMITTED,
+    Message,
+    MessageState,
+)
 
 PREFIX = "smsgw:"
 GROUP = "dispatch"
@@ -62,10 +89,6 @@ def corr_key(connector: str, smsc_id: str) -> str:
     return f"{PREFIX}corr:{connector}:{smsc_id}"
 
 
-def early_key(connector: str, smsc_id: str) -> str:
-    return f"{PREFIX}early:{connector}:{smsc_id}"
-
-
 def batch_key(batch_id: str) -> str:
     return f"{PREFIX}b:{{{batch_id}}}"
 
@@ -74,170 +97,319 @@ EVENTS_KEY = f"{PREFIX}events"
 EXPIRY_KEY = f"{PREFIX}expiry"
 DELAYED_KEY = f"{PREFIX}delayed"
 DLQ_KEY = f"{PREFIX}dlq"
+# Messages of one enqueue call that share a lane share a lane entry, up to this
+# many: a stream entry costs Redis about as much to add, read (XREADGROUP
+# propagates an XCLAIM per entry to the AOF) and acknowledge as all the rest of
+# a message's admission.
+LANE_GROUP = 32
+DEPTH_KEY = f"{PREFIX}depth"
+# How far (ms of entry id time) the oldest lane entry in flight may lag the last
+# one read before acknowledged entries are deleted one by one (see _ACK).
+TRIM_SPAN_MS = 2000
+# A status's place in the life cycle. Statuses only move forward, so a status
+# line's field, h<rank>, is written once and also says where the line goes in
+# the history. Stored in field names: never renumber (a message has one final
+# status, so they share a rank).
+HISTORY_RANK = {ACCEPTED: 0, SCHEDULED: 1, QUEUED: 2, SUBMITTED: 3,
+                **dict.fromkeys(sorted(FINAL_STATUSES), 4)}
+# Marks a receipt parked in a correlation key until its submit_sm_resp is seen
+# (a correlation itself is "<id>|<part>", and ids never start with it).
+PARKED = "~"
 _FINAL_LUA = (
     "local FINAL = {" + ", ".join(f"{s}=true" for s in sorted(FINAL_STATUSES)) + "}\n"
     + f"local EVENTS = '{EVENTS_KEY}'\nlocal MSG_PREFIX = '{PREFIX}m:'\n"
     + f"local EXPIRY = '{EXPIRY_KEY}'\nlocal DELAYED = '{DELAYED_KEY}'\n"
+    + f"local PARKED, PARKED_BYTE = '{PARKED}', {ord(PARKED)}\n"
+    + "local RANK = {" + ", ".join(f"{st}={r}" for st, r in HISTORY_RANK.items()) + "}\n"
+    + "local HFIELD = {" + ", ".join(f"{st}='h{r}'" for st, r in HISTORY_RANK.items())
+    + "}\n"
     + """
-local function note(key, ts, status, detail)
-  local h = redis.call('HGET', key, 'h') or ''
-  redis.call('HSET', key, 'h', h .. ts .. '\\t' .. status .. '\\t' .. detail .. '\\n')
-end
+local function msg(id) return MSG_PREFIX .. '{' .. id .. '}' end
 """
 )
 
-# Move a message to a new status unless it is already final; append history and
-# keep the batch counts in step. Shared by the scripts below.
-_SET_STATUS_FN = (
+# Lane entries, shared by the scripts below. An entry's `m` is one message id
+# or several joined by commas; `smsgw:depth` counts each lane's messages
+# (waiting or in flight). A message leaves entry `eid` of `lane`: if it was the
+# last of the entry in flight here (`last`), the entry is acknowledged and the
+# lane's count drops by the entry's `total` messages; otherwise the message is
+# marked (`d` = the entry it left), so a reclaim of the entry after a crash
+# skips it.
+_LANE_LUA = f"""
+local GROUP, LANE_GROUP, DEPTH = '{GROUP}', {LANE_GROUP}, '{DEPTH_KEY}'
+local function leave(lane, eid, last, total, key)
+  if last then
+    if redis.call('XACK', lane, GROUP, eid) == 1 then
+      redis.call('HINCRBY', DEPTH, lane, -total)
+    end
+    redis.call('XDEL', lane, eid)
+  else
+    redis.call('HSET', key, 'd', eid)
+  end
+end
+local function fields(f)
+  local m, k = '', '0'
+  for j = 1, #f, 2 do
+    if f[j] == 'm' then m = f[j + 1] elseif f[j] == 'k' then k = f[j + 1] end
+  end
+  return m, k
+end
+"""
+
+# The status machine, shared by the scripts below. Every redis.call from Lua
+# costs Redis a few µs more than the command itself (argument conversion, the
+# AOF record), and every field added to a message's (listpack) hash moves the
+# rest of it, so a script reads what it needs of a message with one HMGET whose
+# first three fields are always s, b, w (status, batch key, callbacks wanted)
+# and writes what changed with one HSET. A status line goes into a field of its
+# own, h<rank of the status>: it is written once (statuses only move forward),
+# and the fields' order is the history's. Batch counts are summed over the
+# whole script call and written by flush() at its end: one HINCRBY per batch
+# and status instead of two per message.
+_STATUS_LUA = (
     _FINAL_LUA
     + """
-local function set_status(key, new, ts, detail)
-  local cur = redis.call('HGET', key, 's')
-  if (not cur) or FINAL[cur] or cur == new then return false end
-  redis.call('HSET', key, 's', new)
-  note(key, ts, new, detail)
-  local b = redis.call('HGET', key, 'b')
-  if b then
-    redis.call('HINCRBY', b, cur, -1)
-    redis.call('HINCRBY', b, new, 1)
+local counts = {}
+local function count(b, status, d)
+  local t = counts[b]
+  if not t then t = {}; counts[b] = t end
+  t[status] = (t[status] or 0) + d
+end
+local function flush()
+  for b, t in pairs(counts) do
+    for status, d in pairs(t) do
+      if d ~= 0 then redis.call('HINCRBY', b, status, d) end
+    end
   end
-  local id = string.sub(key, #MSG_PREFIX + 2, -2)
-  if redis.call('HEXISTS', key, 'w') == 1 then
-    redis.call('XADD', EVENTS, '*', 'm', id, 's', new, 't', ts)
+  counts = {}
+end
+
+-- Move a message forward to `new` unless it is missing or final. v is its
+-- HMGET (s, b, w, ...), updated in place; the fields to write are appended to
+-- out, the caller's one HSET. Returns true if it moved.
+local function move(id, v, new, ts, detail, out)
+  local cur = v[1]
+  if (not cur) or FINAL[cur] or not RANK[new] or RANK[new] <= (RANK[cur] or -1) then
+    return false
   end
-  if FINAL[new] then redis.call('ZREM', EXPIRY, id) end
+  v[1] = new
+  local o = #out
+  out[o + 1], out[o + 2] = 's', new
+  out[o + 3], out[o + 4] = HFIELD[new], ts .. '\\t' .. new .. '\\t' .. detail
+  if v[2] then
+    count(v[2], cur, -1)
+    count(v[2], new, 1)
+  end
+  if v[3] then redis.call('XADD', EVENTS, '*', 'm', id, 's', new, 't', ts) end
   return true
+end
+
+-- A history line that changes nothing (failover, resend), appended to out: the
+-- j-th such line while the message has status s goes into h<rank of s>.<j>.
+local function note(key, v, ts, detail, out)
+  local base, j = (HFIELD[v[1]] or 'h99') .. '.', 1
+  while redis.call('HEXISTS', key, base .. j) == 1 do j = j + 1 end
+  out[#out + 1], out[#out + 2] = base .. j, ts .. '\\t' .. v[1] .. '\\t' .. detail
 end
 """
 )
 
 # KEYS: message; ARGV: status, ts, detail, then field/value pairs stored with it.
 _SET_STATUS = (
-    _SET_STATUS_FN
+    _STATUS_LUA
     + """
-local changed = set_status(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
-if changed and #ARGV > 3 then redis.call('HSET', KEYS[1], unpack(ARGV, 4)) end
-return changed and 1 or 0
+local key = KEYS[1]
+local v = redis.call('HMGET', key, 's', 'b', 'w')
+local out = {}
+local moved = move(string.sub(key, #MSG_PREFIX + 2, -2), v, ARGV[1], ARGV[2], ARGV[3], out)
+if moved then
+  for i = 4, #ARGV do out[#out + 1] = ARGV[i] end
+  redis.call('HSET', key, unpack(out))
+end
+flush()
+return moved and 1 or 0
 """
 )
 
 # A part reached a final state: the message is delivered when every part is;
 # the first failed part decides otherwise. Part 0 stands for every part (a
-# provider that takes the whole text at once). Returns the new status or false.
+# provider that takes the whole text at once). `n` (parts as the connector cut
+# the text) is written when a part is acknowledged; a receipt for a message
+# never acknowledged falls back to the record's count. Returns the new status
+# or false.
 _PART_FINAL_FN = """
-local function part_final(key, part, state, ts, err, detail)
-  local n = tonumber(redis.call('HGET', key, 'n') or '1')
+local function part_final(id, part, state, ts, err, detail)
+  local key = msg(id)
+  local v = redis.call('HMGET', key, 's', 'b', 'w', 'n', 'p' .. part, 'i' .. part)
+  if not v[1] then return false end
+  local n = tonumber(v[4])
+  if not n then
+    -- `n` is written for more than one part only; a message never acknowledged
+    -- has its count in the record
+    n = v[6] and 1 or tonumber(cmsgpack.unpack(redis.call('HGET', key, 'r'))[8]) or 1
+  end
+  local out, others = {}, nil
   if part == '0' then
-    for k = 1, n do redis.call('HSETNX', key, 'p' .. k, state) end
-  elseif redis.call('HSETNX', key, 'p' .. part, state) == 0 then
-    return false
-  end
-  if state ~= 'delivered' then
-    if set_status(key, state, ts, detail) then
-      redis.call('HSET', key, 'e', err)
-      return state
+    local names = {}
+    for k = 1, n do names[k] = 'p' .. k end
+    others = redis.call('HMGET', key, unpack(names))
+    for k = 1, n do
+      if not others[k] then
+        out[#out + 1], out[#out + 2] = names[k], state
+        others[k] = state
+      end
     end
-    return false
+  else
+    if v[5] then return false end
+    out[1], out[2] = 'p' .. part, state
   end
-  for k = 1, n do
-    if redis.call('HGET', key, 'p' .. k) ~= 'delivered' then return false end
+  local moved
+  if state ~= 'delivered' then
+    moved = move(id, v, state, ts, detail, out)
+    if moved then out[#out + 1], out[#out + 2] = 'e', err end
+  else
+    local all = true
+    if others then
+      for _, s in ipairs(others) do
+        if s ~= 'delivered' then all = false end
+      end
+    elseif n > 1 or part ~= '1' then
+      local names = {}
+      for k = 1, n do
+        if tostring(k) ~= part then names[#names + 1] = 'p' .. k end
+      end
+      if #names > 0 then
+        for _, s in ipairs(redis.call('HMGET', key, unpack(names))) do
+          if s ~= 'delivered' then all = false end
+        end
+      end
+    end
+    moved = all and move(id, v, 'delivered', ts, detail, out)
   end
-  return set_status(key, 'delivered', ts, detail) and state or false
+  if #out > 0 then redis.call('HSET', key, unpack(out)) end
+  return moved and state or false
 end
 """
 
 # A part was acknowledged by the SMSC: store its id and correlation, move the
-# message to `submitted`, and deal with a receipt that arrived early: a
-# `delivered` one is applied here; any other is handed back for the receipt
-# rules (it may be resent on a fallback). ARGV: ts, and one msgpack array of 8
-# strings per part: message key, correlation key, early key, part, smsc id, ttl,
-# connector, parts in total (as this connector cut the text). Returns per part
-# '' (no early receipt), '=' or '=<new status>' (applied), or the receipt payload.
+# message to `submitted`, and deal with a receipt that arrived early (it waits
+# in the correlation key, marked PARKED, and the SET ... GET that writes the
+# correlation returns it): a `delivered` one is applied here; any other is
+# handed back for the receipt rules (it may be resent on a fallback). ARGV: ts,
+# and one msgpack array of 7 strings per part: message id, correlation key,
+# part, smsc id, ttl, connector, parts in total (as this connector cut the
+# text). Returns per part '' (no early receipt), '=' or '=<new status>'
+# (applied), or the receipt payload.
 _SUBMITTED = (
-    _SET_STATUS_FN
+    _STATUS_LUA
     + _PART_FINAL_FN
     + """
 local ts, out = ARGV[1], {}
 local a = cmsgpack.unpack(ARGV[2])
-for i = 1, #a, 8 do
-  local key, part, smsc_id, conn = a[i], a[i + 3], a[i + 4], a[i + 6]
-  local id = string.sub(key, #MSG_PREFIX + 2, -2)
-  redis.call('SET', a[i + 1], id .. '|' .. part, 'EX', a[i + 5])
-  redis.call('HSET', key, 'i' .. part, smsc_id, 'c', conn, 'n', a[i + 7])
-  set_status(key, 'submitted', ts, conn .. ' ' .. smsc_id)
-  local early = redis.call('GET', a[i + 2])
-  if not early then
+for i = 1, #a, 7 do
+  local id, part, smsc_id, conn = a[i], a[i + 2], a[i + 3], a[i + 5]
+  local key = msg(id)
+  local early = redis.call('SET', a[i + 1], id .. '|' .. part, 'EX', a[i + 4], 'GET')
+  local v = redis.call('HMGET', key, 's', 'b', 'w', 'n')
+  if v[1] then
+    local w = {'i' .. part, smsc_id, 'c', conn}
+    if (v[4] or '1') ~= a[i + 6] then w[5], w[6] = 'n', a[i + 6] end  -- 1 if absent
+    move(id, v, 'submitted', ts, conn .. ' ' .. smsc_id, w)
+    redis.call('HSET', key, unpack(w))
+  end
+  if not early or string.byte(early) ~= PARKED_BYTE then
     out[#out + 1] = ''
   else
-    redis.call('DEL', a[i + 2])
-    local state, err, stat = string.match(early, '^([^|]*)|([^|]*)|(.*)$')
+    local payload = string.sub(early, #PARKED + 1)
+    local state, err, stat = string.match(payload, '^([^|]*)|([^|]*)|(.*)$')
     if state == 'delivered' then
-      out[#out + 1] = '=' .. (part_final(key, part, state, ts, err, stat .. ' err:' .. err) or '')
+      out[#out + 1] = '=' .. (part_final(id, part, state, ts, err, stat .. ' err:' .. err) or '')
     else
-      out[#out + 1] = early
+      out[#out + 1] = payload
     end
   end
 end
+flush()
 return out
 """
 )
 
-# KEYS: message; ARGV: part, part state, ts, err, detail.
+# KEYS: none; ARGV: message id, part, part state, ts, err, detail.
 _PART_FINAL = (
-    _SET_STATUS_FN
+    _STATUS_LUA
     + _PART_FINAL_FN
-    + "return part_final(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])\n"
+    + """
+local new = part_final(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+flush()
+return new
+"""
 )
 
 # Look up the message part of an SMSC id; if the submit_sm_resp has not been
-# seen yet, park the receipt where _SUBMITTED will find it (atomically, so the
-# two cannot miss each other). KEYS: correlation, early; ARGV: receipt, ttl.
-_CORRELATE = """
+# seen yet, park the receipt in the correlation key where _SUBMITTED will find
+# it (atomically, so the two cannot miss each other). KEYS: correlation;
+# ARGV: receipt, ttl.
+_CORRELATE = f"""
 local v = redis.call('GET', KEYS[1])
-if v then return v end
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+if v and string.byte(v) ~= {ord(PARKED)} then return v end
+redis.call('SET', KEYS[1], '{PARKED}' .. ARGV[1], 'EX', ARGV[2])
 return false
 """
 
 # Many receipts at once: correlate each and apply it, or park it.
-# ARGV: ts, ttl, and one msgpack array with 3 strings per receipt: correlation
-# key, early key, "state|err|stat".
-# Returns per receipt '' (parked) or "<id>|<new status or ''>".
+# ARGV: ts, ttl, and one msgpack array with 2 strings per receipt: correlation
+# key, "state|err|stat".
+# Returns per receipt two strings: '', '' (parked) or id, the new status or ''.
 _RECEIPTS = (
-    _SET_STATUS_FN
+    _STATUS_LUA
     + _PART_FINAL_FN
     + """
-local ts, ttl, out = ARGV[1], ARGV[2], {}
+local ts, ttl, out, parsed = ARGV[1], ARGV[2], {}, {}
 local a = cmsgpack.unpack(ARGV[3])
-for i = 1, #a, 3 do
+for i = 1, #a, 2 do
   local v = redis.call('GET', a[i])
-  if v then
+  if v and string.byte(v) ~= PARKED_BYTE then
     local id, part = string.match(v, '^(.*)|(%d+)$')
-    local state, err, stat = string.match(a[i + 2], '^([^|]*)|([^|]*)|(.*)$')
-    local new = part_final(MSG_PREFIX .. '{' .. id .. '}', part, state, ts, err,
-                           stat .. ' err:' .. err)
-    out[#out + 1] = id .. '|' .. (new or '')
+    local p = parsed[a[i + 1]]  -- most receipts of a call read the same
+    if not p then
+      local state, err, stat = string.match(a[i + 1], '^([^|]*)|([^|]*)|(.*)$')
+      p = {state, err, stat .. ' err:' .. err}
+      parsed[a[i + 1]] = p
+    end
+    out[#out + 1], out[#out + 2] = id, part_final(id, part, p[1], ts, p[2], p[3]) or ''
   else
-    redis.call('SET', a[i + 1], a[i + 2], 'EX', ttl)
-    out[#out + 1] = ''
+    redis.call('SET', a[i], PARKED .. a[i + 1], 'EX', ttl)
+    out[#out + 1], out[#out + 2] = '', ''
   end
 end
+flush()
 return out
 """
 )
 
 
-# ARGV: message keys. Returns per message: status, packed record, and the
+# ARGV: message ids. Returns per message: status, packed record, and the
 # acknowledged part numbers joined by commas ('' if none; false, false, '' if
-# the message does not exist).
-_DISPATCH_VIEW = """
+# the message does not exist). One HMGET covers a message of one part.
+_DISPATCH_VIEW = (
+    _FINAL_LUA
+    + """
 local out = {}
-for _, key in ipairs(ARGV) do
-  local v = redis.call('HMGET', key, 's', 'r', 'n')
+for _, id in ipairs(ARGV) do
+  local key = msg(id)
+  local v = redis.call('HMGET', key, 's', 'r', 'n', 'i0', 'i1')
   local acked = {}
   if v[1] then
-    for k = 0, tonumber(v[3] or '1') do
-      if redis.call('HEXISTS', key, 'i' .. k) == 1 then acked[#acked + 1] = k end
+    if v[4] then acked[#acked + 1] = 0 end
+    if v[5] then acked[#acked + 1] = 1 end
+    local n = tonumber(v[3]) or 1
+    if n > 1 then
+      local names = {}
+      for k = 2, n do names[#names + 1] = 'i' .. k end
+      local more = redis.call('HMGET', key, unpack(names))
+      for j = 1, #names do
+        if more[j] then acked[#acked + 1] = j + 1 end
+      end
     end
   end
   out[#out + 1] = v[1] or false
@@ -246,61 +418,213 @@ for _, key in ipairs(ARGV) do
 end
 return out
 """
+)
 
 # Hand a message to another connector of its route (failover). KEYS: message,
-# old lane, new lane; ARGV: entry id, id, hop, ts, detail.
+# old lane, new lane; ARGV: entry id, id, hop, ts, detail, last ('1' or ''),
+# messages in the entry.
 _REROUTE = (
-    _FINAL_LUA
+    _STATUS_LUA
+    + _LANE_LUA
     + """
 redis.call('XADD', KEYS[3], '*', 'm', ARGV[2], 'k', ARGV[3])
-redis.call('XACK', KEYS[2], 'dispatch', ARGV[1])
-redis.call('XDEL', KEYS[2], ARGV[1])
-note(KEYS[1], ARGV[4], redis.call('HGET', KEYS[1], 's'), ARGV[5])
+redis.call('HINCRBY', DEPTH, KEYS[3], 1)
+leave(KEYS[2], ARGV[1], ARGV[6] == '1', tonumber(ARGV[7]), KEYS[1])
+local v = redis.call('HMGET', KEYS[1], 's')
+if v[1] then
+  local out = {}
+  note(KEYS[1], v, ARGV[4], ARGV[5], out)
+  redis.call('HSET', KEYS[1], unpack(out))
+end
 return 1
 """
 )
 
-# Take a lane entry out and have it come back at `due`. KEYS: old lane;
-# ARGV: entry id, member (id|hop|lane), due.
-_DEFER = f"""
-redis.call('ZADD', '{DELAYED_KEY}', ARGV[3], ARGV[2])
-redis.call('XACK', KEYS[1], 'dispatch', ARGV[1])
-redis.call('XDEL', KEYS[1], ARGV[1])
+# Acknowledge lane entries whose messages are all done here. Deleting each
+# entry (XDEL) cost Redis more than anything else in the ack (~6 µs an entry:
+# every id is sought from the start of its stream node); instead the lane is
+# trimmed (XTRIM MINID) up to the oldest entry still in flight, or up to the
+# last one read when none is. An entry in flight for long (retries, a dead
+# consumer) would hold back the trim, so once the oldest in flight is more than
+# TRIM_SPAN_MS (by entry id time) behind the last entry read, acknowledged
+# entries are deleted one by one again. The lane's message count drops by the
+# messages of each entry acknowledged now (not before: XACK says so), and is
+# set to 0 when the lane is found empty, which mends it after anything that
+# wrote lanes without counting (an upgrade).
+# ARGV: per lane: lane key, count, then count × (entry id, messages in the entry).
+_ACK = (
+    _LANE_LUA
+    + f"""
+local i = 1
+while i <= #ARGV do
+  local lane, n = ARGV[i], tonumber(ARGV[i + 1])
+  local ids, done = {{}}, 0
+  for j = i + 2, i + 2 * n, 2 do
+    ids[#ids + 1] = ARGV[j]
+    if redis.call('XACK', lane, GROUP, ARGV[j]) == 1 then done = done + tonumber(ARGV[j + 1]) end
+  end
+  i = i + 2 + 2 * n
+  if done > 0 then redis.call('HINCRBY', DEPTH, lane, -done) end
+  local groups = redis.pcall('XINFO', 'GROUPS', lane)  -- an error if no such lane
+  local last
+  if not groups.err then
+    for _, g in ipairs(groups) do
+      if g[2] == GROUP then last = g[8] end
+    end
+  end
+  if last then
+    local p = redis.call('XPENDING', lane, GROUP)
+    local minid = last
+    if p[1] > 0 then
+      minid = p[2]
+      local held = tonumber(string.match(last, '^%d+')) - tonumber(string.match(minid, '^%d+'))
+      if held > {TRIM_SPAN_MS} then
+        for k = 1, #ids, 1000 do
+          redis.call('XDEL', lane, unpack(ids, k, math.min(#ids, k + 999)))
+        end
+      end
+    else
+      local newest = redis.call('XREVRANGE', lane, '+', '-', 'COUNT', 1)[1]
+      if (not newest) or newest[1] == last then redis.call('HSET', DEPTH, lane, 0) end
+    end
+    redis.call('XTRIM', lane, 'MINID', minid)
+  end
+end
 return 1
 """
+)
+
+# Take a message out of its lane entry and have it come back at `due`.
+# KEYS: old lane; ARGV: entry id, member (id|hop|lane), due, last ('1' or ''),
+# messages in the entry, message key.
+_DEFER = (
+    _FINAL_LUA
+    + _LANE_LUA
+    + """
+redis.call('ZADD', DELAYED, ARGV[3], ARGV[2])
+leave(KEYS[1], ARGV[1], ARGV[4] == '1', tonumber(ARGV[5]), ARGV[6])
+return 1
+"""
+)
+
+# Read up to ARGV[2] messages for consumer ARGV[1] from the lanes ARGV[3...], in
+# that order (a marketing backlog never delays OTP or transactional traffic).
+# Returns per entry: lane, entry id, m, k.
+_READ = (
+    _LANE_LUA
+    + """
+local consumer, want, got, out = ARGV[1], tonumber(ARGV[2]), 0, {}
+for i = 3, #ARGV do
+  local lane = ARGV[i]
+  while got < want do
+    local r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer,
+                         'COUNT', math.ceil((want - got) / LANE_GROUP), 'STREAMS', lane, '>')
+    if not r then break end
+    for _, e in ipairs(r[1][2]) do
+      local m, k = fields(e[2])
+      local _, commas = string.gsub(m, ',', '')
+      got = got + commas + 1
+      out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = lane, e[1], m, k
+    end
+  end
+  if got >= want then break end
+end
+return out
+"""
+)
+
+# Take over entries idle for ARGV[2] ms (their consumer died), at most ARGV[3]
+# per lane, for consumer ARGV[1], from the lanes ARGV[4...]. Messages that had
+# left an entry before (deferred, rerouted) are not handed out again; an entry
+# with none left is acknowledged. Returns per entry: lane, entry id, the ids
+# still to look at (joined by commas), k, messages in the entry.
+_RECLAIM = (
+    _FINAL_LUA
+    + _LANE_LUA
+    + """
+local out = {}
+for i = 4, #ARGV do
+  local lane = ARGV[i]
+  local r = redis.call('XAUTOCLAIM', lane, GROUP, ARGV[1], ARGV[2], '0', 'COUNT', ARGV[3])
+  for _, e in ipairs(r[2]) do
+    if e then  -- false: deleted while pending
+      local eid = e[1]
+      local m, k = fields(e[2])
+      local kept, total = {}, 0
+      for id in string.gmatch(m, '[^,]+') do
+        total = total + 1
+        if redis.call('HGET', msg(id), 'd') ~= eid then kept[#kept + 1] = id end
+      end
+      if #kept == 0 then
+        leave(lane, eid, true, total, '')
+      else
+        out[#out + 1], out[#out + 2], out[#out + 3] = lane, eid, table.concat(kept, ',')
+        out[#out + 1], out[#out + 2] = k, total
+      end
+    end
+  end
+end
+return out
+"""
+)
 
 # Move due deferrals back into their lanes. ARGV: now, limit.
 # A scheduled message that comes due moves to `queued`. ARGV: now, limit, ts.
 _PROMOTE = (
-    _SET_STATUS_FN
+    _STATUS_LUA
+    + _LANE_LUA
     + """
 local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
 for _, member in ipairs(due) do
   local id, hop, lane = string.match(member, '^([^|]+)|([^|]+)|(.+)$')
-  local key = MSG_PREFIX .. '{' .. id .. '}'
-  if redis.call('HGET', key, 's') == 'scheduled' then
-    set_status(key, 'queued', ARGV[3], 'send_at reached')
+  local key = msg(id)
+  local v = redis.call('HMGET', key, 's', 'b', 'w')
+  if v[1] == 'scheduled' then
+    local out = {}
+    move(id, v, 'queued', ARGV[3], 'send_at reached', out)
+    redis.call('HSET', key, unpack(out))
   end
   redis.call('XADD', lane, '*', 'm', id, 'k', hop)
+  redis.call('HINCRBY', DEPTH, lane, 1)
   redis.call('ZREM', DELAYED, member)
 end
+flush()
 return #due
 """
 )
 
-# Expire messages whose validity (plus receipt grace) has passed. ARGV: now, limit, ts.
+# Expire messages whose validity (plus receipt grace) has passed. An expiry
+# member is the comma-joined ids of messages enqueued by one call whose expiry
+# falls in the same second (a single id is a member of one). Messages that
+# ended meanwhile cost one HGET here instead of a ZREM when they ended.
+# Whole members are taken, one at a time, until `limit` messages were looked
+# at. ARGV: now, limit, ts. Returns {1 if more are due else 0, ids expired}.
 _EXPIRE_DUE = (
-    _SET_STATUS_FN
+    _STATUS_LUA
     + """
-local due = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
-local expired = {}
-for _, id in ipairs(due) do
-  if set_status(MSG_PREFIX .. '{' .. id .. '}', 'expired', ARGV[3], 'validity_elapsed') then
-    expired[#expired + 1] = id
+local now, limit, ts = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local expired, seen = {}, 0
+while seen < limit do
+  local due = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', now, 'LIMIT', 0, 1)
+  if #due == 0 then break end
+  for id in string.gmatch(due[1], '[^,]+') do
+    local key = msg(id)
+    local s = redis.call('HGET', key, 's')
+    if s and not FINAL[s] then
+      local v = redis.call('HMGET', key, 's', 'b', 'w')
+      local out = {}
+      if move(id, v, 'expired', ts, 'validity_elapsed', out) then
+        redis.call('HSET', key, unpack(out))
+        expired[#expired + 1] = id
+      end
+    end
+    seen = seen + 1
   end
-  redis.call('ZREM', EXPIRY, id)
+  redis.call('ZREM', EXPIRY, due[1])
 end
-return expired
+flush()
+local more = #redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', now, 'LIMIT', 0, 1)
+return {more, expired}
 """
 )
 
@@ -328,15 +652,18 @@ return {granted, 0}
 # Resend one failed part on the next connector, once per part. KEYS: message,
 # next lane; ARGV: part, id, hop, ts, detail. Returns 1 if resent.
 _RESEND_PART = (
-    _FINAL_LUA
+    _STATUS_LUA
+    + _LANE_LUA
     + """
 local key, part = KEYS[1], ARGV[1]
-local cur = redis.call('HGET', key, 's')
-if (not cur) or FINAL[cur] or redis.call('HEXISTS', key, 'p' .. part) == 1 then return 0 end
-if redis.call('HSETNX', key, 'f' .. part, '1') == 0 then return 0 end
+local v = redis.call('HMGET', key, 's', 'p' .. part, 'f' .. part)
+if (not v[1]) or FINAL[v[1]] or v[2] or v[3] then return 0 end
+local out = {'f' .. part, '1'}
+note(key, v, ARGV[4], ARGV[5], out)
+redis.call('HSET', key, unpack(out))
 redis.call('HDEL', key, 'i' .. part)
 redis.call('XADD', KEYS[2], '*', 'm', ARGV[2], 'k', ARGV[3])
-note(key, ARGV[4], cur, ARGV[5])
+redis.call('HINCRBY', DEPTH, KEYS[2], 1)
 return 1
 """
 )
@@ -344,12 +671,17 @@ return 1
 # End a message whose retries ran out and keep it in the dead-letter stream.
 # KEYS: message; ARGV: status, ts, error code, connector.
 _DEAD_LETTER = (
-    _SET_STATUS_FN
+    _STATUS_LUA
     + f"""
-if not set_status(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) then return 0 end
-redis.call('HSET', KEYS[1], 'e', ARGV[3])
-redis.call('XADD', '{DLQ_KEY}', '*', 'm', string.sub(KEYS[1], #MSG_PREFIX + 2, -2),
-           'e', ARGV[3], 'c', ARGV[4], 't', ARGV[2])
+local key = KEYS[1]
+local id = string.sub(key, #MSG_PREFIX + 2, -2)
+local v = redis.call('HMGET', key, 's', 'b', 'w')
+local out = {{}}
+if not move(id, v, ARGV[1], ARGV[2], ARGV[3], out) then return 0 end
+out[#out + 1], out[#out + 2] = 'e', ARGV[3]
+redis.call('HSET', key, unpack(out))
+flush()
+redis.call('XADD', '{DLQ_KEY}', '*', 'm', id, 'e', ARGV[3], 'c', ARGV[4], 't', ARGV[2])
 return 1
 """
 )
@@ -377,6 +709,12 @@ class Store:
         self._dispatch_view = client.register_script(_DISPATCH_VIEW)
         self._reroute = client.register_script(_REROUTE)
         self._defer = client.register_script(_DEFER)
+        self._ack = client.register_script(_ACK)
+        self._read = client.register_script(_READ)
+        self._reclaim = client.register_script(_RECLAIM)
+        # (lane, entry id) → [its messages handed out here and not done yet,
+        # messages in the entry]
+        self._in_flight: dict[tuple[str, bytes], list[int]] = {}
         self._promote = client.register_script(_PROMOTE)
         self._expire_due = client.register_script(_EXPIRE_DUE)
         self._gcra = client.register_script(_GCRA)
@@ -427,7 +765,7 @@ class Store:
         """What the dispatcher needs of each message — status, record, and which
         parts the SMSC already acknowledged — in one script call (a pipeline of
         HGETALLs cost a fifth of the dispatcher's CPU in redis-py's packing)."""
-        raw = await self._dispatch_view(keys=[], args=[msg_key(i) for i in ids])
+        raw = await self._dispatch_view(keys=[], args=list(ids))
         out: list[MessageState | None] = []
         for status, record, acked in zip(raw[::3], raw[1::3], raw[2::3], strict=True):
             if not status:
@@ -461,8 +799,8 @@ class Store:
         flat: list[str] = []
         for connector, message_id, part, smsc_id, ttl, total in parts:
             flat += (
-                msg_key(message_id), corr_key(connector, smsc_id), early_key(connector, smsc_id),
-                str(part), smsc_id, str(max(ttl, 60)), connector, str(total),
+                message_id, corr_key(connector, smsc_id), str(part), smsc_id, str(max(ttl, 60)),
+                connector, str(total),
             )
         # One packed argument: redis-py's per-argument packing was the cost.
         packed = msgpack.packb(flat, use_bin_type=False)
@@ -484,23 +822,17 @@ class Store:
         (message id, the message's new final status if this receipt set one)."""
         flat: list[str | bytes] = []
         for connector, smsc_id, payload in receipts:
-            flat += (corr_key(connector, smsc_id), early_key(connector, smsc_id), payload)
+            flat += (corr_key(connector, smsc_id), payload)
         packed = msgpack.packb(flat, use_bin_type=False)
-        out: list[tuple[str, str | None] | None] = []
-        for r in await self._receipts(keys=[], args=[_ts(), max(ttl, 60), packed]):
-            if not r:
-                out.append(None)
-            else:
-                message_id, _, new = r.decode().rpartition("|")
-                out.append((message_id, new or None))
-        return out
+        raw = await self._receipts(keys=[], args=[_ts(), max(ttl, 60), packed])
+        return [(message_id.decode(), new.decode() or None) if message_id else None
+                for message_id, new in zip(raw[::2], raw[1::2], strict=True)]
 
     async def correlate(
         self, connector: str, smsc_id: str, receipt: bytes, ttl: int
     ) -> tuple[str, int] | None:
         value = await self._correlate(
-            keys=[corr_key(connector, smsc_id), early_key(connector, smsc_id)],
-            args=[receipt, max(ttl, 60)],
+            keys=[corr_key(connector, smsc_id)], args=[receipt, max(ttl, 60)]
         )
         if not value:
             return None
@@ -512,7 +844,7 @@ class Store:
     ) -> str | None:
         """Record a part's final state; returns the message's new final status, if it changed."""
         new = await self._part_final(
-            keys=[msg_key(message_id)], args=[part, state, _ts(), error_code, detail]
+            keys=[], args=[message_id, part, state, _ts(), error_code, detail]
         )
         return new.decode() if new else None
 
@@ -535,52 +867,94 @@ class Store:
     async def read_lanes(
         self, connector: str, consumer: str, count: int, block_ms: int
     ) -> list[LaneEntry]:
-        """Up to `count` lane entries, higher lanes first: a marketing backlog
-        never delays OTP or transactional traffic."""
-        out: list[LaneEntry] = []
-        for msg_class in LANES:
-            lane = lane_key(connector, msg_class)
-            got = await self.redis.xreadgroup(GROUP, consumer, {lane: ">"}, count=count - len(out))
-            out += _entries(got)
-            if len(out) >= count:
-                return out
-        if out:
-            return out
-        streams = {lane_key(connector, c): ">" for c in LANES}
-        got = await self.redis.xreadgroup(GROUP, consumer, streams, count=count, block=block_ms)
-        return _entries(got)
+        """About `count` messages (up to LANE_GROUP - 1 more: an entry is read
+        whole), higher lanes first: a marketing backlog never delays OTP or
+        transactional traffic. One script call; if every lane is empty, one
+        blocking read of all of them."""
+        lanes = [lane_key(connector, c) for c in LANES]
+        flat = await self._read(keys=[], args=[consumer, count, *lanes])
+        if flat:
+            return self._handed_out(flat, 4)
+        got = await self.redis.xreadgroup(
+            GROUP, consumer, dict.fromkeys(lanes, ">"), count=-(-count // LANE_GROUP),
+            block=block_ms,
+        )
+        flat = []
+        for lane, items in got or ():
+            for eid, f in items:
+                if f:
+                    flat += (lane, eid, f[b"m"], f.get(b"k", b"0"))
+        return self._handed_out(flat, 4)
 
     async def reclaim(
         self, connector: str, consumer: str, idle_ms: int, count: int
     ) -> list[LaneEntry]:
-        """Take over entries a dead process read but never acknowledged."""
+        """Take over entries a dead process read but never acknowledged (about
+        `count` messages per lane), without the messages that had already left
+        them (deferred, rerouted)."""
+        lanes = [lane_key(connector, c) for c in LANES]
+        flat = await self._reclaim(
+            keys=[], args=[consumer, idle_ms, -(-count // LANE_GROUP), *lanes]
+        )
+        return self._handed_out(flat, 5)
+
+    def _handed_out(self, flat: Sequence[bytes | str], width: int) -> list[LaneEntry]:
+        """LaneEntries, one per message, from flat (lane, entry id, ids, hop[,
+        messages in the entry]) rows; counts each entry's messages in flight
+        here, so the entry is acknowledged when the last of them is done."""
         out: list[LaneEntry] = []
-        for msg_class in LANES:
-            lane = lane_key(connector, msg_class)
-            _next, claimed, *_ = await self.redis.xautoclaim(
-                lane, GROUP, consumer, min_idle_time=idle_ms, start_id="0", count=count
-            )
-            out += [_entry(lane, eid, fields) for eid, fields in claimed if fields]
+        for i in range(0, len(flat), width):
+            lane_raw, eid, ids_raw, hop_raw = flat[i : i + 4]
+            lane = lane_raw.decode() if isinstance(lane_raw, bytes) else lane_raw
+            entry_id = eid if isinstance(eid, bytes) else eid.encode()
+            ids = (ids_raw.decode() if isinstance(ids_raw, bytes) else ids_raw).split(",")
+            hop = int(hop_raw)
+            total = int(flat[i + 4]) if width > 4 else len(ids)
+            # Handed out again (reclaimed) while still counted here: the new copy
+            # counts, the old one may never finish (as a single entry would be
+            # acknowledged by whichever copy finishes first).
+            self._in_flight[(lane, entry_id)] = [len(ids), total]
+            out += [LaneEntry(lane, entry_id, message_id, hop) for message_id in ids]
         return out
 
+    def _leave(self, lane: str, entry_id: bytes) -> tuple[bool, int]:
+        """One message of an entry is done here: (was it the last one, messages
+        in the entry)."""
+        held = self._in_flight.get((lane, entry_id))
+        if held is None:
+            return True, 1  # not handed out by this store (e.g. before a restart)
+        held[0] -= 1
+        if held[0] > 0:
+            return False, held[1]
+        del self._in_flight[(lane, entry_id)]
+        return True, held[1]
+
     async def ack(self, entries: Iterable[tuple[str, bytes]]) -> None:
-        by_lane: dict[str, list[bytes]] = {}
+        """The messages of these (lane, entry id)s are done: acknowledge each entry
+        whose last message this was, in one script call; the lanes are trimmed
+        behind the oldest entry still in flight (see _ACK)."""
+        by_lane: dict[str, list[bytes | int]] = {}
         for lane, entry_id in entries:
-            by_lane.setdefault(lane, []).append(entry_id)
-        pipe = self.redis.pipeline(transaction=False)
-        for lane, ids in by_lane.items():
-            pipe.xack(lane, GROUP, *ids)
-            pipe.xdel(lane, *ids)
-        await pipe.execute()
+            last, total = self._leave(lane, entry_id)
+            if last:
+                by_lane.setdefault(lane, []).extend((entry_id, total))
+        args: list[str | bytes | int] = []
+        for lane, pairs in by_lane.items():
+            args += [lane, len(pairs) // 2, *pairs]
+        if args:
+            await self._ack(keys=[], args=args)
 
     async def lane_depths(self, connectors: Iterable[str]) -> dict[str, int]:
-        pipe = self.redis.pipeline(transaction=False)
-        names = []
+        """Messages per lane, waiting or in flight."""
+        names, fields = [], []
         for connector in connectors:
             for msg_class in LANES:
                 names.append(f"{connector}:{msg_class}")
-                pipe.xlen(lane_key(connector, msg_class))
-        return dict(zip(names, await pipe.execute(), strict=True))
+                fields.append(lane_key(connector, msg_class))
+        if not fields:
+            return {}
+        counts = await self.redis.hmget(DEPTH_KEY, fields)
+        return {name: max(0, int(c or 0)) for name, c in zip(names, counts, strict=True)}
 
     # === HTTP API and webhooks (issue 4); keys and Lua at the end of the file ===
 
@@ -612,9 +986,8 @@ class Store:
             account, ts,
         ]
         flat: list[str | bytes] = []
-        for message_id, packed, lane, parts, callbacks, expiry, due in records:
-            flat += (message_id, packed, lane, str(parts), "1" if callbacks else "",
-                     f"{expiry:.3f}", due)
+        for message_id, packed, lane, _parts, callbacks, expiry, due in records:
+            flat += (message_id, packed, lane, "1" if callbacks else "", f"{expiry:.3f}", due)
         # use_bin_type=False: Lua's cmsgpack reads every string type as a Lua string.
         args.append(msgpack.packb(flat, use_bin_type=False))
         return ([key] if mode else []), args
@@ -770,26 +1143,45 @@ class Store:
     # --- delivery: failover, deferral, expiry, limits, dead letters --------
 
     async def reroute(self, entry: LaneEntry, message: Message, hop: int, detail: str) -> None:
-        """Move a lane entry to the lane of the connector at `hop` in the message's route."""
+        """Move a message from its lane entry to the lane of the connector at `hop`
+        in the message's route."""
+        last, total = self._leave(entry.lane, entry.entry_id)
         await self._reroute(
             keys=[msg_key(message.id), entry.lane, lane_key(message.connectors[hop],
                                                             message.msg_class)],
-            args=[entry.entry_id, message.id, hop, _ts(), detail],
+            args=[entry.entry_id, message.id, hop, _ts(), detail, "1" if last else "", total],
         )
 
     async def defer(self, entry: LaneEntry, due: float) -> None:
-        """Take the entry out of its lane; it comes back (same lane, same hop) at `due`."""
+        """Take the message out of its lane entry; it comes back (same lane, same
+        hop) at `due`."""
+        last, total = self._leave(entry.lane, entry.entry_id)
         member = f"{entry.message_id}|{entry.hop}|{entry.lane}"
-        await self._defer(keys=[entry.lane], args=[entry.entry_id, member, f"{due:.3f}"])
+        await self._defer(keys=[entry.lane], args=[
+            entry.entry_id, member, f"{due:.3f}", "1" if last else "", total,
+            msg_key(entry.message_id),
+        ])
 
     async def promote_due(self, limit: int = 1000) -> int:
         now = time.time()
         return int(await self._promote(keys=[], args=[f"{now:.3f}", limit, _ts(now)]))
 
-    async def expire_due(self, limit: int = 1000) -> list[str]:
-        now = time.time()
-        ids = await self._expire_due(keys=[], args=[f"{now:.3f}", limit, _ts(now)])
-        return [i.decode() for i in ids]
+    async def expire_due(
+        self, limit: int = 1000, now: float | None = None, rounds: int = 20
+    ) -> list[str]:
+        """Expire messages whose expiry (end of validity + receipt grace) is at or
+        before `now`; returns the ids expired. Every message is looked at once
+        when its expiry comes (most are final by then), so while more are due
+        this takes up to `rounds` script calls of about `limit` messages each:
+        one call stays short, and the housekeeper keeps up with the traffic."""
+        now = time.time() if now is None else now
+        out: list[str] = []
+        for _ in range(max(1, rounds)):
+            more, ids = await self._expire_due(keys=[], args=[f"{now:.3f}", limit, _ts(now)])
+            out += [i.decode() for i in ids]
+            if not more:
+                break
+        return out
 
     async def rate_acquire(self, name: str, rate: float, burst: float, n: int) -> tuple[int, float]:
         """Take up to n units from the shared limiter `name`: (granted, seconds to wait)."""
@@ -857,29 +1249,29 @@ class LaneEntry(NamedTuple):
     hop: int  # index of this lane's connector in the message's route
 
 
-def _entry(lane: str, entry_id: bytes, fields: dict[bytes, bytes]) -> LaneEntry:
-    return LaneEntry(lane, entry_id, fields[b"m"].decode(), int(fields.get(b"k", b"0")))
-
-
-def _entries(got: list | None) -> list[LaneEntry]:
-    out = []
-    for lane, items in got or ():
-        lane_name = lane.decode() if isinstance(lane, bytes) else lane
-        out += [_entry(lane_name, eid, fields) for eid, fields in items if fields]
-    return out
-
-
 def _state_from_hash(raw: dict[bytes, bytes]) -> MessageState:
-    history = []
-    for line in raw.get(b"h", b"").decode().splitlines():
-        ts, status, detail = line.split("\t", 2)
-        history.append((float(ts), status, detail))
+    first = raw.get(b"h", b"").decode()
+    if first and "\t" not in first:  # a bare ts: accepted and queued then (_ENQUEUE_CHUNK)
+        lines = [f"{first}\taccepted\t", f"{first}\tqueued\t"]
+    else:
+        lines = first.splitlines()
+    later: list[tuple[int, int, str]] = []  # (status rank, note number or 0, line)
     smsc_ids, part_states = {}, {}
     for name, value in raw.items():
-        if name[:1] == b"i" and name[1:].isdigit():
-            smsc_ids[int(name[1:])] = value.decode()
-        elif name[:1] == b"p" and name[1:].isdigit():
-            part_states[int(name[1:])] = value.decode()
+        kind, number = name[:1], name[1:]
+        if kind == b"h" and number:
+            rank, _, note = number.partition(b".")
+            later.append((int(rank), int(note or 0), value.decode()))
+        elif not number.isdigit():
+            continue
+        elif kind == b"i":
+            smsc_ids[int(number)] = value.decode()
+        elif kind == b"p":
+            part_states[int(number)] = value.decode()
+    history = []
+    for line in lines + [line for *_, line in sorted(later)]:
+        ts, status, detail = line.split("\t", 2)
+        history.append((float(ts), status, detail))
     error = raw.get(b"e")
     connector = raw.get(b"c")
     return MessageState(
@@ -938,20 +1330,24 @@ def wh_queue_key(queue: str) -> str:
 
 
 # Persist one chunk of admitted messages, optionally claiming an idempotency key:
-# the message hash, its lane entry (hop 0), its expiry and the batch counters.
+# the message hash, its lane entry (hop 0; up to LANE_GROUP messages of the
+# chunk for the same lane share one), its expiry and the batch counters.
 # One account and at most one batch per call, so the batch counters move once
-# per chunk and the history text is built once.
+# per chunk and the history text is built once. Expiry entries are per call
+# too: one member per second in which some of the chunk's messages expire (the
+# comma-joined ids, scored by that second rounded up), instead of one ZADD per
+# message and a ZREM when it ends.
 # KEYS[1]: idempotency key (when ARGV[1] ~= '').
 # ARGV: mode ('' | 'first' | 'next'), token, body hash, response, ttl,
 #       batch key or '', batch owner key or '', account, ts, records: one msgpack
-#       array of 7 values per message (id, packed record, lane, parts, callbacks '1'
-#       or '', expiry time, send_at or '' — a future send_at makes it `scheduled`
+#       array of 6 values per message (id, packed record, lane, callbacks '1' or
+#       '', expiry time, send_at or '' — a future send_at makes it `scheduled`
 #       and it waits in the delayed set instead of its lane). One packed argument
 #       instead of several per message: redis-py spent a fifth of a batch's
 #       admission time encoding arguments one by one.
 # Returns the number queued, or {hash, response} of an earlier request with this key
 # ('first'), or -1 when a later chunk finds the key owned by another request ('next').
-_ENQUEUE_CHUNK = _FINAL_LUA + """
+_ENQUEUE_CHUNK = _FINAL_LUA + _LANE_LUA + """
 local mode = ARGV[1]
 if mode == 'first' then
   local seen = redis.call('HMGET', KEYS[1], 'h', 'r')
@@ -963,40 +1359,67 @@ elseif mode == 'next' then
 end
 local b, owner, account, ts = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 if owner ~= '' then redis.call('SET', owner, account) end
+-- A queued message's first two lines (accepted, queued, both at ts) are
+-- written as the bare ts; readers spell them out (_state_from_hash).
 local history = {
-  queued = ts .. '\\taccepted\\t\\n' .. ts .. '\\tqueued\\t\\n',
+  queued = ts,
   scheduled = ts .. '\\taccepted\\t\\n' .. ts .. '\\tscheduled\\t\\n',
 }
 local recs = cmsgpack.unpack(ARGV[10])
 local count = {queued = 0, scheduled = 0}
-for i = 1, #recs, 7 do
-  local id, r, lane, parts, cb = recs[i], recs[i + 1], recs[i + 2], recs[i + 3], recs[i + 4]
-  local due = recs[i + 6]
+local expiry, seconds = {}, {}
+local lanes, order = {}, {}
+for i = 1, #recs, 6 do
+  local id, r, lane, cb, due = recs[i], recs[i + 1], recs[i + 2], recs[i + 3], recs[i + 5]
   local status = (due ~= '') and 'scheduled' or 'queued'
-  local key = MSG_PREFIX .. '{' .. id .. '}'
+  local key = msg(id)
   local h = history[status]
   if cb ~= '' then
     if b ~= '' then
-      redis.call('HSET', key, 'r', r, 's', status, 'n', parts, 'a', account, 'h', h,
-                 'w', '1', 'b', b)
+      redis.call('HSET', key, 'r', r, 's', status, 'h', h, 'w', '1', 'b', b)
     else
-      redis.call('HSET', key, 'r', r, 's', status, 'n', parts, 'a', account, 'h', h, 'w', '1')
+      redis.call('HSET', key, 'r', r, 's', status, 'h', h, 'w', '1')
     end
     redis.call('XADD', EVENTS, '*', 'm', id, 's', 'accepted', 't', ts)
     redis.call('XADD', EVENTS, '*', 'm', id, 's', status, 't', ts)
   elseif b ~= '' then
-    redis.call('HSET', key, 'r', r, 's', status, 'n', parts, 'a', account, 'h', h, 'b', b)
+    redis.call('HSET', key, 'r', r, 's', status, 'h', h, 'b', b)
   else
-    redis.call('HSET', key, 'r', r, 's', status, 'n', parts, 'a', account, 'h', h)
+    redis.call('HSET', key, 'r', r, 's', status, 'h', h)
   end
   if due ~= '' then
     -- send_at in the future: wait outside the lane until due (hop 0)
     redis.call('ZADD', DELAYED, due, id .. '|0|' .. lane)
   else
-    redis.call('XADD', lane, '*', 'm', id, 'k', '0')
+    local ids = lanes[lane]
+    if not ids then
+      ids = {}
+      lanes[lane] = ids
+      order[#order + 1] = lane
+    end
+    ids[#ids + 1] = id
+    if #ids % LANE_GROUP == 0 then
+      redis.call('XADD', lane, '*', 'm', table.concat(ids, ',', #ids - LANE_GROUP + 1))
+    end
   end
-  redis.call('ZADD', EXPIRY, recs[i + 5], id)
+  local second = math.ceil(tonumber(recs[i + 4]))
+  local ids = expiry[second]
+  if not ids then
+    ids = {}
+    expiry[second] = ids
+    seconds[#seconds + 1] = second
+  end
+  ids[#ids + 1] = id
   count[status] = count[status] + 1
+end
+for _, lane in ipairs(order) do
+  local ids = lanes[lane]
+  local left = #ids % LANE_GROUP
+  if left > 0 then redis.call('XADD', lane, '*', 'm', table.concat(ids, ',', #ids - left + 1)) end
+  redis.call('HINCRBY', DEPTH, lane, #ids)
+end
+for _, second in ipairs(seconds) do
+  redis.call('ZADD', EXPIRY, second, table.concat(expiry[second], ','))
 end
 local n = count.queued + count.scheduled
 if b ~= '' and n > 0 then

@@ -4,6 +4,9 @@ queues keep order and survive a claim that lapses."""
 
 from __future__ import annotations
 
+import math
+import time
+
 from gateway.model import Message, new_id
 from gateway.store import Store, idem_key, msg_key
 
@@ -22,19 +25,35 @@ async def test_chunk_script_writes_record_lane_expiry_and_counts(store: Store) -
         assert await store.enqueue_api("demo", [[store.record(b)]], batch_id=batch_id) is None
         hb = await store.redis.hgetall(msg_key(b.id))
         assert Message.unpack(hb[b"r"]) == b
-        assert hb[b"s"] == b"queued" and hb[b"n"] == b"1" and hb[b"a"] == b"demo"
-        assert (b"w" in hb) == bool(callback)
-        assert (b"b" in hb) == bool(batch_id)
-        assert [line.split(b"\t")[1] for line in hb[b"h"].splitlines()] == [b"accepted",
-                                                                            b"queued"]
-        assert await store.redis.zscore("smsgw:expiry", b.id) == b.expires_at + 300
+        assert hb[b"s"] == b"queued"
+        # account and parts live in the record only; w and b when they apply
+        assert set(hb) == {b"r", b"s", b"h"} | ({b"w"} if callback else set()) | (
+            {b"b"} if batch_id else set())
+        state = await store.get(b.id)
+        assert state is not None
+        stamp = state.history[0][0]
+        assert state.history == [(stamp, "accepted", ""), (stamp, "queued", "")]
+        # expiry = validity + receipt grace, rounded up to the second
+        assert await store.redis.zscore("smsgw:expiry", b.id) == math.ceil(b.expires_at + 300)
     counts = await store.batch_counts("b2")
     assert counts == {"queued": 1, "total": 1}
     assert await store.batch_owner("b2") == "demo"
     events = await store.redis.xrange("smsgw:events")
     assert len(events) == 4  # accepted + queued for each of the 2 callback messages
     entries = await store.redis.xrange("smsgw:lane:{sim}:marketing")
-    assert len(entries) == 4 and all(f[b"k"] == b"0" for _, f in entries)
+    assert len(entries) == 4 and all(set(f) == {b"m"} for _, f in entries)  # hop 0
+
+
+async def test_a_scheduled_message_waits_outside_its_lane(store: Store) -> None:
+    m = _message("b4")
+    m.send_at = time.time() + 3600
+    await store.enqueue_api("demo", [[store.record(m)]], batch_id="b4", ts=100.0)
+    state = await store.get(m.id)
+    assert state is not None and state.status == "scheduled"
+    assert state.history == [(100.0, "accepted", ""), (100.0, "scheduled", "")]
+    assert await store.delayed_count() == 1
+    assert await store.redis.xlen("smsgw:lane:{sim}:marketing") == 0
+    assert await store.batch_counts("b4") == {"scheduled": 1, "total": 1}
 
 
 async def test_an_idempotency_key_is_claimed_by_the_first_request_only(store: Store) -> None:

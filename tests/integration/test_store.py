@@ -126,3 +126,267 @@ async def test_batched_receipts_apply_or_park(store: Store) -> None:
     )
     assert out == [(a.id, "delivered"), None]
     assert await store.part_submitted("sim", b.id, 1, "idb", 600) == b"=delivered"
+
+
+async def test_expiry_comes_per_chunk_and_ends_only_messages_still_open(store: Store) -> None:
+    now = time.time()
+    soon = [message(batch="b9") for _ in range(3)]
+    later = message(batch="b9")
+    for m in soon:
+        m.expires_at = now + 10
+    later.expires_at = now + 100
+    await store.enqueue_api("demo", [[store.record(m) for m in (*soon, later)]], batch_id="b9")
+    # one expiry entry for the three that end in the same second, one for the fourth
+    assert await store.redis.zcard("smsgw:expiry") == 2
+    await store.part_final(soon[0].id, 1, "delivered", "000", "DELIVRD")
+    grace = store.receipt_grace
+    assert await store.expire_due(now=now + 9 + grace) == []  # not before its time
+    expired = await store.expire_due(now=now + 11 + grace)
+    assert sorted(expired) == sorted(m.id for m in soon[1:])
+    for m in soon[1:]:
+        state = await store.get(m.id)
+        assert state is not None and state.status == "expired"
+        assert state.history[-1][1:] == ("expired", "validity_elapsed")
+    delivered = await store.get(soon[0].id)
+    assert delivered is not None and delivered.status == "delivered"
+    assert (await store.get(later.id)).status == "queued"  # type: ignore[union-attr]
+    assert await store.redis.zcard("smsgw:expiry") == 1
+    assert await store.expire_due(now=now + 101 + grace) == [later.id]
+    assert await store.redis.zcard("smsgw:expiry") == 0
+    counts = await store.batch_counts("b9")
+    assert {k: v for k, v in counts.items() if v} == {"total": 4, "delivered": 1, "expired": 3}
+
+
+async def test_expiry_looks_at_about_limit_messages_per_script_call(store: Store) -> None:
+    chunks = [[message() for _ in range(5)] for _ in range(3)]
+    for chunk in chunks:
+        for m in chunk:
+            m.expires_at = 1.0
+        await store.enqueue([*chunk])
+    later = time.time() + store.receipt_grace
+    # one script call takes whole chunks until the limit is reached ...
+    assert len(await store.expire_due(limit=6, now=later, rounds=1)) == 10
+    # ... and the housekeeper's call goes on while more are due
+    await store.enqueue([message() for _ in range(5)])  # not due
+    chunk = [message() for _ in range(5)]
+    for m in chunk:
+        m.expires_at = 1.0
+    await store.enqueue(chunk)
+    assert len(await store.expire_due(limit=6, now=later)) == 10
+    assert await store.expire_due(limit=6, now=later) == []
+    assert await store.redis.zcard("smsgw:expiry") == 1
+
+
+async def test_parts_of_one_message_acknowledged_together(store: Store) -> None:
+    m = message(parts=3, batch="b8")
+    await store.enqueue([m])
+    out = await store.parts_submitted([("sim", m.id, k, f"t{k}", 600, 3) for k in (1, 3)])
+    assert out == [None, None]
+    [view] = await store.dispatch_view([m.id])
+    assert view is not None and view.status == "submitted" and set(view.smsc_ids) == {1, 3}
+    state = await store.get(m.id)
+    assert state is not None
+    assert [s for _, s, _ in state.history] == ["accepted", "queued", "submitted"]
+    assert state.smsc_ids == {1: "t1", 3: "t3"} and state.connector == "sim"
+    assert await store.dispatch_view(["no-such-message"]) == [None]
+    out2 = await store.apply_receipts(
+        [("sim", f"t{k}", b"delivered|000|DELIVRD") for k in (1, 3)], 600
+    )
+    assert out2 == [(m.id, None), (m.id, None)]  # part 2 is still open
+    assert await store.part_submitted("sim", m.id, 2, "t2", 600, 3) is None
+    assert await store.apply_receipts([("sim", "t2", b"delivered|000|DELIVRD")], 600) == [
+        (m.id, "delivered")
+    ]
+    counts = await store.batch_counts("b8")
+    assert {k: v for k, v in counts.items() if v} == {"total": 1, "delivered": 1}
+
+
+async def test_part_zero_stands_for_every_part(store: Store) -> None:
+    m = message(parts=2)
+    await store.enqueue([m])
+    assert await store.part_submitted("http", m.id, 0, "h0", 600, 2) is None
+    [view] = await store.dispatch_view([m.id])
+    assert view is not None and set(view.smsc_ids) == {0}
+    assert await store.part_final(m.id, 0, "delivered", "000", "DELIVRD") == "delivered"
+    state = await store.get(m.id)
+    assert state is not None and state.part_states == {1: "delivered", 2: "delivered"}
+
+
+async def test_batch_counts_stay_exact_when_one_call_moves_many_messages(store: Store) -> None:
+    ms = [message(batch="b7") for _ in range(4)]
+    await store.enqueue(ms)
+    await store.parts_submitted([("sim", m.id, 1, f"x{i}", 600, 1) for i, m in enumerate(ms)])
+    assert await store.batch_counts("b7") == {"total": 4, "queued": 0, "submitted": 4}
+    receipts = [("sim", "x0", b"delivered|000|DELIVRD"), ("sim", "x1", b"undelivered|011|UNDELIV"),
+                ("sim", "x2", b"delivered|000|DELIVRD"), ("sim", "x0", b"delivered|000|DELIVRD")]
+    out = await store.apply_receipts(receipts, 600)
+    assert [o[1] if o else o for o in out] == ["delivered", "undelivered", "delivered", None]
+    counts = await store.batch_counts("b7")
+    assert {k: v for k, v in counts.items() if v} == {
+        "total": 4, "submitted": 1, "delivered": 2, "undelivered": 1
+    }
+
+
+async def test_a_second_receipt_before_the_response_replaces_the_parked_one(
+    store: Store,
+) -> None:
+    m = message()
+    await store.enqueue([m])
+    assert await store.correlate("sim", "e1", b"undelivered|011|UNDELIV", 600) is None
+    assert await store.apply_receipts([("sim", "e1", b"delivered|000|DELIVRD")], 600) == [None]
+    assert await store.part_submitted("sim", m.id, 1, "e1", 600) == b"=delivered"
+    # the correlation replaced the parked receipt: a late duplicate is applied, not parked
+    assert await store.apply_receipts([("sim", "e1", b"delivered|000|DELIVRD")], 600) == [
+        (m.id, None)
+    ]
+
+
+async def test_acknowledged_entries_leave_the_lane_but_one_in_flight_keeps_its_own(
+    store: Store, redis_url: str
+) -> None:
+    await store.ensure_lanes("sim")
+    ms = [message() for _ in range(5)]
+    for m in ms:  # one request each: an entry each
+        await store.enqueue([m])
+    entries = await store.read_lanes("sim", "c1", 10, 10)
+    assert [e.message_id for e in entries] == [m.id for m in ms]
+    lane = entries[0].lane
+    await store.ack([(e.lane, e.entry_id) for e in entries[1:]])
+    # the oldest is still in flight: nothing behind it is lost, the rest waits to be trimmed
+    assert await store.redis.xlen(lane) == 5
+    other = Store.from_url(redis_url)  # c1 died; another worker takes its entry over
+    try:
+        [again] = await other.reclaim("sim", "c2", 0, 10)
+        assert again.message_id == ms[0].id
+        await other.ack([(again.lane, again.entry_id)])
+    finally:
+        await other.close()
+    assert await store.redis.xlen(lane) == 1  # the last entry read is kept as the mark
+    late = message()
+    await store.enqueue([late])
+    [entry] = await store.read_lanes("sim", "c1", 10, 10)
+    assert entry.message_id == late.id
+    await store.ack([(entry.lane, entry.entry_id)])
+    assert await store.redis.xlen(lane) == 1
+    assert await store.redis.xpending(lane, "dispatch") == {
+        "pending": 0, "min": None, "max": None, "consumers": []
+    }
+
+
+async def test_an_entry_in_flight_for_long_does_not_hold_acknowledged_ones(
+    store: Store,
+) -> None:
+    await store.ensure_lanes("sim")
+    lane = "smsgw:lane:{sim}:transactional"
+    stuck = message()
+    await store.enqueue([stuck])
+    [held] = await store.read_lanes("sim", "c1", 10, 10)
+    # later traffic, more than TRIM_SPAN_MS of entry id time after the stuck entry
+    later_ms = int(held.entry_id.split(b"-")[0]) + 5000
+    ms = [message() for _ in range(3)]
+    for i, m in enumerate(ms):
+        await store.redis.xadd(lane, {"m": m.id}, id=f"{later_ms}-{i}")
+    entries = await store.read_lanes("sim", "c1", 10, 10)
+    assert [e.message_id for e in entries] == [m.id for m in ms]
+    await store.ack([(e.lane, e.entry_id) for e in entries])
+    assert [f[b"m"].decode() for _, f in await store.redis.xrange(lane)] == [stuck.id]
+
+
+async def test_messages_of_one_request_share_lane_entries_done_when_all_are(
+    store: Store,
+) -> None:
+    await store.ensure_lanes("sim")
+    ms = [message() for _ in range(40)]
+    await store.enqueue(ms)
+    assert (await store.lane_depths(["sim"]))["sim:transactional"] == 40
+    lane = "smsgw:lane:{sim}:transactional"
+    assert await store.redis.xlen(lane) == 2  # 32 + 8
+    entries = await store.read_lanes("sim", "c1", 10, 10)
+    assert [e.message_id for e in entries] == [m.id for m in ms[:32]]  # an entry is read whole
+    entries += await store.read_lanes("sim", "c1", 10, 10)
+    assert [e.message_id for e in entries] == [m.id for m in ms]
+    await store.ack([(e.lane, e.entry_id) for e in entries[:31] + entries[32:]])
+    # one message of the first entry is not done: that entry stays pending
+    pending = await store.redis.xpending(lane, "dispatch")
+    assert pending["pending"] == 1 and pending["min"] == entries[0].entry_id
+    assert (await store.lane_depths(["sim"]))["sim:transactional"] == 32
+    await store.ack([(entries[31].lane, entries[31].entry_id)])
+    assert (await store.redis.xpending(lane, "dispatch"))["pending"] == 0
+    assert (await store.lane_depths(["sim"]))["sim:transactional"] == 0
+
+
+async def test_after_a_crash_a_shared_entry_comes_back_without_what_had_left_it(
+    store: Store, redis_url: str
+) -> None:
+    await store.ensure_lanes("sim")
+    ms = [message() for _ in range(4)]
+    await store.enqueue(ms)
+    a, b, c, _in_flight = await store.read_lanes("sim", "worker-a", 10, 10)
+    await store.defer(a, time.time() + 3600)  # e.g. the recipient's rate
+    await store.reroute(b, ms[1], 0, "failover sim -> sim")  # (same lane, for the test)
+    await store.ack([(c.lane, c.entry_id)])
+    # worker-a dies with d in flight; another worker takes the entry over
+    other = Store.from_url(redis_url)
+    try:
+        again = await other.reclaim("sim", "worker-b", 0, 100)
+        assert sorted(e.message_id for e in again) == sorted([ms[2].id, ms[3].id])
+        assert {e.entry_id for e in again} == {a.entry_id}
+        # the rerouted message waits in its new entry, the deferred one in the delayed set
+        [moved] = await other.read_lanes("sim", "worker-b", 10, 10)
+        assert moved.message_id == ms[1].id and moved.entry_id != a.entry_id
+        assert await other.delayed_count() == 1
+        await other.ack([(e.lane, e.entry_id) for e in [*again, moved]])
+        assert (await other.redis.xpending(a.lane, "dispatch"))["pending"] == 0
+        assert (await other.lane_depths(["sim"]))["sim:transactional"] == 0
+    finally:
+        await other.close()
+
+
+async def test_a_lane_count_gone_wrong_mends_when_the_lane_drains(store: Store) -> None:
+    await store.ensure_lanes("sim")
+    await store.redis.hset("smsgw:depth", "smsgw:lane:{sim}:transactional", 99)
+    await store.enqueue([message()])
+    [entry] = await store.read_lanes("sim", "c1", 10, 10)
+    await store.ack([(entry.lane, entry.entry_id)])
+    assert (await store.lane_depths(["sim"]))["sim:transactional"] == 0
+
+
+async def test_history_keeps_failover_and_resend_lines_in_order(store: Store) -> None:
+    m = message(parts=2)
+    m.connectors = ["sim", "backup"]
+    await store.ensure_lanes("sim")
+    await store.enqueue([m])
+    [entry] = await store.read_lanes("sim", "c1", 10, 10)
+    await store.reroute(entry, m, 1, "failover sim -> backup")
+    await store.part_submitted("backup", m.id, 1, "b1", 600, 2)
+    assert await store.resend_part(m, 2, 1, "UNDELIV err:011; resend part 2 on backup")
+    await store.part_submitted("backup", m.id, 2, "b2", 600, 2)
+    await store.part_final(m.id, 1, "delivered", "000", "DELIVRD err:000")
+    await store.part_final(m.id, 2, "delivered", "000", "DELIVRD err:000")
+    state = await store.get(m.id)
+    assert state is not None
+    assert [(s, d) for _, s, d in state.history] == [
+        ("accepted", ""), ("queued", ""), ("queued", "failover sim -> backup"),
+        ("submitted", "backup b1"), ("submitted", "UNDELIV err:011; resend part 2 on backup"),
+        ("delivered", "DELIVRD err:000"),
+    ]
+
+
+async def test_a_status_never_moves_back(store: Store) -> None:
+    m = message()
+    await store.enqueue([m])
+    assert await store.set_status(m.id, "submitted", "sim 1")
+    assert not await store.set_status(m.id, "queued")
+    assert not await store.set_status(m.id, "submitted")
+    state = await store.get(m.id)
+    assert state is not None and state.status == "submitted"
+    assert [s for _, s, _ in state.history] == ["accepted", "queued", "submitted"]
+
+
+async def test_parts_are_counted_as_the_last_connector_cut_the_text(store: Store) -> None:
+    m = message(parts=3)
+    await store.enqueue([m])
+    await store.part_submitted("sim", m.id, 1, "x1", 600, 3)
+    # failover: the next connector takes the whole text as one part
+    await store.part_submitted("backup", m.id, 1, "y1", 600, 1)
+    assert await store.part_final(m.id, 1, "delivered", "000", "DELIVRD") == "delivered"
