@@ -247,7 +247,7 @@ class MessageSettings(_Section):
     receipt_grace: float = Field(default=300.0, ge=0)
     # Numbers whose phonenumbers lookup (E.164, carrier, time zone) is memoised per
     # worker, about 300 bytes each; a first-seen number costs ~70-90 µs here.
-    number_cache: int = Field(default=262_144, ge=0)
+    number_cache: int = Field(default=65_536, ge=0)
 
 
 class WebhookSettings(_Section):

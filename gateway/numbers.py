@@ -333,7 +333,7 @@ def _lookup_e164(raw: str) -> Answer | None:
     return "+" + e164_digits, name, zone
 
 
-@lru_cache(maxsize=262_144)
+@lru_cache(maxsize=65_536)  # resized by configure() from messages.number_cache
 def _lookup(raw: str, region: str) -> Answer | None:
     if _PLUS_DIGITS.fullmatch(raw):
         answer = _lookup_e164(raw)

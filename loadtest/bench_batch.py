@@ -177,7 +177,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--number-cache", type=int, default=None,
-        help="messages.number_cache for the gateway (default: the config's 262,144)",
+        help="messages.number_cache for the gateway (default: the config's 65,536)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the gateway's data dir")
     args = parser.parse_args()
