@@ -232,7 +232,7 @@ class SimulatorSettings(_Section):
 
 
 class DispatchSettings(_Section):
-    batch: int = Field(default=256, ge=1, le=10_000)
+    batch: int = Field(default=1024, ge=1, le=10_000)
     block_ms: int = Field(default=200, ge=1)
     # A lane entry unacknowledged this long belonged to a dead process; reclaim it.
     claim_idle_ms: int = Field(default=30_000, ge=1000)
