@@ -96,6 +96,11 @@ class EmbeddedRedis:
             # at 1M messages); a listpack keeps it compact.
             "--hash-max-ziplist-value", "1024",
             "--hash-max-ziplist-entries", "256",
+            # A burst of a million messages appends ~650 MB to the AOF. With the
+            # default 64 MB floor Redis forked and rewrote its whole dataset three
+            # or four times during such a burst, competing with it for the cores;
+            # from 1 GB on it rewrites once the AOF has doubled, as by default.
+            "--auto-aof-rewrite-min-size", "1gb",
             "--daemonize", "no",
             "--logfile", "redis.log",
             "--pidfile", str((self.data_dir / "redis.pid").resolve()),
