@@ -453,7 +453,7 @@ class Options:
     concurrency: int = 32
     rate: float = 0.0
     timeout: float = 300.0
-    settle: float = 3.0
+    settle: float = 6.0  # longer than the longest throttle pause (5 s)
     final_wait: float = 30.0
     url: str | None = None
     api_key: str = DEFAULT_API_KEY
@@ -817,7 +817,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--concurrency", type=int, default=32, help="requests in flight (batch mode: at most 8)")
     a("--rate", type=float, default=0.0, help="messages per second (0: flat out)")
     a("--timeout", type=float, default=300.0, help="bound on the whole run, seconds")
-    a("--settle", type=float, default=3.0, help="quiet seconds at the SMSC that end the wait")
+    a("--settle", type=float, default=6.0,
+      help="quiet seconds at the SMSC that end the wait (more than the 5 s longest "
+           "pause after ESME_RTHROTTLED)")
     a("--final-wait", type=float, default=30.0,
       help="after the SMSC is quiet, how long messages may still become final")
     a("--url", default=None, help="drive a running gateway instead of starting one")

@@ -348,10 +348,17 @@ class SmppConnector:
 
     def _slow_down(self) -> None:
         """The SMSC said ESME_RTHROTTLED / RMSGQFUL: pause the whole connector,
-        longer each time in a row, so the window stops hammering it."""
+        longer each time it happens again right after a pause (50 ms doubling
+        to 5 s, jittered). The other submit_sm of the window that come back
+        throttled during a pause are the same event and do not lengthen it:
+        counted one by one, a full window of refusals at an SMSC's per-second
+        cap pushed every pause to 5 s and the rate to a fraction of the cap."""
+        now = time.monotonic()
+        if now < self._paused_until:
+            return
         self._throttle_hits += 1
         pause = random.uniform(0.5, 1.0) * min(5.0, 0.05 * 2 ** min(self._throttle_hits, 7))
-        self._paused_until = max(self._paused_until, time.monotonic() + pause)
+        self._paused_until = now + pause
 
     async def _submit(self, pdu: SubmitSm) -> Any:
         while True:

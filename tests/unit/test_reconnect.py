@@ -3,10 +3,13 @@ binds do not come back in lockstep (a reconnect storm)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import statistics
+import time
 
-from gateway.connectors.smpp import RECONNECT_CAP, reconnect_delay
+from gateway.config import ConnectorSettings
+from gateway.connectors.smpp import RECONNECT_CAP, SmppConnector, reconnect_delay
 
 
 def test_delays_grow_with_attempts_up_to_the_cap() -> None:
@@ -26,3 +29,25 @@ def test_binds_reconnecting_together_spread_out() -> None:
     assert statistics.pstdev(delays) > 2.0  # interval 0..8 s: uniform spread ~2.3 s
     busiest_second = max(sum(1 for d in delays if s <= d < s + 1) for s in range(8))
     assert busiest_second < 30
+
+
+
+def test_a_window_of_throttled_answers_is_one_pause_not_an_escalation() -> None:
+    """An SMSC at its per-second cap refuses a whole window at once: that is one
+    pause, and only a refusal after the pause lengthens the next one."""
+
+    async def scenario() -> list[int]:
+        settings = ConnectorSettings(kind="smpp", system_id="t", password="p")
+        connector = SmppConnector("t", settings, on_deliver=None)  # type: ignore[arg-type]
+        hits = []
+        for _ in range(200):
+            connector._slow_down()
+            hits.append(connector._throttle_hits)
+        assert 0.025 <= connector._paused_until - time.monotonic() <= 0.05 * 2
+        connector._paused_until = 0.0  # the pause is over, and the SMSC refuses again
+        connector._slow_down()
+        hits.append(connector._throttle_hits)
+        return hits
+
+    hits = asyncio.run(scenario())
+    assert hits[:200] == [1] * 200 and hits[200] == 2
