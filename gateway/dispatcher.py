@@ -308,24 +308,33 @@ class Dispatcher:
 
 
 class Housekeeper:
-    """Moves due deferrals back into their lanes and expires messages whose
-    validity (plus receipt grace) has passed. Every worker runs one; the Lua
+    """Moves due deferrals back into their lanes, expires messages whose
+    validity (plus receipt grace) has passed, and keeps this worker's claim on
+    the lane entries it is still working on (`Store.keep_claimed`). Every worker runs one; the Lua
     behind both steps is atomic, so they never step on each other."""
 
-    def __init__(self, store: Store, interval: float = 0.5) -> None:
+    def __init__(self, store: Store, interval: float = 0.5, consumer: str = "",
+                 claim_idle_ms: int = 30_000) -> None:
         self.store = store
         self.interval = interval
+        self.consumer = consumer
+        # Held entries are touched three times per reclaim threshold.
+        self.keep_every = claim_idle_ms / 3000
         self._stopping = False
 
     def stop(self) -> None:
         self._stopping = True
 
     async def run(self) -> None:
+        next_keep = time.monotonic() + self.keep_every
         while not self._stopping:
             try:
                 await self.store.promote_due()
                 for _ in await self.store.expire_due():
                     metrics.count_status(EXPIRED)
+                if self.consumer and time.monotonic() >= next_keep:
+                    next_keep = time.monotonic() + self.keep_every
+                    await self.store.keep_claimed(self.consumer)
             except Exception as exc:  # Redis restarting: try again next round
                 log.warning("housekeeping_failed", error=repr(exc))
             await asyncio.sleep(self.interval)

@@ -70,7 +70,8 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     receipts = Receipts(store, settings, on_mo=webhooks.on_mo)
     connectors = {}
     dispatchers: list[Dispatcher] = []
-    housekeeper = Housekeeper(store)
+    housekeeper = Housekeeper(store, consumer=consumer,
+                              claim_idle_ms=settings.dispatch.claim_idle_ms)
     for name, conn in settings.connectors.items():
         connector = make_connector(name, conn, receipts.on_deliver)
         connectors[name] = connector

@@ -538,6 +538,25 @@ return out
 # left an entry before (deferred, rerouted) are not handed out again; an entry
 # with none left is acknowledged. Returns per entry: lane, entry id, the ids
 # still to look at (joined by commas), k, messages in the entry.
+# Reset the idle time of entries this consumer still holds (XCLAIM JUSTID to
+# itself), skipping any another consumer has taken over meanwhile.
+# ARGV: consumer, then per lane: lane, n, n entry ids. Returns the entries touched.
+_KEEP_CLAIMED = f"""
+local me, i, touched = ARGV[1], 2, 0
+while i <= #ARGV do
+  local lane, n = ARGV[i], tonumber(ARGV[i + 1])
+  for j = i + 2, i + 1 + n do
+    local p = redis.call('XPENDING', lane, '{GROUP}', ARGV[j], ARGV[j], 1)
+    if p[1] and p[1][2] == me then
+      redis.call('XCLAIM', lane, '{GROUP}', me, 0, ARGV[j], 'JUSTID')
+      touched = touched + 1
+    end
+  end
+  i = i + 2 + n
+end
+return touched
+"""
+
 _RECLAIM = (
     _FINAL_LUA
     + _LANE_LUA
@@ -712,6 +731,7 @@ class Store:
         self._ack = client.register_script(_ACK)
         self._read = client.register_script(_READ)
         self._reclaim = client.register_script(_RECLAIM)
+        self._keep_claimed = client.register_script(_KEEP_CLAIMED)
         # (lane, entry id) → [its messages handed out here and not done yet,
         # messages in the entry]
         self._in_flight: dict[tuple[str, bytes], list[int]] = {}
@@ -885,6 +905,23 @@ class Store:
                 if f:
                     flat += (lane, eid, f[b"m"], f.get(b"k", b"0"))
         return self._handed_out(flat, 4)
+
+    async def keep_claimed(self, consumer: str) -> int:
+        """Tell Redis the entries this process holds (handed out, not yet
+        acknowledged) are still being worked on: their idle time restarts, so a
+        reclaim — another worker's or this one's — never takes an entry whose
+        messages are still being sent or retried here. Without it a message in a
+        long throttle backoff (over `dispatch.claim_idle_ms`) was reclaimed and
+        sent a second time. Returns the entries touched."""
+        args: list[str | bytes | int] = [consumer]
+        by_lane: dict[str, list[bytes]] = {}
+        for lane, entry_id in list(self._in_flight):
+            by_lane.setdefault(lane, []).append(entry_id)
+        for lane, ids in by_lane.items():
+            args += [lane, len(ids), *ids]
+        if len(args) == 1:
+            return 0
+        return int(await self._keep_claimed(keys=[], args=args))
 
     async def reclaim(
         self, connector: str, consumer: str, idle_ms: int, count: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from gateway.model import Message, new_id
@@ -390,3 +391,29 @@ async def test_parts_are_counted_as_the_last_connector_cut_the_text(store: Store
     # failover: the next connector takes the whole text as one part
     await store.part_submitted("backup", m.id, 1, "y1", 600, 1)
     assert await store.part_final(m.id, 1, "delivered", "000", "DELIVRD") == "delivered"
+
+
+async def test_entries_still_worked_on_are_not_reclaimed_by_another_worker(
+    store: Store, redis_url: str
+) -> None:
+    """A worker that holds an entry past the reclaim threshold (a message in a long
+    throttle backoff) keeps it by touching it; an entry it stops touching is
+    taken over, and a taken-over entry is not claimed back."""
+    await store.ensure_lanes("sim")
+    held, dropped = message(), message()
+    await store.enqueue([held])
+    await store.enqueue([dropped])
+    entries = await store.read_lanes("sim", "c1", 10, 10)
+    assert [e.message_id for e in entries] == [held.id, dropped.id]
+    other = Store.from_url(redis_url)
+    try:
+        await asyncio.sleep(0.3)
+        await store.ack([(entries[1].lane, entries[1].entry_id)])  # done: nothing to keep
+        assert await store.keep_claimed("c1") == 1
+        assert await other.reclaim("sim", "c2", 200, 10) == []  # touched just now
+        await asyncio.sleep(0.3)
+        [taken] = await other.reclaim("sim", "c2", 200, 10)  # not touched since: c1 is gone
+        assert taken.message_id == held.id
+        assert await store.keep_claimed("c1") == 0  # c2 owns it now: c1 does not take it back
+    finally:
+        await other.close()
