@@ -1406,6 +1406,17 @@ local recs = cmsgpack.unpack(ARGV[10])
 local count = {queued = 0, scheduled = 0}
 local expiry, seconds = {}, {}
 local lanes, order = {}, {}
+-- Append id to groups[key], remembering the order in which keys first appeared.
+local function push(groups, keys, key, id)
+  local ids = groups[key]
+  if not ids then
+    ids = {}
+    groups[key] = ids
+    keys[#keys + 1] = key
+  end
+  ids[#ids + 1] = id
+  return ids
+end
 for i = 1, #recs, 6 do
   local id, r, lane, cb, due = recs[i], recs[i + 1], recs[i + 2], recs[i + 3], recs[i + 5]
   local status = (due ~= '') and 'scheduled' or 'queued'
@@ -1428,25 +1439,12 @@ for i = 1, #recs, 6 do
     -- send_at in the future: wait outside the lane until due (hop 0)
     redis.call('ZADD', DELAYED, due, id .. '|0|' .. lane)
   else
-    local ids = lanes[lane]
-    if not ids then
-      ids = {}
-      lanes[lane] = ids
-      order[#order + 1] = lane
-    end
-    ids[#ids + 1] = id
+    local ids = push(lanes, order, lane, id)
     if #ids % LANE_GROUP == 0 then
       redis.call('XADD', lane, '*', 'm', table.concat(ids, ',', #ids - LANE_GROUP + 1))
     end
   end
-  local second = math.ceil(tonumber(recs[i + 4]))
-  local ids = expiry[second]
-  if not ids then
-    ids = {}
-    expiry[second] = ids
-    seconds[#seconds + 1] = second
-  end
-  ids[#ids + 1] = id
+  push(expiry, seconds, math.ceil(tonumber(recs[i + 4])), id)
   count[status] = count[status] + 1
 end
 for _, lane in ipairs(order) do
