@@ -131,7 +131,7 @@ class Dispatcher:
                 if not self._inflight.take():
                     await self._inflight.acquire()
                 if not self._send_now(entry, state):
-                    self._spawn(self._send(entry, state))
+                    self._spawn(self._send(entry, state), entry)
         # Finish what was started: tasks, and parts sent without one.
         deadline = time.monotonic() + self.conn_settings.response_timeout + 5
         while self._inflight.free < self.capacity and time.monotonic() < deadline:
@@ -139,17 +139,20 @@ class Dispatcher:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._acks.idle()
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Run `coro` for a message holding an in-flight slot; the slot is freed when it ends."""
+    def _spawn(self, coro: Coroutine[Any, Any, None], entry: LaneEntry) -> None:
+        """Run `coro` for the message of `entry`, holding an in-flight slot; the
+        slot is freed when it ends."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._done)
+        task.add_done_callback(partial(self._done, entry))
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, entry: LaneEntry, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._inflight.release()
         if not task.cancelled() and task.exception() is not None:
+            # Not done: the entry stays pending and is reclaimed.
             log.error("dispatch_failed", connector=self.name, error=repr(task.exception()))
+            self.store.abandon(entry.lane, entry.entry_id)
 
     async def _hand_off(self, entry: LaneEntry, state: MessageState | None) -> None:
         """This connector is down: move the message to its next connector, or
@@ -192,7 +195,7 @@ class Dispatcher:
                   result: SendResult) -> None:
         m = state.message
         if result.outcome is not Outcome.OK:
-            self._spawn(self._send(entry, state, first=result))  # keeps the slot
+            self._spawn(self._send(entry, state, first=result), entry)  # keeps the slot
             return
         smsc_id = self.receipts.normalize_resp(self.name, result.provider_id)
         ttl = int(m.expires_at - time.time()) + 24 * 3600
@@ -207,11 +210,12 @@ class Dispatcher:
             # Not recorded: the entry stays pending and is reclaimed (as when a
             # task's write fails); the SMSC may then see this part twice.
             log.error("dispatch_failed", connector=self.name, error=repr(early))
+            self.store.abandon(entry.lane, entry.entry_id)
             self._inflight.release()
             return
         metrics.count_status("submitted")
         if early is not None:
-            self._spawn(self._early_then_ack(entry, message_id, seq, early))
+            self._spawn(self._early_then_ack(entry, message_id, seq, early), entry)
             return
         self._ack(entry)
         self._inflight.release()

@@ -735,6 +735,10 @@ class Store:
         # (lane, entry id) → [its messages handed out here and not done yet,
         # messages in the entry]
         self._in_flight: dict[tuple[str, bytes], list[int]] = {}
+        # Entries one of whose messages failed here without being done: never
+        # acknowledged nor kept claimed by this process, so a reclaim hands the
+        # message out again.
+        self._abandoned: set[tuple[str, bytes]] = set()
         self._promote = client.register_script(_PROMOTE)
         self._expire_due = client.register_script(_EXPIRE_DUE)
         self._gcra = client.register_script(_GCRA)
@@ -916,7 +920,8 @@ class Store:
         args: list[str | bytes | int] = [consumer]
         by_lane: dict[str, list[bytes]] = {}
         for lane, entry_id in list(self._in_flight):
-            by_lane.setdefault(lane, []).append(entry_id)
+            if (lane, entry_id) not in self._abandoned:
+                by_lane.setdefault(lane, []).append(entry_id)
         for lane, ids in by_lane.items():
             args += [lane, len(ids), *ids]
         if len(args) == 1:
@@ -951,20 +956,35 @@ class Store:
             # counts, the old one may never finish (as a single entry would be
             # acknowledged by whichever copy finishes first).
             self._in_flight[(lane, entry_id)] = [len(ids), total]
+            self._abandoned.discard((lane, entry_id))
             out += [LaneEntry(lane, entry_id, message_id, hop) for message_id in ids]
         return out
 
     def _leave(self, lane: str, entry_id: bytes) -> tuple[bool, int]:
         """One message of an entry is done here: (was it the last one, messages
         in the entry)."""
-        held = self._in_flight.get((lane, entry_id))
+        key = (lane, entry_id)
+        held = self._in_flight.get(key)
         if held is None:
             return True, 1  # not handed out by this store (e.g. before a restart)
         held[0] -= 1
         if held[0] > 0:
             return False, held[1]
-        del self._in_flight[(lane, entry_id)]
+        del self._in_flight[key]
+        if key in self._abandoned:  # left pending for a reclaim
+            self._abandoned.discard(key)
+            return False, held[1]
         return True, held[1]
+
+    def abandon(self, lane: str, entry_id: bytes) -> None:
+        """A message of this entry failed here and is not done (a Redis write
+        failed, a task crashed): the entry is neither acknowledged nor kept
+        claimed by this process any more, so after `dispatch.claim_idle_ms` a
+        reclaim hands its messages out again (those already done are skipped)."""
+        key = (lane, entry_id)
+        if key in self._in_flight:
+            self._abandoned.add(key)
+            self._leave(lane, entry_id)
 
     async def ack(self, entries: Iterable[tuple[str, bytes]]) -> None:
         """The messages of these (lane, entry id)s are done: acknowledge each entry

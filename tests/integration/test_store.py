@@ -417,3 +417,29 @@ async def test_entries_still_worked_on_are_not_reclaimed_by_another_worker(
         assert await store.keep_claimed("c1") == 0  # c2 owns it now: c1 does not take it back
     finally:
         await other.close()
+
+
+async def test_an_abandoned_message_keeps_its_shared_entry_pending_for_a_reclaim(
+    store: Store, redis_url: str
+) -> None:
+    """Two messages share a lane entry; one is done, the other failed here (its
+    write to Redis failed): the entry is not acknowledged, not kept claimed, and
+    a reclaim hands the failed one out again."""
+    await store.ensure_lanes("sim")
+    done, failed = message(), message()
+    await store.enqueue([done, failed])  # one call: one shared entry
+    entries = await store.read_lanes("sim", "c1", 10, 10)
+    assert len({e.entry_id for e in entries}) == 1
+    by_id = {e.message_id: e for e in entries}
+    store.abandon(by_id[failed.id].lane, by_id[failed.id].entry_id)
+    await store.ack([(by_id[done.id].lane, by_id[done.id].entry_id)])
+    pending = await store.redis.xpending(by_id[done.id].lane, "dispatch")
+    assert pending["pending"] == 1  # the shared entry was not acknowledged
+    assert await store.keep_claimed("c1") == 0
+    other = Store.from_url(redis_url)
+    try:
+        await asyncio.sleep(0.3)
+        again = await other.reclaim("sim", "c2", 200, 10)
+        assert {e.message_id for e in again} == {done.id, failed.id}
+    finally:
+        await other.close()
