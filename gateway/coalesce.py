@@ -34,11 +34,7 @@ class Coalescer(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._items.append(item)
-        self._futures.append(future)
-        if not self._running:
-            self._running = True
-            asyncio.get_running_loop().create_task(self._drain())
+        self._add(item, future)
         return await future
 
     def push(self, item: T, on_done: Callable[[R | Exception], None] | None = None) -> None:
@@ -46,8 +42,12 @@ class Coalescer(Generic[T, R]):
         result, or with the exception if the flush failed. Without `on_done` a
         failure is only logged: use that where a lost write is repaired anyway,
         such as a lane acknowledgement (the entry is reclaimed and found done)."""
+        self._add(item, on_done)
+
+    def _add(self, item: T, waiter: asyncio.Future[R] | Callable[[R | Exception], None] | None
+             ) -> None:
         self._items.append(item)
-        self._futures.append(on_done)
+        self._futures.append(waiter)
         if not self._running:
             self._running = True
             asyncio.get_running_loop().create_task(self._drain())
@@ -70,24 +70,27 @@ class Coalescer(Generic[T, R]):
                     if None in futures:
                         log.warning("coalesced_write_failed", error=repr(exc))
                     for f in futures:
-                        if isinstance(f, asyncio.Future):
-                            if not f.done():
-                                f.set_exception(exc)
-                        elif f is not None:
-                            _call(f, exc)
+                        _settle(f, exc)
                     continue
                 for f, result in zip(futures, results, strict=True):
-                    if isinstance(f, asyncio.Future):
-                        if not f.done():
-                            f.set_result(result)
-                    elif f is not None:
-                        _call(f, result)
+                    _settle(f, result)
         finally:
             self._running = False
 
 
-def _call(callback: Callable[[R | Exception], None], value: R | Exception) -> None:
-    try:
-        callback(value)
-    except Exception as exc:  # one bad callback must not strand the rest of the flush
-        log.error("coalesced_callback_failed", error=repr(exc))
+def _settle(
+    waiter: asyncio.Future[R] | Callable[[R | Exception], None] | None, value: R | Exception
+) -> None:
+    """Hand one item's result (or the flush's exception) to whoever waits for it."""
+    if isinstance(waiter, asyncio.Future):
+        if waiter.done():
+            return
+        if isinstance(value, Exception):
+            waiter.set_exception(value)
+        else:
+            waiter.set_result(value)
+    elif waiter is not None:
+        try:
+            waiter(value)
+        except Exception as exc:  # one bad callback must not strand the rest of the flush
+            log.error("coalesced_callback_failed", error=repr(exc))

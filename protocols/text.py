@@ -462,10 +462,14 @@ def _udh(concat: Concat, ref: int, total: int, seq: int) -> bytes:
     return bytes((0x06, 0x08, 0x04, ref >> 8, ref & 0xFF, total, seq))
 
 
+_ENCODING_BY_NAME: dict[str, Encoding] = {e.value: e for e in Encoding}
+_CONCAT_BY_NAME: dict[str, Concat] = {c.value: c for c in Concat}
+
+
 def split(
     text: str,
-    encoding: Encoding,
-    concat: Concat = Concat.UDH8,
+    encoding: Encoding | str,
+    concat: Concat | str = Concat.UDH8,
     reference: int = 0,
     max_parts: int = 255,
     packed: bool = False,
@@ -479,10 +483,13 @@ def split(
     ``max_parts`` (at most 255: the UDH counts parts in one octet) and
     ``unencodable`` if the text does not fit ``encoding``.
     """
-    if type(encoding) is not Encoding:  # plain strings are welcome, enum calls are slow
-        encoding = Encoding(encoding)
+    # Plain strings are welcome (a stored message's encoding, a connector's
+    # setting); a dict lookup instead of an enum call, which costs more than a
+    # one-part split. An unknown value still raises ValueError.
+    if type(encoding) is not Encoding:
+        encoding = _ENCODING_BY_NAME.get(encoding) or Encoding(encoding)
     if type(concat) is not Concat:
-        concat = Concat(concat)
+        concat = _CONCAT_BY_NAME.get(concat) or Concat(concat)
     if encoding is Encoding.GSM7:
         data = encode_gsm7(text)
         unit = 1

@@ -33,7 +33,7 @@ from protocols.smpp import (
     SubmitSm,
     Tag,
 )
-from protocols.text import Concat, Encoding, Part, split
+from protocols.text import Part, split
 
 log = logs.get("smsgw.connector")
 
@@ -71,9 +71,6 @@ def reconnect_delay(attempt: int, rng: random.Random | None = None) -> float:
     the whole interval instead of hitting a recovering SMSC together."""
     ceiling = min(RECONNECT_CAP, RECONNECT_BASE * 2 ** min(attempt, 16))
     return (rng or random).uniform(0, ceiling)
-
-
-_ENCODINGS = {e.value: e for e in Encoding}
 
 
 def concat_reference(message_id: str) -> int:
@@ -141,7 +138,6 @@ class SmppConnector:
         self._throttle_hits = 0
         self._by_status: dict[int, Any] = {}  # metric children, looked up once
         self._latency = metrics.SUBMIT_LATENCY.labels(name)
-        self._concat = Concat(settings.concat)
         self._sources: dict[str, tuple[int, int, str]] = {}  # sender -> (TON, NPI, address)
 
     # --- lifecycle ------------------------------------------------------------
@@ -240,7 +236,7 @@ class SmppConnector:
 
     def parts(self, message: Message) -> list[Part]:
         return split(
-            message.text, _ENCODINGS[message.encoding], self._concat,
+            message.text, message.encoding, self.settings.concat,
             concat_reference(message.id), packed=self.settings.gsm_packed,
         )
 
