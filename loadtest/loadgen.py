@@ -321,6 +321,37 @@ async def observe_redis(redis_url: str, ids: list[str], chunk: int = 2000) -> di
     return out
 
 
+async def redis_commands(redis_url: str) -> dict[str, tuple[int, int]]:
+    """`INFO commandstats` as {command: (calls, usec)}; a script's usec includes the
+    commands it runs, which are counted again under their own names."""
+    import redis.asyncio as aioredis
+
+    r = aioredis.Redis.from_url(redis_url)
+    try:
+        stats = await r.info("commandstats")
+    finally:
+        await r.aclose()
+    return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+            for k, v in stats.items()}
+
+
+def command_profile(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]],
+                    messages: int, redis_cpu_s: float | None) -> dict[str, Any]:
+    """Redis's time inside each command per message, beside its whole CPU per message
+    (the rest is reading, parsing, replying and the AOF)."""
+    per: dict[str, dict[str, float]] = {}
+    for name, (calls, usec) in after.items():
+        c0, u0 = before.get(name, (0, 0))
+        if calls > c0:
+            per[name] = {"calls_per_msg": round((calls - c0) / messages, 3),
+                         "us_per_msg": round((usec - u0) / messages, 2)}
+    top = dict(sorted(per.items(), key=lambda kv: -kv[1]["us_per_msg"]))
+    out: dict[str, Any] = {"commands": top}
+    if redis_cpu_s is not None:
+        out["cpu_us_per_msg"] = round(redis_cpu_s * 1e6 / messages, 2)
+    return out
+
+
 async def observe_http(url: str, api_key: str, ids: list[str],
                        concurrency: int = 16) -> dict[str, Any]:
     out: dict[str, audit_mod.Observed] = {}
@@ -634,6 +665,8 @@ def execute(opts: Options) -> dict[str, Any]:
         run.start()
         groups = process_groups(run.gateway_pid, run.sim.pid if run.sim else None)
         before = usage(groups)
+        redis_url = opts.redis_url or (redis_url_of(run.gateway_pid) if run.gateway_pid else None)
+        commands_before = _run_async(redis_commands(redis_url)) if redis_url else {}
         run.start_profiler()
         sender = Sender(run.url, opts.api_key, run_tag, mode=opts.mode,
                         batch_size=opts.batch_size,
@@ -651,6 +684,7 @@ def execute(opts: Options) -> dict[str, Any]:
             opts.before_audit(run, sent, sender)
         deadline = min(deadline, time.monotonic() + opts.final_wait)
         after = usage(groups)
+        commands_after = _run_async(redis_commands(redis_url)) if redis_url else {}
         sim_stats = run.sim_stats()
         report["load_after"] = loadavg()
         observed, how = _run_async(observe(run, ids, classes_by_id, deadline))
@@ -692,6 +726,10 @@ def execute(opts: Options) -> dict[str, Any]:
             }
             for name in after
         }
+        if commands_after and ids:
+            redis_cpu = report["resources"].get("redis", {}).get("cpu_s")
+            report["redis_commands"] = command_profile(commands_before, commands_after,
+                                                       len(ids), redis_cpu)
         if opts.profile:
             report["profile"] = opts.profile
     finally:
@@ -801,6 +839,11 @@ def format_report(r: dict[str, Any]) -> str:
     ]
     for name, u in r.get("resources", {}).items():
         lines.append(f"{name:<12}{u['cpu_s']:>10.1f}{u['peak_rss_mb']:>14.1f}")
+    if rc := r.get("redis_commands"):
+        top = list(rc["commands"].items())[:6]
+        lines.append(f"\nredis, µs per message inside commands, wall clock (of {rc.get('cpu_us_per_msg', '?')}"
+                     " CPU; script calls include the commands they run): "
+                     + ", ".join(f"{k} {v['us_per_msg']:.1f}" for k, v in top))
     if r.get("profile"):
         lines.append(f"\ngateway profile (py-spy raw): {r['profile']}")
     return "\n".join(lines)
