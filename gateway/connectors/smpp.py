@@ -85,40 +85,12 @@ class _Bind(SmppProtocol):
         super().__init__()
         self.connector = connector
         self.window = Slots(connector.settings.window)
-        self._delivered: list[DeliverSm] = []
-        self._delivering: asyncio.Task[None] | None = None
 
     def on_request(self, pdu: Any) -> None:
         if isinstance(pdu, DeliverSm):
-            # Receipts are handled in batches (one Redis call for all that
-            # arrived meanwhile) and acknowledged only after they are stored: an
-            # SMSC resends receipts we did not acknowledge, so none is lost if we
-            # die here.
-            self._delivered.append(pdu)
-            if self._delivering is None:
-                self._delivering = asyncio.get_running_loop().create_task(self._deliver())
+            self.connector.received(self, pdu)
         else:
             super().on_request(pdu)
-
-    async def _deliver(self) -> None:
-        try:
-            while self._delivered:
-                pdus, self._delivered = self._delivered, []
-                try:
-                    statuses = await self.connector.on_deliver(self.connector.name, pdus)
-                except Exception as exc:  # keep the bind alive; the SMSC will retry
-                    log.error("deliver_sm_failed", connector=self.connector.name,
-                              error=repr(exc))
-                    statuses = [CommandStatus.ESME_RSYSERR] * len(pdus)
-                if self.transport is None:
-                    return
-                try:
-                    for pdu, status in zip(pdus, statuses, strict=True):
-                        self.send(pdu.make_resp(command_status=status))
-                except SmppError:
-                    return  # the session closed meanwhile; the SMSC resends them
-        finally:
-            self._delivering = None
 
 
 class SmppConnector:
@@ -139,6 +111,8 @@ class SmppConnector:
         self._by_status: dict[int, Any] = {}  # metric children, looked up once
         self._latency = metrics.SUBMIT_LATENCY.labels(name)
         self._sources: dict[str, tuple[int, int, str]] = {}  # sender -> (TON, NPI, address)
+        self._delivered: list[tuple[_Bind, DeliverSm]] = []
+        self._delivering: asyncio.Task[None] | None = None
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -231,6 +205,37 @@ class SmppConnector:
             self._ready.set()
         else:
             self._ready.clear()
+
+    # --- receiving --------------------------------------------------------------
+
+    def received(self, bind: _Bind, pdu: DeliverSm) -> None:
+        """Receipts and MO are handled in batches — one Redis call for all that
+        arrived meanwhile on any bind of this connector — and acknowledged only
+        after they are stored: an SMSC resends what we did not acknowledge, so
+        none is lost if we die here. (A batch per bind cost a script call per bind
+        per turn: see docs/benchmarks.md, session 9.)"""
+        self._delivered.append((bind, pdu))
+        if self._delivering is None:
+            self._delivering = asyncio.get_running_loop().create_task(self._deliver())
+
+    async def _deliver(self) -> None:
+        try:
+            while self._delivered:
+                batch, self._delivered = self._delivered, []
+                try:
+                    statuses = await self.on_deliver(self.name, [pdu for _, pdu in batch])
+                except Exception as exc:  # keep the binds alive; the SMSC will retry
+                    log.error("deliver_sm_failed", connector=self.name, error=repr(exc))
+                    statuses = [CommandStatus.ESME_RSYSERR] * len(batch)
+                for (bind, pdu), status in zip(batch, statuses, strict=True):
+                    if bind.transport is None:
+                        continue  # that bind closed meanwhile; the SMSC resends on another
+                    try:
+                        bind.send(pdu.make_resp(command_status=status))
+                    except SmppError:
+                        continue  # the session is closing
+        finally:
+            self._delivering = None
 
     # --- sending ----------------------------------------------------------------
 
