@@ -39,10 +39,11 @@ async def _redis_cpu(store: Store) -> float:
     return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
-async def run(url: str, sim: SimulatorProcess, count: int, window: int,
+async def run(url: str, sim: SimulatorProcess, count: int, binds: int, window: int,
               profile: str | None) -> dict[str, float]:
     settings = load_settings(None, environ={
         "SMSGW_CONNECTORS__SIM__PORT": str(sim.port),
+        "SMSGW_CONNECTORS__SIM__BINDS": str(binds),
         "SMSGW_CONNECTORS__SIM__WINDOW": str(window),
     })
     admission = Admission(settings)
@@ -94,7 +95,8 @@ async def run(url: str, sim: SimulatorProcess, count: int, window: int,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=50_000)
-    parser.add_argument("--window", type=int, default=256)
+    parser.add_argument("--binds", type=int, default=1)
+    parser.add_argument("--window", type=int, default=256, help="per bind")
     parser.add_argument("--profile", default=None, metavar="FILE")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="smsgw-dispatch-") as tmp:
@@ -103,7 +105,7 @@ def main() -> None:
         sim = SimulatorProcess(Path(tmp) / "sim")
         sim.start()
         try:
-            r = uvloop.run(run(url, sim, args.messages, args.window, args.profile))
+            r = uvloop.run(run(url, sim, args.messages, args.binds, args.window, args.profile))
         finally:
             sim.stop()
             server.stop()

@@ -841,8 +841,9 @@ def format_report(r: dict[str, Any]) -> str:
         lines.append(f"{name:<12}{u['cpu_s']:>10.1f}{u['peak_rss_mb']:>14.1f}")
     if rc := r.get("redis_commands"):
         top = list(rc["commands"].items())[:6]
-        lines.append(f"\nredis, µs per message inside commands, wall clock (of {rc.get('cpu_us_per_msg', '?')}"
-                     " CPU; script calls include the commands they run): "
+        lines.append("\nredis, µs per message inside commands, wall clock (of "
+                     f"{rc.get('cpu_us_per_msg', '?')} CPU; script calls include the "
+                     "commands they run): "
                      + ", ".join(f"{k} {v['us_per_msg']:.1f}" for k, v in top))
     if r.get("profile"):
         lines.append(f"\ngateway profile (py-spy raw): {r['profile']}")
