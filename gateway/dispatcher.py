@@ -24,16 +24,30 @@ from typing import Any
 
 from gateway import logs, metrics
 from gateway.coalesce import Coalescer
-from gateway.config import Settings
+from gateway.config import RetrySettings, Settings
 from gateway.connectors import Outcome, SendResult
 from gateway.limits import SharedRate
 from gateway.model import EXPIRED, FAILED, FINAL_STATUSES, MessageState
 from gateway.receipts import Receipts
 from gateway.slots import Slots
-from gateway.store import LaneEntry, Store
+from gateway.store import LANES, LaneEntry, Store
 from protocols.text import Part
 
 log = logs.get("smsgw.dispatch")
+
+# Lower goes first where messages queue inside a process (rate limits).
+PRIORITY = {msg_class: rank for rank, msg_class in enumerate(LANES)}
+
+
+def backoff(retry: RetrySettings, attempt: int, throttled: bool, priority: int) -> float:
+    """Seconds before retry `attempt` of a part: full-jitter exponential backoff.
+    OTP and transactional parts that were only throttled try again within
+    `base_delay`, without growing: the SMSC is busy, not failing, and (over
+    SMPP) the connector's own pause already spaces the retries, so they
+    overtake the marketing that is backing off (docs/delivery.md)."""
+    if throttled and priority < PRIORITY["marketing"]:
+        return random.uniform(0, retry.base_delay)
+    return random.uniform(0, min(retry.max_delay, retry.base_delay * 2 ** min(attempt, 16)))
 
 
 class _Failover(Exception):
@@ -260,6 +274,7 @@ class Dispatcher:
         m = state.message
         ttl = int(m.expires_at - time.time()) + 24 * 3600
         carrier_rate = self.carrier_rates.get(m.carrier)
+        priority = PRIORITY.get(m.msg_class, len(LANES))
         parts = self.connector.parts(m)
         for part in parts:
             if part.seq in state.smsc_ids:
@@ -275,9 +290,9 @@ class Dispatcher:
                     return
                 else:
                     if self.rate is not None:
-                        await self.rate.acquire()  # TPS counts parts: each submit_sm
+                        await self.rate.acquire(priority)  # TPS counts parts: each submit_sm
                     if carrier_rate is not None:
-                        await carrier_rate.acquire()
+                        await carrier_rate.acquire(priority)
                     result = await self.connector.send(m, part)
                 if result.outcome is Outcome.OK:
                     break
@@ -296,7 +311,8 @@ class Dispatcher:
                     ):
                         metrics.count_status(FAILED)
                     return
-                await asyncio.sleep(self._backoff(attempt))
+                await asyncio.sleep(
+                    backoff(self.settings.retry, attempt, result.throttled, priority))
             smsc_id = self.receipts.normalize_resp(self.name, result.provider_id)
             early = await self._submitted.submit(
                 (self.name, m.id, part.seq, smsc_id, ttl, part.total or m.parts)
@@ -305,10 +321,6 @@ class Dispatcher:
                 metrics.count_status("submitted")
             if early is not None:
                 await self.receipts.early(m.id, part.seq, early)
-
-    def _backoff(self, attempt: int) -> float:
-        retry = self.settings.retry
-        return random.uniform(0, min(retry.max_delay, retry.base_delay * 2 ** min(attempt, 16)))
 
 
 class Housekeeper:
