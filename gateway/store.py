@@ -830,14 +830,6 @@ class Store:
         packed = msgpack.packb(flat, use_bin_type=False)
         return [r or None for r in await self._submitted(keys=[], args=[_ts(), packed])]
 
-    async def part_submitted(
-        self, connector: str, message_id: str, part: int, smsc_id: str, ttl: int, total: int = 1
-    ) -> bytes | None:
-        """Record the SMSC id of an acknowledged part; returns a receipt that arrived early."""
-        return (await self.parts_submitted(
-            [(connector, message_id, part, smsc_id, ttl, total)]
-        ))[0]
-
     async def apply_receipts(
         self, receipts: Sequence[tuple[str, str, bytes]], ttl: int
     ) -> list[tuple[str, str | None] | None]:

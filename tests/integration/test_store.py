@@ -9,6 +9,12 @@ from gateway.model import Message, new_id
 from gateway.store import EVENTS_KEY, Store
 
 
+async def part_submitted(store: Store, connector: str, message_id: str, part: int,
+                         smsc_id: str, ttl: int, total: int = 1) -> bytes | None:
+    """One acknowledged part, as the dispatcher records them (in batches)."""
+    return (await store.parts_submitted([(connector, message_id, part, smsc_id, ttl, total)]))[0]
+
+
 def message(parts: int = 1, callback: str | None = None, batch: str | None = None) -> Message:
     now = time.time()
     return Message(
@@ -47,7 +53,7 @@ async def test_multipart_delivered_only_when_every_part_is(store: Store) -> None
     m = message(parts=3)
     await store.enqueue([m])
     for part in (1, 2, 3):
-        assert await store.part_submitted("sim", m.id, part, f"s{part}", 600, 3) is None
+        assert await part_submitted(store, "sim", m.id, part, f"s{part}", 600, 3) is None
     assert await store.part_final(m.id, 1, "delivered", "000", "DELIVRD") is None
     assert await store.part_final(m.id, 2, "delivered", "000", "DELIVRD") is None
     assert await store.part_final(m.id, 3, "delivered", "000", "DELIVRD") == "delivered"
@@ -84,7 +90,7 @@ async def test_receipt_before_submit_sm_resp_is_kept_and_returned(store: Store) 
     await store.enqueue([m])
     assert await store.correlate("sim", "abc", b"delivered|000|DELIVRD", 600) is None
     # A delivered receipt that waited is applied as the response is recorded.
-    assert await store.part_submitted("sim", m.id, 1, "abc", 600) == b"=delivered"
+    assert await part_submitted(store, "sim", m.id, 1, "abc", 600) == b"=delivered"
     state = await store.get(m.id)
     assert state is not None and state.status == "delivered"
     # Once correlated, the next lookup finds the message part directly.
@@ -113,7 +119,7 @@ async def test_failed_early_receipt_is_handed_back_for_the_resend_rules(store: S
     m = message()
     await store.enqueue([m])
     assert await store.correlate("sim", "x1", b"undelivered|011|UNDELIV", 600) is None
-    assert await store.part_submitted("sim", m.id, 1, "x1", 600) == b"undelivered|011|UNDELIV"
+    assert await part_submitted(store, "sim", m.id, 1, "x1", 600) == b"undelivered|011|UNDELIV"
     state = await store.get(m.id)
     assert state is not None and state.status == "submitted"
 
@@ -126,7 +132,7 @@ async def test_batched_receipts_apply_or_park(store: Store) -> None:
         [("sim", "ida", b"delivered|000|DELIVRD"), ("sim", "idb", b"delivered|000|DELIVRD")], 600
     )
     assert out == [(a.id, "delivered"), None]
-    assert await store.part_submitted("sim", b.id, 1, "idb", 600) == b"=delivered"
+    assert await part_submitted(store, "sim", b.id, 1, "idb", 600) == b"=delivered"
 
 
 async def test_expiry_comes_per_chunk_and_ends_only_messages_still_open(store: Store) -> None:
@@ -194,7 +200,7 @@ async def test_parts_of_one_message_acknowledged_together(store: Store) -> None:
         [("sim", f"t{k}", b"delivered|000|DELIVRD") for k in (1, 3)], 600
     )
     assert out2 == [(m.id, None), (m.id, None)]  # part 2 is still open
-    assert await store.part_submitted("sim", m.id, 2, "t2", 600, 3) is None
+    assert await part_submitted(store, "sim", m.id, 2, "t2", 600, 3) is None
     assert await store.apply_receipts([("sim", "t2", b"delivered|000|DELIVRD")], 600) == [
         (m.id, "delivered")
     ]
@@ -205,7 +211,7 @@ async def test_parts_of_one_message_acknowledged_together(store: Store) -> None:
 async def test_part_zero_stands_for_every_part(store: Store) -> None:
     m = message(parts=2)
     await store.enqueue([m])
-    assert await store.part_submitted("http", m.id, 0, "h0", 600, 2) is None
+    assert await part_submitted(store, "http", m.id, 0, "h0", 600, 2) is None
     [view] = await store.dispatch_view([m.id])
     assert view is not None and set(view.smsc_ids) == {0}
     assert await store.part_final(m.id, 0, "delivered", "000", "DELIVRD") == "delivered"
@@ -235,7 +241,7 @@ async def test_a_second_receipt_before_the_response_replaces_the_parked_one(
     await store.enqueue([m])
     assert await store.correlate("sim", "e1", b"undelivered|011|UNDELIV", 600) is None
     assert await store.apply_receipts([("sim", "e1", b"delivered|000|DELIVRD")], 600) == [None]
-    assert await store.part_submitted("sim", m.id, 1, "e1", 600) == b"=delivered"
+    assert await part_submitted(store, "sim", m.id, 1, "e1", 600) == b"=delivered"
     # the correlation replaced the parked receipt: a late duplicate is applied, not parked
     assert await store.apply_receipts([("sim", "e1", b"delivered|000|DELIVRD")], 600) == [
         (m.id, None)
@@ -359,9 +365,9 @@ async def test_history_keeps_failover_and_resend_lines_in_order(store: Store) ->
     await store.enqueue([m])
     [entry] = await store.read_lanes("sim", "c1", 10, 10)
     await store.reroute(entry, m, 1, "failover sim -> backup")
-    await store.part_submitted("backup", m.id, 1, "b1", 600, 2)
+    await part_submitted(store, "backup", m.id, 1, "b1", 600, 2)
     assert await store.resend_part(m, 2, 1, "UNDELIV err:011; resend part 2 on backup")
-    await store.part_submitted("backup", m.id, 2, "b2", 600, 2)
+    await part_submitted(store, "backup", m.id, 2, "b2", 600, 2)
     await store.part_final(m.id, 1, "delivered", "000", "DELIVRD err:000")
     await store.part_final(m.id, 2, "delivered", "000", "DELIVRD err:000")
     state = await store.get(m.id)
@@ -387,9 +393,9 @@ async def test_a_status_never_moves_back(store: Store) -> None:
 async def test_parts_are_counted_as_the_last_connector_cut_the_text(store: Store) -> None:
     m = message(parts=3)
     await store.enqueue([m])
-    await store.part_submitted("sim", m.id, 1, "x1", 600, 3)
+    await part_submitted(store, "sim", m.id, 1, "x1", 600, 3)
     # failover: the next connector takes the whole text as one part
-    await store.part_submitted("backup", m.id, 1, "y1", 600, 1)
+    await part_submitted(store, "backup", m.id, 1, "y1", 600, 1)
     assert await store.part_final(m.id, 1, "delivered", "000", "DELIVRD") == "delivered"
 
 
