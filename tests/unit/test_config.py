@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -94,3 +95,20 @@ def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
     assert any(line.startswith("config error: http.port:") for line in lines)
     assert any(line.startswith("config error: dispatch.batch:") for line in lines)
     assert "Traceback" not in result.stderr
+
+
+def test_cli_output_to_a_reader_that_went_away_is_no_traceback(tmp_path: Path) -> None:
+    """`smsgw dlq list | head`: once the reader is gone, the command stops with
+    the shell's SIGPIPE code and no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has gone before we write
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "check-config", "-c",
+             str(write(tmp_path, GOOD))],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141, result.stderr
+    assert result.stderr == ""
