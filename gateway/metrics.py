@@ -6,14 +6,22 @@ samples only when /metrics is scraped: prometheus_client's own children take a
 lock and walk the buckets on every update, several microseconds a message at
 six updates per message. Everything in a worker runs on one event loop thread,
 so no lock is needed.
+
+With `--workers N` each worker counts for itself; `snapshot` turns a worker's
+registry into bytes that the others can read (through Redis, see
+`Store.publish_metrics`), and `render_merged` sums the snapshots of every worker
+of this host into one exposition, so a scrape answered by any worker shows the
+whole gateway.
 """
 
 from __future__ import annotations
 
+import socket
 from bisect import bisect_left
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
@@ -135,3 +143,51 @@ def count_status(status: str) -> None:
     if child is None:
         child = _STATUS_CHILDREN[status] = MESSAGES.labels(status)
     child.inc()
+
+
+# --- one view over several workers ------------------------------------------------
+
+HOST = socket.gethostname()  # workers of one host are summed; hosts are scraped apart
+PUBLISH_EVERY = 1.0  # seconds between a worker's snapshots in Redis
+
+
+def snapshot(registry: CollectorRegistry | None = None) -> bytes:
+    """This process's metrics: per family its name, type, help and samples."""
+    return orjson.dumps([
+        [family.name, family.type, family.documentation,
+         [[sample.name, sample.labels, sample.value] for sample in family.samples]]
+        for family in (registry or REGISTRY).collect()
+    ])
+
+
+class _Merged:
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+def render_merged(snapshots: list[bytes]) -> bytes:
+    """The text exposition of several workers' snapshots: every sample summed
+    over the workers (counters, histogram buckets, gauges such as binds bound),
+    except `_created`, which is the earliest."""
+    families: dict[str, tuple[str, str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]] = {}
+    for raw in snapshots:
+        for name, kind, doc, samples in orjson.loads(raw):
+            values = families.setdefault(name, (kind, doc, {}))[2]
+            for sample_name, labels, value in samples:
+                key = (sample_name, tuple(sorted(labels.items())))
+                if key not in values:
+                    values[key] = value
+                elif sample_name.endswith("_created"):
+                    values[key] = min(values[key], value)
+                else:
+                    values[key] += value
+    out: list[Metric] = []
+    for name, (kind, doc, values) in families.items():
+        family = Metric(name, doc, kind)
+        for (sample_name, labels), value in values.items():
+            family.add_sample(sample_name, dict(labels), value)
+        out.append(family)
+    return generate_latest(_Merged(out))  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from typing import Any
 
 import uvicorn
 
-from gateway import logs, numbers
+from gateway import logs, metrics, numbers
 from gateway.api import create_app, problem_response
 from gateway.config import Settings
 from gateway.connectors import make_connector
@@ -80,7 +80,7 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     tasks: list[asyncio.Task[None]] = []
     server: uvicorn.Server | None = None
     if settings.http.enabled:
-        app = create_app(settings, store)
+        app = create_app(settings, store, worker)
         add_provider_receipts(app, settings, receipts)
         config = uvicorn.Config(
             app,
@@ -98,6 +98,7 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     tasks += [asyncio.create_task(d.run()) for d in dispatchers]
     tasks.append(asyncio.create_task(housekeeper.run()))
     tasks.append(asyncio.create_task(_report(store, consumer, connectors, stop)))
+    tasks.append(asyncio.create_task(_publish_metrics(store, worker, stop)))
     if settings.webhooks.enabled:
         tasks.append(asyncio.create_task(webhooks.run()))
     log.info("worker_started", worker=worker, http=f"{settings.http.host}:{settings.http.port}")
@@ -115,6 +116,19 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     await asyncio.wait(tasks, timeout=10)
     await asyncio.gather(*(c.stop() for c in connectors.values()), return_exceptions=True)
     await store.close()
+
+
+async def _publish_metrics(store: Store, worker: int, stop: asyncio.Event) -> None:
+    """Put this worker's metrics where a /metrics answered by a sibling finds them."""
+    while not stop.is_set():
+        try:
+            await store.publish_metrics(metrics.HOST, worker, metrics.snapshot())
+        except Exception:
+            pass  # Redis away for a moment: the next round publishes
+        try:
+            await asyncio.wait_for(stop.wait(), metrics.PUBLISH_EVERY)
+        except TimeoutError:
+            pass
 
 
 async def _report(store: Store, worker: str, connectors: dict, stop: asyncio.Event) -> None:  # type: ignore[type-arg]

@@ -103,6 +103,8 @@ DLQ_KEY = f"{PREFIX}dlq"
 # a message's admission.
 LANE_GROUP = 32
 DEPTH_KEY = f"{PREFIX}depth"
+# Each worker's metrics snapshot, one hash per host (field: worker index).
+METRICS_KEY = f"{PREFIX}metrics:{{host}}"
 # How far (ms of entry id time) the oldest lane entry in flight may lag the last
 # one read before acknowledged entries are deleted one by one (see _ACK).
 TRIM_SPAN_MS = 2000
@@ -1280,6 +1282,30 @@ class Store:
     async def report_connector(self, worker: str, name: str, report: dict[str, object],
                                ttl: int = 15) -> None:
         await self.redis.set(f"{PREFIX}conn:{name}:{worker}", orjson.dumps(report), ex=ttl)
+
+    async def publish_metrics(self, host: str, worker: int, snapshot: bytes,
+                              ttl: int = 60) -> None:
+        """Store this worker's metrics snapshot beside its siblings' on `host`."""
+        key = METRICS_KEY.format(host=host)
+        stamped = f"{time.time():.3f}|".encode() + snapshot
+        await self.redis.pipeline(transaction=False).hset(key, str(worker), stamped).expire(
+            key, ttl
+        ).execute()
+
+    async def host_metrics(self, host: str, max_age: float = 30.0) -> list[bytes]:
+        """The snapshots of `host`'s workers published within `max_age` seconds
+        (older ones are of workers that are gone, and are dropped)."""
+        key = METRICS_KEY.format(host=host)
+        now, fresh, stale = time.time(), [], []
+        for worker, stamped in (await self.redis.hgetall(key)).items():
+            at, _, snapshot = stamped.partition(b"|")
+            if now - float(at) <= max_age:
+                fresh.append(snapshot)
+            else:
+                stale.append(worker)
+        if stale:
+            await self.redis.hdel(key, *stale)
+        return fresh
 
     async def connector_reports(self) -> dict[str, dict[str, object]]:
         out: dict[str, dict[str, object]] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import httpx
@@ -158,3 +159,40 @@ def test_with_redis_url_set_the_gateway_uses_that_redis(tmp_path: Path, redis_ur
         assert r.hget(f"smsgw:m:{{{mid}}}", "s") == b"delivered"
     finally:
         r.close()
+
+
+def _sample(text: str, name: str) -> float:
+    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(m.group(1)) if m else 0.0
+
+
+def test_metrics_of_two_workers_are_one_view_whichever_answers(tmp_path: Path) -> None:
+    """With --workers 2 each scrape reaches one worker (SO_REUSEPORT); it shows
+    both: the binds of both (one each) and every delivered message, whichever
+    worker sent it."""
+    gw = GatewayProcess(tmp_path, workers=2)
+    gw.start()
+    try:
+        with httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
+            r = client.post("/v1/messages/batch", json={
+                "from": "SHOP", "text": "Sale {{n}}",
+                "messages": [{"to": f"+86138{i:08d}", "vars": {"n": str(i)}}
+                               for i in range(300)],
+            })
+            assert r.status_code == 202, r.text
+            batch = r.json()["batch_id"]
+            wait_for(lambda: client.get(f"/v1/batches/{batch}").json()["counts"]
+                     .get("delivered") == 300)
+
+        def scrape() -> str:
+            with httpx.Client(base_url=gw.base_url, timeout=10) as fresh:  # a new connection
+                return fresh.get("/metrics").text
+
+        delivered = 'smsgw_messages_total{status="delivered"}'
+        bound = 'smsgw_connector_bound{connector="sim"}'
+        wait_for(lambda: _sample(scrape(), delivered) == 300 and _sample(scrape(), bound) == 2)
+        for _ in range(12):
+            text = scrape()
+            assert _sample(text, delivered) == 300 and _sample(text, bound) == 2, text
+    finally:
+        gw.stop()

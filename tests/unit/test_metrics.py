@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import metrics
@@ -41,3 +41,41 @@ def test_counters_and_histogram_expose_what_was_counted() -> None:
     assert grew(bucket, connector="t-conn", le="+Inf") == 4
     assert grew("smsgw_submit_latency_seconds_count", connector="t-conn") == 4
     assert abs(grew("smsgw_submit_latency_seconds_sum", connector="t-conn") - 60.305) < 1e-9
+
+
+def test_snapshots_of_several_workers_merge_into_one_exposition() -> None:
+    """Counters, histogram buckets and gauges add up across workers; a series
+    only one worker has is kept; `_created` is the earliest."""
+    def worker(delivered: int, latencies: tuple[float, ...], bound: int) -> bytes:
+        registry = CollectorRegistry()
+        messages = Counter("smsgw_messages", "", ["status"], registry=registry)
+        messages.labels("delivered").inc(delivered)
+        latency = Histogram("smsgw_submit_latency_seconds", "", ["connector"],
+                            buckets=(0.01, 0.1), registry=registry)
+        for value in latencies:
+            latency.labels("sim").observe(value)
+        Gauge("smsgw_connector_bound", "", ["connector"], registry=registry).labels(
+            "sim").set(bound)
+        if bound == 4:
+            messages.labels("failed").inc()
+        return metrics.snapshot(registry)
+
+    def parsed(raws: list[bytes]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        text = metrics.render_merged(raws).decode()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+    first, second = worker(5, (0.005, 0.05), 4), worker(7, (0.5,), 2)
+    got = parsed([first, second])
+    delivered = (("status", "delivered"),)
+    assert got[("smsgw_messages_total", delivered)] == 12
+    assert got[("smsgw_messages_total", (("status", "failed"),))] == 1
+    assert got[("smsgw_messages_created", delivered)] == min(
+        parsed([first])[("smsgw_messages_created", delivered)],
+        parsed([second])[("smsgw_messages_created", delivered)])
+    bucket = "smsgw_submit_latency_seconds_bucket"
+    assert got[(bucket, (("connector", "sim"), ("le", "0.01")))] == 1
+    assert got[(bucket, (("connector", "sim"), ("le", "0.1")))] == 2
+    assert got[(bucket, (("connector", "sim"), ("le", "+Inf")))] == 3
+    assert got[("smsgw_submit_latency_seconds_count", (("connector", "sim"),))] == 3
+    assert got[("smsgw_connector_bound", (("connector", "sim"),))] == 6
