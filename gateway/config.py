@@ -245,6 +245,9 @@ class MessageSettings(_Section):
     # A message with no final receipt this long after its validity ended is
     # `expired` (receipts for the last moments of validity may still be on the way).
     receipt_grace: float = Field(default=300.0, ge=0)
+    # A message's record (and its batch's counts) is deleted this long after its
+    # validity and receipt grace ended; 0 keeps them until deleted by hand.
+    retention: int = Field(default=7 * 24 * 3600, ge=0)
     # Numbers whose phonenumbers lookup (E.164, carrier, time zone) is memoised per
     # worker, about 300 bytes each; a first-seen number costs ~70-90 µs here.
     number_cache: int = Field(default=65_536, ge=0)

@@ -330,8 +330,9 @@ class Housekeeper:
     behind both steps is atomic, so they never step on each other."""
 
     def __init__(self, store: Store, interval: float = 0.5, consumer: str = "",
-                 claim_idle_ms: int = 30_000) -> None:
+                 claim_idle_ms: int = 30_000, retention: int = 0) -> None:
         self.store = store
+        self.retention = retention
         self.interval = interval
         self.consumer = consumer
         # Held entries are touched three times per reclaim threshold.
@@ -346,7 +347,7 @@ class Housekeeper:
         while not self._stopping:
             try:
                 await self.store.promote_due()
-                for _ in await self.store.expire_due():
+                for _ in await self.store.expire_due(retention=self.retention):
                     metrics.count_status(EXPIRED)
                 if self.consumer and time.monotonic() >= next_keep:
                     next_keep = time.monotonic() + self.keep_every

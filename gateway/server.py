@@ -71,7 +71,8 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     connectors = {}
     dispatchers: list[Dispatcher] = []
     housekeeper = Housekeeper(store, consumer=consumer,
-                              claim_idle_ms=settings.dispatch.claim_idle_ms)
+                              claim_idle_ms=settings.dispatch.claim_idle_ms,
+                              retention=settings.messages.retention)
     for name, conn in settings.connectors.items():
         connector = make_connector(name, conn, receipts.on_deliver)
         connectors[name] = connector

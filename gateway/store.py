@@ -622,21 +622,30 @@ return #due
 # at. ARGV: now, limit, ts. Returns {1 if more are due else 0, ids expired}.
 _EXPIRE_DUE = (
     _STATUS_LUA
+    # batch_key and batch_owner_key without the "{<batch id>}"
+    + f"local BATCH_PREFIX, BATCH_OWNER_PREFIX = '{PREFIX}b:', '{PREFIX}bo:'"
     + """
-local now, limit, ts = ARGV[1], tonumber(ARGV[2]), ARGV[3]
-local expired, seen = {}, 0
+local now, limit, ts, keep = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local expired, seen, batches = {}, 0, {}
 while seen < limit do
   local due = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', now, 'LIMIT', 0, 1)
   if #due == 0 then break end
   for id in string.gmatch(due[1], '[^,]+') do
     local key = msg(id)
-    local s = redis.call('HGET', key, 's')
-    if s and not FINAL[s] then
-      local v = redis.call('HMGET', key, 's', 'b', 'w')
+    local v = redis.call('HMGET', key, 's', 'b', 'w')
+    if v[1] and not FINAL[v[1]] then
       local out = {}
       if move(id, v, 'expired', ts, 'validity_elapsed', out) then
         redis.call('HSET', key, unpack(out))
         expired[#expired + 1] = id
+      end
+    end
+    if v[1] and keep > 0 then
+      redis.call('EXPIRE', key, keep)
+      if v[2] and not batches[v[2]] then  -- its counts, and who owns it
+        batches[v[2]] = true
+        redis.call('EXPIRE', v[2], keep)
+        redis.call('EXPIRE', BATCH_OWNER_PREFIX .. string.sub(v[2], #BATCH_PREFIX + 1), keep)
       end
     end
     seen = seen + 1
@@ -1218,17 +1227,22 @@ class Store:
         return int(await self._promote(keys=[], args=[f"{now:.3f}", limit, _ts(now)]))
 
     async def expire_due(
-        self, limit: int = 1000, now: float | None = None, rounds: int = 20
+        self, limit: int = 1000, now: float | None = None, rounds: int = 20,
+        retention: int = 0,
     ) -> list[str]:
         """Expire messages whose expiry (end of validity + receipt grace) is at or
         before `now`; returns the ids expired. Every message is looked at once
         when its expiry comes (most are final by then), so while more are due
         this takes up to `rounds` script calls of about `limit` messages each:
-        one call stays short, and the housekeeper keeps up with the traffic."""
+        one call stays short, and the housekeeper keeps up with the traffic.
+        With `retention` (seconds) each message looked at, and its batch's
+        counts, are deleted by Redis that long afterwards."""
         now = time.time() if now is None else now
         out: list[str] = []
         for _ in range(max(1, rounds)):
-            more, ids = await self._expire_due(keys=[], args=[f"{now:.3f}", limit, _ts(now)])
+            more, ids = await self._expire_due(
+                keys=[], args=[f"{now:.3f}", limit, _ts(now), int(retention)]
+            )
             out += [i.decode() for i in ids]
             if not more:
                 break

@@ -196,3 +196,24 @@ def test_metrics_of_two_workers_are_one_view_whichever_answers(tmp_path: Path) -
             assert _sample(text, delivered) == 300 and _sample(text, bound) == 2, text
     finally:
         gw.stop()
+
+
+def test_records_are_deleted_after_retention(tmp_path: Path) -> None:
+    """messages.retention: once validity (1 s here) and the receipt grace (0)
+    are over, the record and its batch's counts live `retention` seconds more."""
+    gw = GatewayProcess(tmp_path, env={"SMSGW_MESSAGES__RECEIPT_GRACE": "0",
+                                       "SMSGW_MESSAGES__RETENTION": "2"})
+    gw.start()
+    try:
+        with httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
+            r = client.post("/v1/messages/batch", json={
+                "from": "SHOP", "text": "Flash sale", "validity": 1,
+                "messages": [{"to": "+8613800138000"}],
+            })
+            assert r.status_code == 202, r.text
+            message_id, batch = r.json()["accepted"][0]["id"], r.json()["batch_id"]
+            assert wait_final(client, message_id)["status"] == "delivered"
+            wait_for(lambda: client.get(f"/v1/messages/{message_id}").status_code == 404)
+            assert client.get(f"/v1/batches/{batch}").status_code == 404
+    finally:
+        gw.stop()

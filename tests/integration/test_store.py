@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from gateway.model import Message, new_id
-from gateway.store import EVENTS_KEY, Store
+from gateway.store import EVENTS_KEY, Store, batch_key, batch_owner_key, msg_key
 
 
 async def part_submitted(store: Store, connector: str, message_id: str, part: int,
@@ -182,6 +182,27 @@ async def test_expiry_looks_at_about_limit_messages_per_script_call(store: Store
     assert len(await store.expire_due(limit=6, now=later)) == 10
     assert await store.expire_due(limit=6, now=later) == []
     assert await store.redis.zcard("smsgw:expiry") == 1
+
+
+async def test_retention_deletes_records_and_batch_counts_after_their_expiry(
+    store: Store
+) -> None:
+    """When a message's expiry pass comes, it and its batch's counts are given
+    `retention` seconds to live, final or not; without retention they stay."""
+    done, open_, kept = message(batch="r1"), message(batch="r1"), message(batch="r2")
+    for m in (done, open_, kept):
+        m.expires_at = 1.0
+    await store.enqueue([done, open_])
+    await store.part_final(done.id, 1, "delivered", "000", "DELIVRD")
+    later = time.time() + store.receipt_grace
+    assert await store.expire_due(now=later, retention=3600) == [open_.id]
+    for key in (msg_key(done.id), msg_key(open_.id), batch_key("r1"), batch_owner_key("r1")):
+        assert 3500 < await store.redis.ttl(key) <= 3600, key
+    assert (await store.get(open_.id)).status == "expired"  # type: ignore[union-attr]
+    await store.enqueue([kept])
+    assert await store.expire_due(now=later) == [kept.id]
+    assert await store.redis.ttl(msg_key(kept.id)) == -1  # no expiry set
+    assert await store.redis.ttl(batch_key("r2")) == -1
 
 
 async def test_parts_of_one_message_acknowledged_together(store: Store) -> None:
