@@ -264,6 +264,9 @@ class WebhookSettings(_Section):
     retry_max: float = Field(default=3600.0, gt=0)  # cap of one backoff step
     max_age: float = Field(default=24 * 3600.0, gt=0)  # retried at least this long
     poll_interval: float = Field(default=0.2, gt=0)
+    # A concatenated MO message still missing parts this long after its first
+    # part arrived goes to mo_url with the parts that came (`"complete": false`).
+    mo_combine_timeout: float = Field(default=600.0, gt=0)
 
 
 class LogSettings(_Section):

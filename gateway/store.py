@@ -1025,6 +1025,7 @@ class Store:
             for name, src in (
                 ("chunk", _ENQUEUE_CHUNK), ("wh_queue", _WH_QUEUE), ("wh_claim", _WH_CLAIM),
                 ("wh_done", _WH_DONE), ("wh_retry", _WH_RETRY),
+                ("mo_part", _MO_PART), ("mo_done", _MO_DONE),
             )
         }
 
@@ -1172,6 +1173,39 @@ class Store:
             args += (wh_queue_key(queue), queue, entry)
         args += list(ack)
         await self._api_scripts["wh_queue"](keys=[], args=args)
+
+    async def mo_part(self, conversation: str, seq: int, total: int, text: bytes,
+                      due: float, ttl: int) -> dict[int, bytes] | None:
+        """Keep part `seq` of `total` of an MO message; all its parts by number
+        once every one is in (until `mo_done`), else None."""
+        flat = await self._api_scripts["mo_part"](
+            keys=[], args=[mo_parts_key(conversation), seq, text, total, _ts(due), ttl]
+        )
+        return {int(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)} if flat else None
+
+    async def mo_overdue(self, now: float, limit: int = 100) -> list[tuple[str, dict[int, bytes]]]:
+        """MO messages still missing parts at their give-up time: (conversation,
+        the parts that came). They stay until `mo_done`."""
+        keys = await self.redis.zrangebyscore(MO_DUE, "-inf", _ts(now), start=0, num=limit)
+        out: list[tuple[str, dict[int, bytes]]] = []
+        prefix = len(mo_parts_key(""))
+        for key in keys:
+            raw = await self.redis.hgetall(key)
+            if not raw or b"done" in raw:  # gone by its TTL, or sent meanwhile
+                await self.redis.zrem(MO_DUE, key)
+                continue
+            out.append((key.decode()[prefix - 1:-1], {int(k): v for k, v in raw.items()}))
+        return out
+
+    async def mo_done(self, conversation: str, queue: str, entry: bytes, ttl: int,
+                      now: float | None = None) -> bool:
+        """Queue the webhook of a whole (or given-up) MO message and drop its
+        parts, leaving a mark for `ttl` seconds that ignores later copies of
+        them; False if another call did it first."""
+        return bool(await self._api_scripts["mo_done"](
+            keys=[], args=[mo_parts_key(conversation), _ts(now), wh_queue_key(queue), queue,
+                           entry, ttl]
+        ))
 
     async def webhook_claim(
         self, now: float, lease: float, limit: int
@@ -1416,6 +1450,47 @@ def optout_key(account: str) -> str:
 
 def wh_queue_key(queue: str) -> str:
     return f"{PREFIX}wh:q:{{{queue}}}"
+
+
+# Parts of a concatenated MO message being reassembled: one hash per message
+# (field: part number), and when each one is due to be given up on.
+MO_DUE = f"{PREFIX}mo:due"
+
+
+def mo_parts_key(conversation: str) -> str:
+    return f"{PREFIX}mo:{{{conversation}}}"
+
+
+# Store one part of an MO message; once every part is in, return them all (the
+# parts stay until _MO_DONE queues the whole message, so a crash in between
+# loses nothing: the SMSC resends the part we did not acknowledge).
+# ARGV: parts key, part number, text, parts in total, due (give-up time), ttl.
+_MO_PART = f"""
+local key = ARGV[1]
+if redis.call('HEXISTS', key, 'done') == 1 then return false end  -- a copy, once sent
+if redis.call('HSETNX', key, ARGV[2], ARGV[3]) == 1 and redis.call('HLEN', key) == 1 then
+  redis.call('ZADD', '{MO_DUE}', ARGV[5], key)
+  redis.call('EXPIRE', key, ARGV[6])
+end
+if redis.call('HLEN', key) >= tonumber(ARGV[4]) then return redis.call('HGETALL', key) end
+return false
+"""
+
+# Queue the webhook of a reassembled (or given-up) MO message and replace its
+# parts by a `done` mark that lives as long as they could have (ttl), so a
+# second completion, or a copy of a part the SMSC sends again, does nothing.
+# ARGV: parts key, now, queue key, queue name, entry, ttl.
+_MO_DONE = f"""
+if redis.call('HEXISTS', ARGV[1], 'done') == 1 or redis.call('DEL', ARGV[1]) == 0 then
+  return 0
+end
+redis.call('HSET', ARGV[1], 'done', '1')
+redis.call('EXPIRE', ARGV[1], ARGV[6])
+redis.call('ZREM', '{MO_DUE}', ARGV[1])
+redis.call('RPUSH', ARGV[3], ARGV[5])
+redis.call('ZADD', '{WH_DUE}', 'NX', ARGV[2], ARGV[4])
+return 1
+"""
 
 
 # Persist one chunk of admitted messages, optionally claiming an idempotency key:

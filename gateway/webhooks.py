@@ -46,7 +46,7 @@ from gateway.config import AccountSettings, Settings
 from gateway.model import FINAL_STATUSES, MessageState, new_id
 from gateway.store import Store
 from protocols.smpp import DeliverSm, Tag
-from protocols.text import decode_short_message
+from protocols.text import Udh, decode_short_message, fuse_surrogates
 
 log = logs.get("smsgw.webhooks")
 
@@ -93,6 +93,25 @@ def backoff(attempt: int, base: float, cap: float) -> float:
     return random.uniform(step / 2, step)
 
 
+def _concat(pdu: DeliverSm, udh: Udh | None) -> tuple[int, int, int] | None:
+    """(reference, parts in total, this part's number) of a concatenated MO,
+    from its UDH or its SAR TLVs; None for a message of one part."""
+    if udh is not None and udh.concat is not None:
+        return udh.concat
+    ref, total, seq = (pdu.get(Tag.SAR_MSG_REF_NUM), pdu.get(Tag.SAR_TOTAL_SEGMENTS),
+                       pdu.get(Tag.SAR_SEGMENT_SEQNUM))
+    if isinstance(ref, int) and isinstance(total, int) and isinstance(seq, int):
+        return ref, total, seq
+    return None
+
+
+def _joined(parts: dict[int, bytes]) -> str:
+    """The text of the parts that came, in order (a UCS-2 character split
+    across two parts is whole again)."""
+    return fuse_surrogates("".join(parts[k].decode("utf-8", "surrogatepass")
+                                   for k in sorted(parts)))
+
+
 class Webhooks:
     def __init__(self, settings: Settings, store: Store, consumer: str) -> None:
         self.settings = settings
@@ -107,6 +126,9 @@ class Webhooks:
         }
         self.per_host = max(1, self.conf.concurrency // 4)
         self._stopping = False
+        # How long the parts of an MO message (and then the mark that it was
+        # sent) are kept: a day past the give-up time.
+        self._mo_ttl = int(self.conf.mo_combine_timeout) + 24 * 3600
         self._inflight = 0
         self._hosts: dict[str, int] = {}
         self._slot = asyncio.Event()
@@ -126,7 +148,7 @@ class Webhooks:
         )
         try:
             await self.store.ensure_events_group()
-            await asyncio.gather(self._mover(), self._sender())
+            await asyncio.gather(self._mover(), self._sender(), self._overdue())
         finally:
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=self.conf.timeout)
@@ -165,7 +187,9 @@ class Webhooks:
     # --- MO messages ----------------------------------------------------------
 
     async def on_mo(self, connector: str, pdu: DeliverSm) -> None:
-        """Queue an MO message for its account's mo_url (routed by destination)."""
+        """Queue an MO message for its account's mo_url (routed by destination).
+        The parts of a concatenated one (UDH or SAR) are kept in Redis until all
+        have come, then go as one message."""
         dest = pdu.destination_addr.lstrip("+")
         name = self.mo_routes.get(dest)
         account = self.accounts.get(name) if name else None
@@ -174,20 +198,70 @@ class Webhooks:
             return
         payload = pdu.get(Tag.MESSAGE_PAYLOAD)
         data = payload if isinstance(payload, bytes) and payload else pdu.short_message
-        text, _udh = decode_short_message(data, pdu.data_coding, pdu.esm_class)
+        text, udh = decode_short_message(data, pdu.data_coding, pdu.esm_class)
         source = pdu.source_addr
         if pdu.source_addr_ton == 1 and source.isdigit():
             source = "+" + source
+        concat = _concat(pdu, udh)
+        if concat is None or concat[1] <= 1:
+            await self._queue_mo(name, account.mo_url, connector, source,  # type: ignore[arg-type]
+                                 pdu.destination_addr, text, 1, True, None)
+            return
+        ref, total, seq = concat
+        if not 1 <= seq <= total:
+            log.warning("mo_part_out_of_range", connector=connector, seq=seq, total=total)
+            return
+        conversation = "|".join((connector, source, pdu.destination_addr, str(ref), str(total)))
+        parts = await self.store.mo_part(
+            conversation, seq, total, text.encode("utf-8", "surrogatepass"),
+            time.time() + self.conf.mo_combine_timeout, self._mo_ttl,
+        )
+        if parts is not None:
+            await self._queue_mo(name, account.mo_url, connector,  # type: ignore[arg-type]
+                                 source, pdu.destination_addr, _joined(parts), total, True,
+                                 conversation)
+
+    async def _queue_mo(self, account: str, url: str, connector: str, source: str, dest: str,
+                        text: str, parts: int, complete: bool, conversation: str | None) -> None:
         now = time.time()
         mo_id = new_id()
-        body = orjson.dumps({
-            "type": "mo", "event_id": mo_id, "id": mo_id, "from": source,
-            "to": pdu.destination_addr, "text": text, "connector": connector,
-            "received_at": _iso(now),
-        })
-        entry = msgpack.packb([account.mo_url, name, body, now, mo_id])
-        await self.store.webhook_queue([(f"mo:{mo_id}", entry)], now=now)
-        log.info("mo_queued", connector=connector, mo_id=mo_id, account=name)
+        body: dict[str, Any] = {
+            "type": "mo", "event_id": mo_id, "id": mo_id, "from": source, "to": dest,
+            "text": text, "parts": parts, "connector": connector, "received_at": _iso(now),
+        }
+        if not complete:
+            body["complete"] = False
+        entry = msgpack.packb([url, account, orjson.dumps(body), now, mo_id])
+        if conversation is None:
+            await self.store.webhook_queue([(f"mo:{mo_id}", entry)], now=now)
+        elif not await self.store.mo_done(conversation, f"mo:{mo_id}", entry, self._mo_ttl, now):
+            return  # another bind or worker completed it first
+        log.info("mo_queued", connector=connector, mo_id=mo_id, account=account, parts=parts,
+                 complete=complete)
+
+    async def give_up_overdue(self, now: float | None = None) -> int:
+        """Concatenated MO messages still missing parts after `mo_combine_timeout`
+        go with the parts that came, marked `"complete": false`."""
+        count = 0
+        for conversation, parts in await self.store.mo_overdue(time.time() if now is None
+                                                               else now):
+            connector, source, dest, _ref, total = conversation.split("|")
+            name = self.mo_routes.get(dest.lstrip("+"))
+            account = self.accounts.get(name) if name else None
+            if account is None or not account.mo_url:
+                continue  # the number moved away meanwhile; the TTL clears the parts
+            await self._queue_mo(name, account.mo_url, connector,  # type: ignore[arg-type]
+                                 source, dest, _joined(parts), int(total), False, conversation)
+            count += 1
+        return count
+
+    async def _overdue(self) -> None:
+        while not self._stopping:
+            try:
+                await self.give_up_overdue()
+            except Exception as exc:  # Redis away: the parts wait in Redis
+                log.error("mo_overdue_error", error=repr(exc))
+            await asyncio.sleep(1.0)
 
     # --- queues → receivers ---------------------------------------------------
 

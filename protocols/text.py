@@ -40,6 +40,7 @@ __all__ = [
     "decode_gsm7",
     "decode_short_message",
     "encode_gsm7",
+    "fuse_surrogates",
     "is_gsm7",
     "pack_septets",
     "parse_udh",
@@ -691,7 +692,10 @@ def decode_short_message(
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
-def _fuse_surrogates(text: str) -> str:
+def fuse_surrogates(text: str) -> str:
+    """Join UCS-2 surrogate halves left at the ends of concatenated parts
+    (`decode_short_message` keeps them) into their character; a half with no
+    partner becomes U+FFFD."""
     if _SURROGATE_RE.search(text) is None:
         return text
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
@@ -718,7 +722,7 @@ class Reassembler:
     def add(self, key: str, ref: int, total: int, seq: int, text: str, now: float) -> str | None:
         """Store one part; return the whole text once every part is in."""
         if total <= 1:
-            return _fuse_surrogates(text)
+            return fuse_surrogates(text)
         if not 1 <= seq <= total:
             return None
         slot = (key, ref, total)
@@ -731,7 +735,7 @@ class Reassembler:
         if len(parts) < total:
             return None
         del self._pending[slot]
-        return _fuse_surrogates("".join(parts[i] for i in range(1, total + 1)))
+        return fuse_surrogates("".join(parts[i] for i in range(1, total + 1)))
 
     def expire(self, now: float) -> list[tuple[str, int, str]]:
         """Drop and return (key, ref, partial text in seq order) for timed-out messages."""
@@ -741,5 +745,5 @@ class Reassembler:
         for slot in expired:
             _, parts = self._pending.pop(slot)
             text = "".join(parts[i] for i in sorted(parts))
-            out.append((slot[0], slot[1], _fuse_surrogates(text)))
+            out.append((slot[0], slot[1], fuse_surrogates(text)))
         return out

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from gateway.receipts import Receipts
 from gateway.store import Store
 from gateway.webhooks import Webhooks, sign
 from loadtest.harness import GatewayProcess
-from protocols.smpp import CommandStatus, DeliverSm
+from protocols.smpp import CommandStatus, DeliverSm, Tag
 from tests.integration.conftest import AUTH, wait_final, wait_for
 from tests.integration.receiver import Receiver
 
@@ -206,3 +207,72 @@ async def test_mo_messages_go_to_the_account_that_owns_the_number(
     assert body["connector"] == "sim"
     assert request["headers"]["X-Smsgw-Signature"] == sign(SECRET, request["raw"])
     assert receiver.bad_signatures == 0
+
+
+async def _mo_bodies(webhooks: Webhooks, receiver: Receiver, count: int) -> list[dict[str, Any]]:
+    task = asyncio.create_task(webhooks.run())
+    try:
+        for _ in range(200):  # bounded: 10 s
+            if len(receiver.requests) >= count:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # anything more than expected would show up now
+    finally:
+        webhooks.stop()
+        await task
+    return [r["body"] for r in receiver.requests]
+
+
+def _udh_part(ref: int, total: int, seq: int, text: str) -> DeliverSm:
+    return DeliverSm(source_addr_ton=1, source_addr="8613800138000",
+                     destination_addr="10690002", esm_class=0x40, data_coding=8,
+                     short_message=bytes((5, 0, 3, ref, total, seq)) + text.encode("utf-16-be"))
+
+
+async def test_a_concatenated_mo_goes_out_once_whole_whatever_order_and_copies(
+    store: Store, receiver: Receiver
+) -> None:
+    """Parts arrive out of order, one twice, one across two calls (as on two
+    binds): one webhook with the whole text; a SAR message likewise."""
+    settings = _settings(receiver.url)
+    webhooks = Webhooks(settings, store, "test")
+    receipts = Receipts(store, settings, on_mo=webhooks.on_mo)
+    # "请回复TD退订😀" with the emoji's surrogate pair cut between parts 2 and 3
+    units = "请回复TD退订😀".encode("utf-16-be")
+    cut = [units[0:6], units[6:14], units[14:18]]
+    texts = [c.decode("utf-16-be", "surrogatepass") for c in cut]
+    assert await receipts.on_deliver("sim", [_udh_part(7, 3, 3, texts[2]),
+                                             _udh_part(7, 3, 1, texts[0])]) == [0, 0]
+    assert await receipts.on_deliver("sim", [_udh_part(7, 3, 1, texts[0])]) == [0]
+    assert await receipts.on_deliver("sim", [_udh_part(7, 3, 2, texts[1])]) == [0]
+    assert await receipts.on_deliver("sim", [_udh_part(7, 3, 2, texts[1])]) == [0]  # resent
+    sar = []
+    for seq, text in ((2, "world"), (1, "hello ")):
+        pdu = DeliverSm(source_addr="8613900139000", destination_addr="10690002",
+                        short_message=text.encode())
+        for tag, value in ((Tag.SAR_MSG_REF_NUM, 300), (Tag.SAR_TOTAL_SEGMENTS, 2),
+                           (Tag.SAR_SEGMENT_SEQNUM, seq)):
+            pdu.set(tag, value)
+        sar.append(pdu)
+    assert await receipts.on_deliver("sim", sar) == [0, 0]
+    bodies = await _mo_bodies(webhooks, receiver, 2)
+    assert sorted((b["text"], b["parts"], b.get("complete", True)) for b in bodies) == [
+        ("hello world", 2, True), ("请回复TD退订😀", 3, True)]
+    assert await store.mo_overdue(time.time() + 3600) == []  # nothing left behind
+
+
+async def test_a_concatenated_mo_missing_parts_goes_with_what_came_after_the_timeout(
+    store: Store, receiver: Receiver
+) -> None:
+    settings = _settings(receiver.url)
+    webhooks = Webhooks(settings, store, "test")
+    receipts = Receipts(store, settings, on_mo=webhooks.on_mo)
+    await receipts.on_deliver("sim", [_udh_part(9, 3, 1, "abc"), _udh_part(9, 3, 3, "ghi")])
+    assert await webhooks.give_up_overdue() == 0  # not yet due
+    later = time.time() + settings.webhooks.mo_combine_timeout + 1
+    assert await webhooks.give_up_overdue(later) == 1
+    assert await webhooks.give_up_overdue(later) == 0  # once
+    await receipts.on_deliver("sim", [_udh_part(9, 3, 2, "def")])  # too late: dropped
+    assert await webhooks.give_up_overdue(later + 3600) == 0
+    [body] = await _mo_bodies(webhooks, receiver, 1)
+    assert (body["text"], body["parts"], body["complete"]) == ("abcghi", 3, False)
