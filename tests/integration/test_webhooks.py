@@ -178,12 +178,33 @@ def _settings(mo_url: str) -> Settings:
     })
 
 
+def _mo_wiring(store: Store, receiver: Receiver) -> tuple[Settings, Webhooks, Receipts]:
+    settings = _settings(receiver.url)
+    webhooks = Webhooks(settings, store, "test")
+    return settings, webhooks, Receipts(store, settings, on_mo=webhooks.on_mo)
+
+
+async def _mo_requests(webhooks: Webhooks, receiver: Receiver,
+                       count: int) -> list[dict[str, Any]]:
+    """Run the webhook sender until `count` requests came (bounded: 10 s), and a
+    moment more, so that one too many would show."""
+    task = asyncio.create_task(webhooks.run())
+    try:
+        for _ in range(200):
+            if len(receiver.requests) >= count:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
+    finally:
+        webhooks.stop()
+        await task
+    return receiver.requests
+
+
 async def test_mo_messages_go_to_the_account_that_owns_the_number(
     store: Store, receiver: Receiver
 ) -> None:
-    settings = _settings(receiver.url)
-    webhooks = Webhooks(settings, store, "test")
-    receipts = Receipts(store, settings, on_mo=webhooks.on_mo)
+    _, webhooks, receipts = _mo_wiring(store, receiver)
     mo = DeliverSm(source_addr_ton=1, source_addr="8613800138000",
                    destination_addr="10690002", data_coding=8,
                    short_message="退订".encode("utf-16-be"))
@@ -191,36 +212,13 @@ async def test_mo_messages_go_to_the_account_that_owns_the_number(
     stray = DeliverSm(source_addr="1", destination_addr="5555", short_message=b"who?")
     assert await receipts.on_deliver("sim", [stray]) == [CommandStatus.ESME_ROK]
 
-    task = asyncio.create_task(webhooks.run())
-    try:
-        for _ in range(200):
-            if receiver.requests:
-                break
-            await asyncio.sleep(0.05)
-    finally:
-        webhooks.stop()
-        await task
-    [request] = receiver.requests
+    [request] = await _mo_requests(webhooks, receiver, 1)
     body = request["body"]
     assert body["type"] == "mo" and body["text"] == "退订"
     assert body["from"] == "+8613800138000" and body["to"] == "10690002"
     assert body["connector"] == "sim"
     assert request["headers"]["X-Smsgw-Signature"] == sign(SECRET, request["raw"])
     assert receiver.bad_signatures == 0
-
-
-async def _mo_bodies(webhooks: Webhooks, receiver: Receiver, count: int) -> list[dict[str, Any]]:
-    task = asyncio.create_task(webhooks.run())
-    try:
-        for _ in range(200):  # bounded: 10 s
-            if len(receiver.requests) >= count:
-                break
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)  # anything more than expected would show up now
-    finally:
-        webhooks.stop()
-        await task
-    return [r["body"] for r in receiver.requests]
 
 
 def _udh_part(ref: int, total: int, seq: int, text: str) -> DeliverSm:
@@ -234,9 +232,7 @@ async def test_a_concatenated_mo_goes_out_once_whole_whatever_order_and_copies(
 ) -> None:
     """Parts arrive out of order, one twice, one across two calls (as on two
     binds): one webhook with the whole text; a SAR message likewise."""
-    settings = _settings(receiver.url)
-    webhooks = Webhooks(settings, store, "test")
-    receipts = Receipts(store, settings, on_mo=webhooks.on_mo)
+    _, webhooks, receipts = _mo_wiring(store, receiver)
     # "请回复TD退订😀" with the emoji's surrogate pair cut between parts 2 and 3
     units = "请回复TD退订😀".encode("utf-16-be")
     cut = [units[0:6], units[6:14], units[14:18]]
@@ -255,7 +251,7 @@ async def test_a_concatenated_mo_goes_out_once_whole_whatever_order_and_copies(
             pdu.set(tag, value)
         sar.append(pdu)
     assert await receipts.on_deliver("sim", sar) == [0, 0]
-    bodies = await _mo_bodies(webhooks, receiver, 2)
+    bodies = [r["body"] for r in await _mo_requests(webhooks, receiver, 2)]
     assert sorted((b["text"], b["parts"], b.get("complete", True)) for b in bodies) == [
         ("hello world", 2, True), ("请回复TD退订😀", 3, True)]
     assert await store.mo_overdue(time.time() + 3600) == []  # nothing left behind
@@ -264,9 +260,7 @@ async def test_a_concatenated_mo_goes_out_once_whole_whatever_order_and_copies(
 async def test_a_concatenated_mo_missing_parts_goes_with_what_came_after_the_timeout(
     store: Store, receiver: Receiver
 ) -> None:
-    settings = _settings(receiver.url)
-    webhooks = Webhooks(settings, store, "test")
-    receipts = Receipts(store, settings, on_mo=webhooks.on_mo)
+    settings, webhooks, receipts = _mo_wiring(store, receiver)
     await receipts.on_deliver("sim", [_udh_part(9, 3, 1, "abc"), _udh_part(9, 3, 3, "ghi")])
     assert await webhooks.give_up_overdue() == 0  # not yet due
     later = time.time() + settings.webhooks.mo_combine_timeout + 1
@@ -274,5 +268,5 @@ async def test_a_concatenated_mo_missing_parts_goes_with_what_came_after_the_tim
     assert await webhooks.give_up_overdue(later) == 0  # once
     await receipts.on_deliver("sim", [_udh_part(9, 3, 2, "def")])  # too late: dropped
     assert await webhooks.give_up_overdue(later + 3600) == 0
-    [body] = await _mo_bodies(webhooks, receiver, 1)
+    [body] = [r["body"] for r in await _mo_requests(webhooks, receiver, 1)]
     assert (body["text"], body["parts"], body["complete"]) == ("abcghi", 3, False)
