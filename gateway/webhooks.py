@@ -211,7 +211,8 @@ class Webhooks:
         if not 1 <= seq <= total:
             log.warning("mo_part_out_of_range", connector=connector, seq=seq, total=total)
             return
-        conversation = "|".join((connector, source, pdu.destination_addr, str(ref), str(total)))
+        # JSON: addresses may hold any character, "|" included
+        conversation = orjson.dumps([connector, source, pdu.destination_addr, ref, total]).decode()
         parts = await self.store.mo_part(
             conversation, seq, total, text.encode("utf-8", "surrogatepass"),
             time.time() + self.conf.mo_combine_timeout, self._mo_ttl,
@@ -245,7 +246,7 @@ class Webhooks:
         count = 0
         for conversation, parts in await self.store.mo_overdue(time.time() if now is None
                                                                else now):
-            connector, source, dest, _ref, total = conversation.split("|")
+            connector, source, dest, _ref, total = orjson.loads(conversation)
             name = self.mo_routes.get(dest.lstrip("+"))
             account = self.accounts.get(name) if name else None
             if account is None or not account.mo_url:
