@@ -190,12 +190,11 @@ class Webhooks:
         """Queue an MO message for its account's mo_url (routed by destination).
         The parts of a concatenated one (UDH or SAR) are kept in Redis until all
         have come, then go as one message."""
-        dest = pdu.destination_addr.lstrip("+")
-        name = self.mo_routes.get(dest)
-        account = self.accounts.get(name) if name else None
-        if account is None or not account.mo_url:
+        target = self._mo_target(pdu.destination_addr)
+        if target is None:
             log.info("mo_unrouted", connector=connector, number=pdu.destination_addr)
             return
+        name, url = target
         payload = pdu.get(Tag.MESSAGE_PAYLOAD)
         data = payload if isinstance(payload, bytes) and payload else pdu.short_message
         text, udh = decode_short_message(data, pdu.data_coding, pdu.esm_class)
@@ -204,8 +203,8 @@ class Webhooks:
             source = "+" + source
         concat = _concat(pdu, udh)
         if concat is None or concat[1] <= 1:
-            await self._queue_mo(name, account.mo_url, connector, source,  # type: ignore[arg-type]
-                                 pdu.destination_addr, text, 1, True, None)
+            await self._queue_mo(name, url, connector, source, pdu.destination_addr, text, 1,
+                                 True, None)
             return
         ref, total, seq = concat
         if not 1 <= seq <= total:
@@ -218,9 +217,16 @@ class Webhooks:
             time.time() + self.conf.mo_combine_timeout, self._mo_ttl,
         )
         if parts is not None:
-            await self._queue_mo(name, account.mo_url, connector,  # type: ignore[arg-type]
-                                 source, pdu.destination_addr, _joined(parts), total, True,
-                                 conversation)
+            await self._queue_mo(name, url, connector, source, pdu.destination_addr,
+                                 _joined(parts), total, True, conversation)
+
+    def _mo_target(self, number: str) -> tuple[str, str] | None:
+        """(account, mo_url) of the account whose mo_numbers has `number`."""
+        name = self.mo_routes.get(number.lstrip("+"))
+        account = self.accounts.get(name) if name else None
+        if name is None or account is None or not account.mo_url:
+            return None
+        return name, account.mo_url
 
     async def _queue_mo(self, account: str, url: str, connector: str, source: str, dest: str,
                         text: str, parts: int, complete: bool, conversation: str | None) -> None:
@@ -247,12 +253,11 @@ class Webhooks:
         for conversation, parts in await self.store.mo_overdue(time.time() if now is None
                                                                else now):
             connector, source, dest, _ref, total = orjson.loads(conversation)
-            name = self.mo_routes.get(dest.lstrip("+"))
-            account = self.accounts.get(name) if name else None
-            if account is None or not account.mo_url:
+            target = self._mo_target(dest)
+            if target is None:
                 continue  # the number moved away meanwhile; the TTL clears the parts
-            await self._queue_mo(name, account.mo_url, connector,  # type: ignore[arg-type]
-                                 source, dest, _joined(parts), int(total), False, conversation)
+            await self._queue_mo(*target, connector, source, dest, _joined(parts), int(total),
+                                 False, conversation)
             count += 1
         return count
 
