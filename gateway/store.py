@@ -1179,22 +1179,28 @@ class Store:
         """Keep part `seq` of `total` of an MO message; all its parts by number
         once every one is in (until `mo_done`), else None."""
         flat = await self._api_scripts["mo_part"](
-            keys=[], args=[mo_parts_key(conversation), seq, text, total, _ts(due), ttl]
+            keys=[],
+            args=[mo_parts_key(conversation), seq, text, total, _ts(due), ttl, conversation],
         )
         return {int(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)} if flat else None
 
     async def mo_overdue(self, now: float, limit: int = 100) -> list[tuple[str, dict[int, bytes]]]:
         """MO messages still missing parts at their give-up time: (conversation,
         the parts that came). They stay until `mo_done`."""
-        keys = await self.redis.zrangebyscore(MO_DUE, "-inf", _ts(now), start=0, num=limit)
+        due = [c.decode() for c in
+               await self.redis.zrangebyscore(MO_DUE, "-inf", _ts(now), start=0, num=limit)]
+        pipe = self.redis.pipeline(transaction=False)
+        for conversation in due:
+            pipe.hgetall(mo_parts_key(conversation))
         out: list[tuple[str, dict[int, bytes]]] = []
-        prefix = len(mo_parts_key(""))
-        for key in keys:
-            raw = await self.redis.hgetall(key)
+        gone: list[str] = []
+        for conversation, raw in zip(due, await pipe.execute() if due else [], strict=True):
             if not raw or b"done" in raw:  # gone by its TTL, or sent meanwhile
-                await self.redis.zrem(MO_DUE, key)
-                continue
-            out.append((key.decode()[prefix - 1:-1], {int(k): v for k, v in raw.items()}))
+                gone.append(conversation)
+            else:
+                out.append((conversation, {int(k): v for k, v in raw.items()}))
+        if gone:
+            await self.redis.zrem(MO_DUE, *gone)
         return out
 
     async def mo_done(self, conversation: str, queue: str, entry: bytes, ttl: int,
@@ -1204,7 +1210,7 @@ class Store:
         them; False if another call did it first."""
         return bool(await self._api_scripts["mo_done"](
             keys=[], args=[mo_parts_key(conversation), _ts(now), wh_queue_key(queue), queue,
-                           entry, ttl]
+                           entry, ttl, conversation]
         ))
 
     async def webhook_claim(
@@ -1452,6 +1458,14 @@ def wh_queue_key(queue: str) -> str:
     return f"{PREFIX}wh:q:{{{queue}}}"
 
 
+# Append a packed entry to a webhook queue and make the queue due (if it was not).
+_WH_PUSH_LUA = f"""
+local function wh_push(queue_key, queue, entry, now)
+  redis.call('RPUSH', queue_key, entry)
+  redis.call('ZADD', '{WH_DUE}', 'NX', now, queue)
+end
+"""
+
 # Parts of a concatenated MO message being reassembled: one hash per message
 # (field: part number), and when each one is due to be given up on.
 MO_DUE = f"{PREFIX}mo:due"
@@ -1464,12 +1478,13 @@ def mo_parts_key(conversation: str) -> str:
 # Store one part of an MO message; once every part is in, return them all (the
 # parts stay until _MO_DONE queues the whole message, so a crash in between
 # loses nothing: the SMSC resends the part we did not acknowledge).
-# ARGV: parts key, part number, text, parts in total, due (give-up time), ttl.
+# ARGV: parts key, part number, text, parts in total, due (give-up time), ttl,
+# conversation (MO_DUE's member).
 _MO_PART = f"""
 local key = ARGV[1]
 if redis.call('HEXISTS', key, 'done') == 1 then return false end  -- a copy, once sent
 if redis.call('HSETNX', key, ARGV[2], ARGV[3]) == 1 and redis.call('HLEN', key) == 1 then
-  redis.call('ZADD', '{MO_DUE}', ARGV[5], key)
+  redis.call('ZADD', '{MO_DUE}', ARGV[5], ARGV[7])
   redis.call('EXPIRE', key, ARGV[6])
 end
 if redis.call('HLEN', key) >= tonumber(ARGV[4]) then return redis.call('HGETALL', key) end
@@ -1479,16 +1494,15 @@ return false
 # Queue the webhook of a reassembled (or given-up) MO message and replace its
 # parts by a `done` mark that lives as long as they could have (ttl), so a
 # second completion, or a copy of a part the SMSC sends again, does nothing.
-# ARGV: parts key, now, queue key, queue name, entry, ttl.
-_MO_DONE = f"""
+# ARGV: parts key, now, queue key, queue name, entry, ttl, conversation.
+_MO_DONE = _WH_PUSH_LUA + f"""
 if redis.call('HEXISTS', ARGV[1], 'done') == 1 or redis.call('DEL', ARGV[1]) == 0 then
   return 0
 end
 redis.call('HSET', ARGV[1], 'done', '1')
 redis.call('EXPIRE', ARGV[1], ARGV[6])
-redis.call('ZREM', '{MO_DUE}', ARGV[1])
-redis.call('RPUSH', ARGV[3], ARGV[5])
-redis.call('ZADD', '{WH_DUE}', 'NX', ARGV[2], ARGV[4])
+redis.call('ZREM', '{MO_DUE}', ARGV[7])
+wh_push(ARGV[3], ARGV[4], ARGV[5], ARGV[2])
 return 1
 """
 
@@ -1595,11 +1609,10 @@ return n
 # Move status events into their messages' webhook queues and acknowledge them, in
 # one step, so an event is queued exactly once even if the mover dies.
 # KEYS: none. ARGV: now, n, n × (queue key, queue name, packed entry), then event ids.
-_WH_QUEUE = f"""
+_WH_QUEUE = _WH_PUSH_LUA + f"""
 local now, n = ARGV[1], tonumber(ARGV[2])
 for i = 3, 2 + n * 3, 3 do
-  redis.call('RPUSH', ARGV[i], ARGV[i + 2])
-  redis.call('ZADD', '{WH_DUE}', 'NX', now, ARGV[i + 1])
+  wh_push(ARGV[i], ARGV[i + 1], ARGV[i + 2], now)
 end
 local ids = {{}}
 for i = 3 + n * 3, #ARGV do ids[#ids + 1] = ARGV[i] end

@@ -46,7 +46,7 @@ from gateway.config import AccountSettings, Settings
 from gateway.model import FINAL_STATUSES, MessageState, new_id
 from gateway.store import Store
 from protocols.smpp import DeliverSm, Tag
-from protocols.text import Udh, decode_short_message, fuse_surrogates
+from protocols.text import Udh, decode_short_message, join_parts
 
 log = logs.get("smsgw.webhooks")
 
@@ -106,10 +106,8 @@ def _concat(pdu: DeliverSm, udh: Udh | None) -> tuple[int, int, int] | None:
 
 
 def _joined(parts: dict[int, bytes]) -> str:
-    """The text of the parts that came, in order (a UCS-2 character split
-    across two parts is whole again)."""
-    return fuse_surrogates("".join(parts[k].decode("utf-8", "surrogatepass")
-                                   for k in sorted(parts)))
+    """The text of the parts that came, as stored by `on_mo`."""
+    return join_parts({k: v.decode("utf-8", "surrogatepass") for k, v in parts.items()})
 
 
 class Webhooks:
@@ -148,7 +146,10 @@ class Webhooks:
         )
         try:
             await self.store.ensure_events_group()
-            await asyncio.gather(self._mover(), self._sender(), self._overdue())
+            loops = [self._mover(), self._sender()]
+            if any(account.mo_url for account in self.accounts.values()):
+                loops.append(self._overdue())  # no MO webhooks, nothing to give up on
+            await asyncio.gather(*loops)
         finally:
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=self.conf.timeout)

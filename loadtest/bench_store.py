@@ -44,6 +44,7 @@ import gateway.store as store_module
 from gateway.embedded_redis import EmbeddedRedis
 from gateway.model import Message, new_id
 from gateway.store import Store
+from loadtest.harness import command_stats
 
 CONNECTOR = "sim"
 TEXT = "Double 11: 50% off everything until midnight. Ref {}"
@@ -64,14 +65,12 @@ class Stage:
 
 async def _snapshot(r: Any) -> dict[str, Any]:
     cpu = await r.info("cpu")
-    stats = await r.info("commandstats")
     persistence = await r.info("persistence")
     return {
         "cpu": float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]),
         "children": float(cpu["used_cpu_sys_children"]) + float(cpu["used_cpu_user_children"]),
         "aof": int(persistence.get("aof_current_size", 0)),
-        "cmd": {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
-                for k, v in stats.items()},
+        "cmd": await command_stats(r),
     }
 
 

@@ -188,3 +188,11 @@ class SimulatorProcess:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+async def command_stats(redis: Any) -> dict[str, tuple[int, int]]:
+    """Redis's `INFO commandstats` as {command: (calls, usec)}. A script's usec
+    includes the commands it runs, which are counted again under their own names."""
+    stats = await redis.info("commandstats")
+    return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
+            for k, v in stats.items()}

@@ -41,7 +41,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from loadtest import audit as audit_mod
-from loadtest.harness import GatewayProcess, SimulatorProcess
+from loadtest.harness import GatewayProcess, SimulatorProcess, command_stats
 
 DEFAULT_API_KEY = "demo-key"  # the demo account of config/gateway.toml
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -322,17 +322,13 @@ async def observe_redis(redis_url: str, ids: list[str], chunk: int = 2000) -> di
 
 
 async def redis_commands(redis_url: str) -> dict[str, tuple[int, int]]:
-    """`INFO commandstats` as {command: (calls, usec)}; a script's usec includes the
-    commands it runs, which are counted again under their own names."""
     import redis.asyncio as aioredis
 
     r = aioredis.Redis.from_url(redis_url)
     try:
-        stats = await r.info("commandstats")
+        return await command_stats(r)
     finally:
         await r.aclose()
-    return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"]))
-            for k, v in stats.items()}
 
 
 def command_profile(before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]],
@@ -611,9 +607,8 @@ def _rate(count: float, seconds: float | None) -> float | None:
 
 
 async def observe(run: Run, ids: list[str], classes_by_id: dict[str, str],
-                  deadline: float) -> tuple[dict[str, Any], str]:
+                  deadline: float, redis_url: str | None) -> tuple[dict[str, Any], str]:
     o = run.opts
-    redis_url = o.redis_url or (redis_url_of(run.gateway_pid) if run.gateway_pid else None)
     if redis_url:
         observed = await observe_redis(redis_url, ids)
         # Re-read those not final yet until they are or the deadline passes.
@@ -687,7 +682,7 @@ def execute(opts: Options) -> dict[str, Any]:
         commands_after = _run_async(redis_commands(redis_url)) if redis_url else {}
         sim_stats = run.sim_stats()
         report["load_after"] = loadavg()
-        observed, how = _run_async(observe(run, ids, classes_by_id, deadline))
+        observed, how = _run_async(observe(run, ids, classes_by_id, deadline, redis_url))
         for mid, ob in observed.items():
             ob.msg_class = ob.msg_class or classes_by_id.get(mid, "")
         record_path = (run.sim.record_path if run.sim is not None

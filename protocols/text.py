@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -40,8 +40,8 @@ __all__ = [
     "decode_gsm7",
     "decode_short_message",
     "encode_gsm7",
-    "fuse_surrogates",
     "is_gsm7",
+    "join_parts",
     "pack_septets",
     "parse_udh",
     "septet_length",
@@ -692,13 +692,18 @@ def decode_short_message(
 _SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 
-def fuse_surrogates(text: str) -> str:
-    """Join UCS-2 surrogate halves left at the ends of concatenated parts
-    (`decode_short_message` keeps them) into their character; a half with no
-    partner becomes U+FFFD."""
+def _fuse_surrogates(text: str) -> str:
     if _SURROGATE_RE.search(text) is None:
         return text
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def join_parts(parts: Mapping[int, str]) -> str:
+    """The text of the parts of a concatenated message (by part number) that
+    are present, in order. UCS-2 surrogate halves left at the ends of parts
+    (`decode_short_message` keeps them) become their character again; a half
+    whose partner is missing becomes U+FFFD."""
+    return _fuse_surrogates("".join(parts[k] for k in sorted(parts)))
 
 
 class Reassembler:
@@ -722,7 +727,7 @@ class Reassembler:
     def add(self, key: str, ref: int, total: int, seq: int, text: str, now: float) -> str | None:
         """Store one part; return the whole text once every part is in."""
         if total <= 1:
-            return fuse_surrogates(text)
+            return _fuse_surrogates(text)
         if not 1 <= seq <= total:
             return None
         slot = (key, ref, total)
@@ -735,7 +740,7 @@ class Reassembler:
         if len(parts) < total:
             return None
         del self._pending[slot]
-        return fuse_surrogates("".join(parts[i] for i in range(1, total + 1)))
+        return join_parts(parts)
 
     def expire(self, now: float) -> list[tuple[str, int, str]]:
         """Drop and return (key, ref, partial text in seq order) for timed-out messages."""
@@ -744,6 +749,5 @@ class Reassembler:
         expired = [slot for slot, (first, _) in self._pending.items() if first <= deadline]
         for slot in expired:
             _, parts = self._pending.pop(slot)
-            text = "".join(parts[i] for i in sorted(parts))
-            out.append((slot[0], slot[1], fuse_surrogates(text)))
+            out.append((slot[0], slot[1], join_parts(parts)))
         return out
