@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import batches, logs, metrics, numbers
 from gateway.admission import Admission, AdmissionError, Submission
-from gateway.config import AccountSettings, Settings
+from gateway.config import AccountSettings, CallbackEvent, Settings
 from gateway.model import Message, new_id
 from gateway.store import Store, idem_key
 
@@ -74,6 +74,10 @@ class MessageIn(BaseModel):
         default="transactional", alias="class"
     )
     callback_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
+    callback_events: list[CallbackEvent] | None = Field(
+        default=None,
+        description="Statuses that make a callback; default: the account's (final ones)",
+    )
     client_ref: str | None = Field(default=None, max_length=64)
     send_at: dt.datetime | None = None
     validity: int | None = Field(default=None, ge=1)
@@ -147,6 +151,10 @@ class BatchIn(BaseModel):
         default="transactional", alias="class"
     )
     callback_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
+    callback_events: list[CallbackEvent] | None = Field(
+        default=None,
+        description="Statuses that make a callback; default: the account's (final ones)",
+    )
     send_at: dt.datetime | None = None
     validity: int | None = Field(default=None, ge=1)
     encoding: Literal["auto", "gsm7", "ucs2"] = "auto"
@@ -402,6 +410,7 @@ def create_app(settings: Settings, store: Store, worker: int = 0) -> FastAPI:
                 msg_class=body.msg_class,
                 encoding=body.encoding,
                 callback_url=body.callback_url,
+                callback_events=body.callback_events,
                 client_ref=body.client_ref,
                 send_at=body.send_at.timestamp() if body.send_at else None,
                 validity=body.validity,
