@@ -45,7 +45,7 @@ import random
 import time
 from typing import Any
 
-import httpx
+import aiohttp
 import msgpack
 import orjson
 
@@ -68,6 +68,8 @@ from protocols.text import Udh, decode_short_message, join_parts
 log = logs.get("smsgw.webhooks")
 
 USER_AGENT = "smsgw-webhooks/1"
+# Bytes of a receiver's answer read (and ignored).
+MAX_ANSWER = 64 * 1024
 # Entries of a single-event queue sent one after another under one lease.
 SINGLE_RUN = 32
 _BEFORE_ROUTING = frozenset({"accepted", "queued", "scheduled"})
@@ -196,18 +198,21 @@ class Webhooks:
         self._tasks: set[asyncio.Task[None]] = set()
         self._tokens = itertools.count()
         self._settles: Coalescer[Settle, None] = Coalescer(self._settle_many)
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
 
     def stop(self) -> None:
         self._stopping = True
         self._slot.set()
 
     async def run(self) -> None:
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.conf.timeout),
-            limits=httpx.Limits(max_connections=self.conf.concurrency + 8),
+        # aiohttp, not httpx: httpx's pool walks every connection on each request
+        # and cost ~1.6 ms of CPU per callback here (docs/dependencies.md).
+        self._client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.conf.concurrency + 8, limit_per_host=0,
+                                           keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(total=self.conf.timeout),
             headers={"User-Agent": USER_AGENT},
-            follow_redirects=False,
+            auto_decompress=False,
         )
         try:
             loops = [self._sender()]
@@ -218,7 +223,7 @@ class Webhooks:
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=self.conf.timeout)
             await self._settles.idle()
-            await self._client.aclose()
+            await self._client.close()
 
     # --- MO messages ----------------------------------------------------------
 
@@ -447,12 +452,18 @@ class Webhooks:
             headers["X-Smsgw-Event-Id"] = event_id
         reason = ""
         try:
-            resp = await self._client.post(url, content=body, headers=headers)
-            if not 200 <= resp.status_code < 300:
-                reason = f"http_{resp.status_code}"
-        except httpx.TimeoutException:
+            async with self._client.post(url, data=body, headers=headers,
+                                         allow_redirects=False) as resp:
+                if not 200 <= resp.status < 300:
+                    reason = f"http_{resp.status}"
+                # Read what a receiver answers, up to a bound: a connection is
+                # reused only once its response was read to the end.
+                await resp.content.read(MAX_ANSWER)
+                if not resp.content.at_eof():
+                    resp.close()
+        except TimeoutError:
             reason = "timeout"
-        except (httpx.HTTPError, OSError) as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             reason = type(exc).__name__.lower()
         if reason:
             metrics.WEBHOOK_FAILURES.labels(reason).inc()
