@@ -72,6 +72,7 @@ USER_AGENT = "smsgw-webhooks/1"
 MAX_ANSWER = 64 * 1024
 # Entries of a single-event queue sent one after another under one lease.
 SINGLE_RUN = 32
+_DELIVERED = metrics.WEBHOOKS.labels("delivered")
 _BEFORE_ROUTING = frozenset({"accepted", "queued", "scheduled"})
 
 
@@ -80,8 +81,15 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + mac.hexdigest()
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
 def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+    # A callback carries up to five timestamps, mostly of the same second.
+    sec = int(ts)
+    if sec != _second[0]:
+        _second[0], _second[1] = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{_second[1]}.{int(ts * 1000) % 1000:03d}Z"
 
 
 class Callback:
@@ -395,7 +403,7 @@ class Webhooks:
             reason = await self._post(sendable[0].url, body, secret, claim.attempts + 1, None,
                                       receiver)
             if not reason:
-                metrics.WEBHOOKS.labels("delivered").inc(len(sendable))
+                _DELIVERED.inc(len(sendable))
                 return Settle(claim.queue, token, len(events))
             return self._failed(claim, token, 0, events, claim.attempts + 1, reason)
         delivered = 0
@@ -412,7 +420,7 @@ class Webhooks:
                                       receiver)
             if reason:
                 return self._failed(claim, token, delivered, events[i:], attempt, reason)
-            metrics.WEBHOOKS.labels("delivered").inc()
+            _DELIVERED.inc()
             delivered += 1
         return Settle(claim.queue, token, delivered)
 
