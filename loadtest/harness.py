@@ -190,6 +190,117 @@ class SimulatorProcess:
         self.stop()
 
 
+@dataclass
+class ReceiverProcess:
+    """`python -m loadtest.receiver` (the webhook receiver) as its own process.
+
+    ``args`` are extra options, e.g. ``["--signature", "either"]``. Totals are
+    rewritten every second; `messages()` stops nothing but asks for the
+    per-message table (SIGUSR1) and reads it, `stop()` ends the process and
+    returns its last totals.
+    """
+
+    workdir: Path
+    secret: str = ""
+    args: list[str] = field(default_factory=list)
+    port: int = 0
+    process: subprocess.Popen[bytes] | None = None
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir)
+        self.port = self.port or free_port()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/callbacks"
+
+    @property
+    def stats_path(self) -> Path:
+        return self.workdir / f"receiver-{self.port}.json"
+
+    @property
+    def messages_path(self) -> Path:
+        return self.workdir / f"receiver-{self.port}.messages.json"
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"receiver-{self.port}.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        args = [sys.executable, "-m", "loadtest.receiver", "--port", str(self.port),
+                "--secret", self.secret, "--stats-file", str(self.stats_path),
+                "--messages-file", str(self.messages_path), *self.args]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(args, stdout=log, stderr=log)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"receiver exited early:\n{self.log_path.read_text()[-3000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    pass
+                if self.stats_path.exists():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"receiver not listening in {timeout}s")
+
+    def stats(self) -> dict[str, Any]:
+        for _ in range(20):  # the file is replaced atomically; tolerate a missing one
+            try:
+                return dict(json.loads(self.stats_path.read_text()))
+            except (FileNotFoundError, json.JSONDecodeError):
+                time.sleep(0.05)
+        return {}
+
+    def messages(self, timeout: float = 30.0) -> dict[str, list[Any]]:
+        """{message id: [first final at, final events, [statuses seen]]}, asked for now."""
+        before = _stamp(self.messages_path)
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGUSR1)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if _stamp(self.messages_path) not in (before, None):
+                    break
+                time.sleep(0.05)
+        return self.read_messages()
+
+    def read_messages(self) -> dict[str, list[Any]]:
+        try:
+            return dict(json.loads(self.messages_path.read_bytes()))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def stop(self, timeout: float = 30.0) -> dict[str, Any]:
+        """SIGTERM (the receiver writes its totals and its per-message table), then its totals."""
+        proc, self.process = self.process, None
+        terminate(proc, timeout)
+        return self.stats()
+
+    def __enter__(self) -> ReceiverProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """Which version of a file that is replaced by rename (a new inode each time)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
 async def command_stats(redis: Any) -> dict[str, tuple[int, int]]:
     """Redis's `INFO commandstats` as {command: (calls, usec)}. A script's usec
     includes the commands it runs, which are counted again under their own names."""

@@ -15,6 +15,15 @@ batch endpoint (``--mode auto`` falls back and says so). Minority classes are
 spread evenly through the burst. ``--rate`` paces messages per second; 0 is
 flat out.
 
+With ``--callbacks single|batched`` every message carries a ``callback_url``
+of a webhook receiver we start (`loadtest.receiver`, its own process), and the
+run waits until every accepted message's final callback has arrived there (or
+the deadline passes, or nothing arrives for ``--callback-quiet`` seconds); the
+figures are counted at the receiver, where a user counts them: end-to-end
+messages/s = finals received / (last final callback received − first accept).
+``batched`` starts the gateway with the demo account's callback batching on
+(``--callback-batch-size``, ``--callback-linger``).
+
 Every loop is bounded in count and time (``--timeout``).
 """
 
@@ -41,9 +50,12 @@ from urllib.parse import urlsplit
 import orjson
 
 from loadtest import audit as audit_mod
-from loadtest.harness import GatewayProcess, SimulatorProcess, command_stats
+from loadtest.harness import GatewayProcess, ReceiverProcess, SimulatorProcess, command_stats
+from loadtest.receiver import FINAL as CALLBACK_FINAL
+from loadtest.yardstick import yardstick_ms
 
 DEFAULT_API_KEY = "demo-key"  # the demo account of config/gateway.toml
+DEFAULT_CALLBACK_SECRET = "demo-secret"  # and its callback_secret
 CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 MARKETING_TEXT = "Double 11: 50% off everything until midnight. Ref {{ref}}"
 TEXTS = {
@@ -188,10 +200,12 @@ class SendResult:
 class Sender:
     def __init__(self, url: str, api_key: str, run_tag: str, *, mode: str, batch_size: int,
                  single_classes: set[str], concurrency: int, rate: float,
-                 timeout: float) -> None:
+                 timeout: float, callback_url: str | None = None) -> None:
         self.url, self.api_key, self.run_tag = url, api_key, run_tag
         self.mode, self.batch_size, self.single_classes = mode, batch_size, single_classes
         self.concurrency, self.rate, self.timeout = concurrency, rate, timeout
+        self.callback_url = callback_url
+        self._callback = {"callback_url": callback_url} if callback_url else {}
 
     def _vars(self, i: int, cls: str) -> dict[str, str]:
         v = {"ref": f"{self.run_tag}{i:x}"}
@@ -266,7 +280,8 @@ class Sender:
                 i = unit.indices[0]
                 body = orjson.dumps({"to": recipient(i), "from": "SMSGW",
                                      "text": self._text(i, unit.msg_class),
-                                     "class": unit.msg_class, "client_ref": str(i)})
+                                     "class": unit.msg_class, "client_ref": str(i),
+                                     **self._callback})
                 status, data = await client.request("POST", "/v1/messages", body)
                 if status == 202:
                     result.ids[i] = orjson.loads(data)["id"]
@@ -276,7 +291,7 @@ class Sender:
                 return
             body = orjson.dumps({
                 "from": "SMSGW", "text": TEXTS.get(unit.msg_class, MARKETING_TEXT),
-                "class": unit.msg_class,
+                "class": unit.msg_class, **self._callback,
                 "messages": [{"to": recipient(i), "vars": self._vars(i, unit.msg_class),
                               "client_ref": str(i)} for i in unit.indices],
             })
@@ -412,8 +427,10 @@ def proc_usage(pid: int) -> dict[str, float]:
     }
 
 
-def process_groups(gateway_pid: int | None, sim_pid: int | None) -> dict[str, list[int]]:
-    """The gateway (its supervisor and workers), its embedded redis-server, the simulator."""
+def process_groups(gateway_pid: int | None, sim_pid: int | None,
+                   receiver_pid: int | None = None) -> dict[str, list[int]]:
+    """The gateway (its supervisor and workers), its embedded redis-server, the
+    simulator, the webhook receiver."""
     groups: dict[str, list[int]] = {"gateway": [], "redis": [], "simulator": []}
     if gateway_pid:
         groups["gateway"].append(gateway_pid)
@@ -421,10 +438,12 @@ def process_groups(gateway_pid: int | None, sim_pid: int | None) -> dict[str, li
             comm = _comm(kid)
             if comm.startswith("redis-server"):
                 groups["redis"].append(kid)
-            elif kid != sim_pid and "py-spy" not in comm:
+            elif kid not in (sim_pid, receiver_pid) and "py-spy" not in comm:
                 groups["gateway"].append(kid)
     if sim_pid:
         groups["simulator"].append(sim_pid)
+    if receiver_pid:
+        groups["receiver"] = [receiver_pid]
     groups["loadgen"] = [os.getpid()]
     return groups
 
@@ -498,6 +517,14 @@ class Options:
     workdir: str | None = None
     profile: str | None = None
     json: str | None = None
+    callbacks: str = "none"  # "none" | "single" | "batched"
+    callback_batch_size: int = 500
+    callback_linger: float = 0.1
+    callback_secret: str = DEFAULT_CALLBACK_SECRET
+    # The gateway's sender before the contract signed the body alone: accept both
+    # forms (and count which one came) until it signs "<timestamp>.<body>".
+    callback_signature: str = "either"
+    callback_quiet: float = 30.0
     # Test hook: called after sending, before the audit, with (run, sent, sender).
     before_audit: Any = None
 
@@ -508,10 +535,15 @@ class Run:
         self.workdir = workdir
         self.sim: SimulatorProcess | None = None
         self.gateway: GatewayProcess | None = None
+        self.receiver: ReceiverProcess | None = None
         self.profiler: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         o = self.opts
+        if o.callbacks != "none":
+            self.receiver = ReceiverProcess(self.workdir, secret=o.callback_secret,
+                                            args=["--signature", o.callback_signature])
+            self.receiver.start()
         if o.url:
             return
         sim_args = shlex.split(o.sim) + (["--start-down"] if o.hold else [])
@@ -523,6 +555,9 @@ class Run:
             "SMSGW_CONNECTORS__SIM__WINDOW": str(o.window),
             "SMSGW_LOG__LEVEL": o.log_level,
         }
+        if o.callbacks == "batched":
+            env["SMSGW_ACCOUNTS__DEMO__CALLBACK_BATCH_SIZE"] = str(o.callback_batch_size)
+            env["SMSGW_ACCOUNTS__DEMO__CALLBACK_BATCH_LINGER"] = str(o.callback_linger)
         for item in o.gateway_env:
             k, _, v = item.partition("=")
             env[k] = v
@@ -540,6 +575,8 @@ class Run:
             self.gateway.stop()
         if self.sim is not None:
             self.sim.stop()
+        if self.receiver is not None:
+            self.receiver.stop()
 
     @property
     def url(self) -> str:
@@ -601,6 +638,24 @@ class Run:
                 return
             time.sleep(0.25)
 
+    def wait_callbacks(self, expected: int, deadline: float) -> str:
+        """Until the receiver has a final callback for `expected` messages, or nothing
+        reached it for `callback_quiet` seconds, or the deadline; says which."""
+        assert self.receiver is not None
+        last: tuple[Any, ...] = ()
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline:
+            s = self.receiver.stats()
+            if s.get("finals", 0) >= expected:
+                return "all final callbacks received"
+            now = (s.get("requests"), s.get("events"))
+            if now != last:
+                last, quiet_since = now, time.monotonic()
+            elif time.monotonic() - quiet_since >= self.opts.callback_quiet:
+                return f"no callback for {self.opts.callback_quiet:g} s"
+            time.sleep(0.25)
+        return "deadline passed"
+
 
 def _rate(count: float, seconds: float | None) -> float | None:
     return round(count / seconds, 1) if seconds and seconds > 0 else None
@@ -655,10 +710,12 @@ def execute(opts: Options) -> dict[str, Any]:
     report: dict[str, Any] = {
         "messages": opts.messages, "mix": mix, "sim_options": opts.sim,
         "load_before": loadavg(), "nproc": os.cpu_count(),
+        "yardstick_ms": {"before": yardstick_ms()},
     }
     try:
         run.start()
-        groups = process_groups(run.gateway_pid, run.sim.pid if run.sim else None)
+        groups = process_groups(run.gateway_pid, run.sim.pid if run.sim else None,
+                                run.receiver.pid if run.receiver else None)
         before = usage(groups)
         redis_url = opts.redis_url or (redis_url_of(run.gateway_pid) if run.gateway_pid else None)
         commands_before = _run_async(redis_commands(redis_url)) if redis_url else {}
@@ -666,7 +723,8 @@ def execute(opts: Options) -> dict[str, Any]:
         sender = Sender(run.url, opts.api_key, run_tag, mode=opts.mode,
                         batch_size=opts.batch_size,
                         single_classes={c for c in opts.single_classes.split(",") if c},
-                        concurrency=opts.concurrency, rate=opts.rate, timeout=opts.timeout)
+                        concurrency=opts.concurrency, rate=opts.rate, timeout=opts.timeout,
+                        callback_url=run.receiver.url if run.receiver else None)
         deadline = time.monotonic() + opts.timeout
         sent = _run_async(sender.run(classes))
         if opts.hold and run.sim is not None:
@@ -674,11 +732,17 @@ def execute(opts: Options) -> dict[str, Any]:
         ids = [m for m in sent.ids if m is not None]
         classes_by_id = {m: classes[i] for i, m in enumerate(sent.ids) if m is not None}
         run.wait_settled(len(ids), deadline)
+        callbacks_end = run.wait_callbacks(len(ids), deadline) if run.receiver else ""
         run.stop_profiler()
         if opts.before_audit is not None:
             opts.before_audit(run, sent, sender)
         deadline = min(deadline, time.monotonic() + opts.final_wait)
         after = usage(groups)
+        received: dict[str, list[Any]] = {}
+        receiver_stats: dict[str, Any] = {}
+        if run.receiver is not None:
+            receiver_stats = run.receiver.stop()  # it writes its per-message table on SIGTERM
+            received = run.receiver.read_messages()
         commands_after = _run_async(redis_commands(redis_url)) if redis_url else {}
         sim_stats = run.sim_stats()
         report["load_after"] = loadavg()
@@ -721,12 +785,18 @@ def execute(opts: Options) -> dict[str, Any]:
             }
             for name in after
         }
+        if run.receiver is not None:
+            report["callbacks"] = callback_report(
+                opts, callbacks_end, ids, classes_by_id, observed, received, receiver_stats,
+                sp["first_accept"] or sent.started,
+                report["resources"].get("gateway", {}).get("cpu_s"))
         if commands_after and ids:
             redis_cpu = report["resources"].get("redis", {}).get("cpu_s")
             report["redis_commands"] = command_profile(commands_before, commands_after,
                                                        len(ids), redis_cpu)
         if opts.profile:
             report["profile"] = opts.profile
+        report["yardstick_ms"]["after"] = yardstick_ms()
     finally:
         run.stop_profiler()
         run.stop()
@@ -735,6 +805,88 @@ def execute(opts: Options) -> dict[str, Any]:
     if opts.json:
         Path(opts.json).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2))
     return report
+
+
+def callback_report(opts: Options, ended: str, ids: list[str], classes_by_id: dict[str, str],
+                    observed: dict[str, Any], received: dict[str, list[Any]],
+                    stats: dict[str, Any], first_accept: float,
+                    gateway_cpu_s: float | None) -> dict[str, Any]:
+    """What the receiver saw of this run's accepted messages: every one should
+    have exactly one final callback."""
+    lost: list[str] = []
+    duplicated = 0
+    mismatched: list[str] = []  # the receiver's final is not the status in Redis
+    statuses: Counter[str] = Counter()
+    last_final: float | None = None
+    to_final: dict[str, list[float]] = {}
+    for mid in ids:
+        at, count, seen = received.get(mid) or (None, 0, [])
+        if at is None:
+            lost.append(mid)
+            continue
+        duplicated += count - 1
+        finals = [x for x in seen if x in CALLBACK_FINAL]
+        statuses.update(finals)
+        last_final = at if last_final is None else max(last_final, at)
+        ob = observed.get(mid)
+        if ob is not None:
+            if ob.status not in finals:
+                mismatched.append(mid)
+            if ob.accepted_at is not None:
+                for cls in (classes_by_id.get(mid, ""), "all"):
+                    to_final.setdefault(cls, []).append(at - ob.accepted_at)
+    span = last_final - first_accept if last_final is not None else None
+    got = len(ids) - len(lost)
+    t0, t1 = stats.get("first_request_at"), stats.get("last_request_at")
+    busy = max(1.0, t1 - t0) if t0 and t1 else None  # as _smsc_summary: < 1 s counts as 1
+    series = stats.get("series", [])
+    peak_requests = peak_events = 0.0
+    for (ta, ra, ea, _fa), (tb, rb, eb, _fb) in itertools.pairwise(series):
+        if tb > ta:
+            peak_requests = max(peak_requests, (rb - ra) / (tb - ta))
+            peak_events = max(peak_events, (eb - ea) / (tb - ta))
+    events = stats.get("events", 0)
+    return {
+        "mode": opts.callbacks,
+        "batch_size": opts.callback_batch_size if opts.callbacks == "batched" else 1,
+        "linger_s": opts.callback_linger if opts.callbacks == "batched" else None,
+        "signature": opts.callback_signature,
+        "ended": ended,
+        "requests": stats.get("requests", 0),
+        # opened at the receiver: more than the sender's pool means connections churn
+        "connections": stats.get("connections", 0),
+        "events": events,
+        "final_events": stats.get("final_events", 0),
+        "events_per_message": round(events / len(ids), 2) if ids else None,
+        "batch_sizes": stats.get("batch_sizes", {}),
+        "callbacks_per_s": _rate(stats.get("requests", 0), busy),
+        "events_per_s": _rate(events, busy),
+        "peak_callbacks_per_s": round(peak_requests),
+        "peak_events_per_s": round(peak_events),
+        "finals": got,
+        "all_final_after_s": round(span, 3) if span else None,
+        "end_to_end_per_s": _rate(got, span),
+        "gateway_cpu_us_per_event": (round(gateway_cpu_s * 1e6 / events, 1)
+                                     if gateway_cpu_s is not None and events else None),
+        "gateway_cpu_us_per_msg": (round(gateway_cpu_s * 1e6 / len(ids), 1)
+                                   if gateway_cpu_s is not None and ids else None),
+        "lost": len(lost),
+        "lost_examples": lost[:10],
+        "duplicated": duplicated,
+        "redelivered_finals": stats.get("redelivered_finals", 0),
+        "second_finals": stats.get("second_finals", 0),
+        "final_statuses": dict(statuses.most_common()),
+        "status_mismatch": len(mismatched),
+        "status_mismatch_examples": mismatched[:10],
+        "bad_signatures": stats.get("bad_signatures", 0),
+        "signatures": stats.get("signatures", {}),
+        "bad_bodies": stats.get("bad_bodies", 0),
+        "latency": {cls: audit_mod.percentiles(v)
+                    for cls, v in sorted(to_final.items(), key=lambda kv: (kv[0] == "all",
+                                                                           kv[0]))},
+        # once a second: seconds since the first accept, requests, events, final events
+        "series": [(round(t - first_accept, 1), r, e, f) for t, r, e, f in series],
+    }
 
 
 def _smsc_summary(s: dict[str, Any]) -> dict[str, Any]:
@@ -792,7 +944,7 @@ def format_report(r: dict[str, Any]) -> str:
         + ", ".join(f"{k} {v:.1%}" for k, v in r["mix"].items())
         + (f", simulator: {r['sim_options']}" if r.get("sim_options") else ""),
         f"load average before {r['load_before']}, after {r.get('load_after', '?')} "
-        f"({r['nproc']} CPUs)",
+        f"({r['nproc']} CPUs); yardstick {_yardstick(r)}",
         *[f"note: {n}" for n in r.get("notes", [])],
         "",
         f"{'accepted':<34}{num(send['accepted']):>14}  in {send['seconds']:.1f} s "
@@ -834,6 +986,8 @@ def format_report(r: dict[str, Any]) -> str:
     ]
     for name, u in r.get("resources", {}).items():
         lines.append(f"{name:<12}{u['cpu_s']:>10.1f}{u['peak_rss_mb']:>14.1f}")
+    if cb := r.get("callbacks"):
+        lines += ["", *_callback_lines(cb, num)]
     if rc := r.get("redis_commands"):
         top = list(rc["commands"].items())[:6]
         lines.append("\nredis, µs per message inside commands, wall clock (of "
@@ -843,6 +997,47 @@ def format_report(r: dict[str, Any]) -> str:
     if r.get("profile"):
         lines.append(f"\ngateway profile (py-spy raw): {r['profile']}")
     return "\n".join(lines)
+
+
+def _yardstick(r: dict[str, Any]) -> str:
+    y = r.get("yardstick_ms", {})
+    return (f"{y.get('before', '?')} ms before, {y.get('after', '?')} ms after "
+            "(loadtest.yardstick; lower is a faster machine)")
+
+
+def _callback_lines(cb: dict[str, Any], num: Any) -> list[str]:
+    mode = cb["mode"] + (f", {cb['batch_size']} per request, linger {cb['linger_s']} s"
+                         if cb["mode"] == "batched" else "")
+    lines = [
+        f"callbacks at the receiver ({mode}; signatures: {cb['signature']}; "
+        f"wait ended: {cb['ended']})",
+        f"{'  requests / events':<34}{num(cb['requests']):>14} / {num(cb['events'])}"
+        f" ({num(cb['events_per_message'])} per message, "
+        f"{num(cb.get('connections'))} connections)",
+        f"{'  callbacks/s (avg / peak)':<34}{num(cb['callbacks_per_s']):>14}"
+        f" / {num(cb['peak_callbacks_per_s'])}",
+        f"{'  events/s (avg / peak)':<34}{num(cb['events_per_s']):>14}"
+        f" / {num(cb['peak_events_per_s'])}",
+        f"{'  finals received':<34}{num(cb['finals']):>14}  {cb['final_statuses']}",
+        f"{'  all final at receiver after (s)':<34}{num(cb['all_final_after_s']):>14}",
+        f"{'  end to end msg/s (at receiver)':<34}{num(cb['end_to_end_per_s']):>14}",
+        f"{'  gateway CPU µs per event / msg':<34}{num(cb['gateway_cpu_us_per_event']):>14}"
+        f" / {num(cb['gateway_cpu_us_per_msg'])}",
+        f"{'  lost finals':<34}{num(cb['lost']):>14}"
+        + (f"  e.g. {cb['lost_examples'][:3]}" if cb["lost"] else ""),
+        f"{'  duplicated finals':<34}{num(cb['duplicated']):>14}"
+        f"  (same event again {num(cb['redelivered_finals'])}, "
+        f"another final {num(cb['second_finals'])})",
+        f"{'  final ≠ status in Redis':<34}{num(cb['status_mismatch']):>14}",
+        f"{'  bad signatures':<34}{num(cb['bad_signatures']):>14}  good: {cb['signatures']}",
+        f"{'  latency (s)':<16}{'accept→callback':<18}{'n':>9}{'p50':>9}{'p95':>9}"
+        f"{'p99':>9}{'max':>9}",
+    ]
+    for cls, p in cb["latency"].items():
+        lines.append(f"{'  ' + cls:<16}{'':<18}{p.get('count', 0):>9,}"
+                     + "".join(f"{p.get(k, float('nan')):>9.3f}"
+                               for k in ("p50", "p95", "p99", "max")))
+    return lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -881,6 +1076,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--workdir", default=None, help="keep logs, stats and record here")
     a("--profile", default=None, metavar="FILE", help="py-spy raw profile of the gateway")
     a("--json", default=None, metavar="FILE", help="write the report as JSON")
+    a("--callbacks", choices=("none", "single", "batched"), default="none",
+      help="every message's callback_url is a receiver we start; figures counted there "
+           "(batched: the gateway batches callbacks, see --callback-batch-size)")
+    a("--callback-batch-size", type=int, default=500,
+      help="with --callbacks batched: the demo account's callback_batch_size")
+    a("--callback-linger", type=float, default=0.1,
+      help="with --callbacks batched: the demo account's callback_batch_linger, seconds")
+    a("--callback-secret", default=DEFAULT_CALLBACK_SECRET,
+      help="the account's callback_secret, to check signatures")
+    a("--callback-signature", choices=("timestamped", "raw", "either", "off"),
+      default="either",
+      help='good signatures: HMAC of "<timestamp>.<body>" (the contract), of the body '
+           "alone (the sender before it), either, or no check")
+    a("--callback-quiet", type=float, default=30.0,
+      help="end the wait for callbacks when none arrived for this many seconds")
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
@@ -897,4 +1107,8 @@ def main(args: argparse.Namespace) -> int:
         print()
         print(summarise(report["profile"], top=20))
     a = report["audit"]
-    return 0 if a["lost"] == 0 and not a.get("duplicated") else 1
+    ok = a["lost"] == 0 and not a.get("duplicated")
+    if cb := report.get("callbacks"):
+        # A redelivered final (the same event_id again) is the contract's at-least-once.
+        ok = ok and not (cb["lost"] or cb["second_finals"] or cb["bad_signatures"])
+    return 0 if ok else 1

@@ -9,7 +9,16 @@ from collections import Counter
 import smpplib.client
 
 from loadtest import audit as audit_mod
-from loadtest.loadgen import Options, build_units, class_sequence, execute, parse_mix, recipient
+from loadtest.loadgen import (
+    Options,
+    build_units,
+    callback_report,
+    class_sequence,
+    execute,
+    format_report,
+    parse_mix,
+    recipient,
+)
 
 
 def small(**kw) -> Options:
@@ -94,3 +103,46 @@ def test_class_mix_spreads_minority_classes_through_the_burst() -> None:
 def test_percentiles_nearest_rank() -> None:
     p = audit_mod.percentiles([i / 100 for i in range(1, 101)])
     assert (p["p50"], p["p95"], p["p99"], p["max"], p["count"]) == (0.5, 0.95, 0.99, 1.0, 100)
+
+
+def test_callbacks_single_every_final_reaches_the_receiver_once() -> None:
+    # Today's gateway signs the body alone and sends every status; the new sender
+    # signs "<timestamp>.<body>" and sends finals: either passes here.
+    report = execute(small(messages=200, mix="marketing:1", mode="single", callbacks="single",
+                           timeout=120, callback_quiet=20.0))
+    cb = report["callbacks"]
+    assert cb["ended"] == "all final callbacks received"
+    assert (cb["finals"], cb["lost"], cb["duplicated"]) == (200, 0, 0), cb
+    assert (cb["bad_signatures"], cb["status_mismatch"]) == (0, 0)
+    assert cb["final_statuses"] == {"delivered": 200}
+    assert cb["latency"]["all"]["count"] == 200
+    assert cb["end_to_end_per_s"] > 0
+    assert report["audit"]["lost"] == 0
+    assert report["resources"]["receiver"]["peak_rss_mb"] > 0
+    assert "callbacks at the receiver (single" in format_report(report)
+    assert report["yardstick_ms"]["before"] > 0
+
+
+def test_callback_report_counts_lost_duplicated_and_mismatched_finals() -> None:
+    def seen(mid: str, status: str) -> audit_mod.Observed:
+        return audit_mod.Observed(mid, "marketing", status, 100.0, 100.1, 100.2, [])
+
+    observed = {m: seen(m, "delivered") for m in ("a", "b", "c")} | {"d": seen("d", "failed")}
+    received = {
+        "a": [101.0, 1, ["submitted", "delivered"]],
+        "b": [102.0, 3, ["delivered"]],  # the final came three times
+        "c": [None, 0, ["submitted"]],  # no final at the receiver: lost
+        "d": [103.0, 1, ["undelivered"]],  # not the final status the gateway stored
+    }
+    stats = {"requests": 5, "events": 7, "first_request_at": 100.5, "last_request_at": 103.0,
+             "redelivered_finals": 2, "second_finals": 0, "bad_signatures": 0,
+             "series": [(100.0, 0, 0, 0), (101.0, 2, 2, 1), (102.0, 4, 6, 4)]}
+    cb = callback_report(Options(callbacks="single"), "deadline passed", ["a", "b", "c", "d"],
+                         {}, observed, received, stats, first_accept=100.0, gateway_cpu_s=0.7)
+    assert (cb["finals"], cb["lost"], cb["lost_examples"], cb["duplicated"]) == (3, 1, ["c"], 2)
+    assert (cb["status_mismatch"], cb["status_mismatch_examples"]) == (1, ["d"])
+    assert cb["final_statuses"] == {"delivered": 2, "undelivered": 1}
+    assert (cb["all_final_after_s"], cb["end_to_end_per_s"]) == (3.0, 1.0)
+    assert cb["gateway_cpu_us_per_event"] == 100_000.0
+    assert (cb["peak_callbacks_per_s"], cb["peak_events_per_s"]) == (2, 4)
+    assert cb["latency"]["all"]["count"] == 3
