@@ -1098,6 +1098,12 @@ class Store:
             return None
         raise NoScriptError("enqueue script could not be loaded")
 
+    async def enqueue_records(self, records: Sequence[Record]) -> None:
+        """Persist messages without a batch or an idempotency key, of any accounts,
+        in one `_ENQUEUE_CHUNK` call: the script's account argument only names a
+        batch's owner, so single messages of several accounts can share a call."""
+        await self.enqueue_api("", [records])
+
     async def idempotent_response(self, key: str) -> tuple[bytes, bytes] | None:
         """(body hash, response) stored under an idempotency key, if any."""
         body_hash, response = await self.redis.hmget(key, "h", "r")
@@ -1117,6 +1123,21 @@ class Store:
 
     async def optout_has(self, account: str, number: str) -> bool:
         return bool(await self.redis.sismember(optout_key(account), number))
+
+    async def optouts_of(self, pairs: Sequence[tuple[str, str]]) -> list[bool]:
+        """Is each (account, number) on its account's opt-out list? One SMISMEMBER
+        per account, all in one round trip."""
+        by_account: dict[str, list[int]] = {}
+        for i, (account, _number) in enumerate(pairs):
+            by_account.setdefault(account, []).append(i)
+        pipe = self.redis.pipeline(transaction=False)
+        for account, indices in by_account.items():
+            pipe.smismember(optout_key(account), [pairs[i][1] for i in indices])
+        out = [False] * len(pairs)
+        for indices, found in zip(by_account.values(), await pipe.execute(), strict=True):
+            for i, flag in zip(indices, found, strict=True):
+                out[i] = bool(flag)
+        return out
 
     async def optout_many(self, account: str, numbers: Sequence[str]) -> list[bool]:
         if not numbers:
