@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway import numbers
+from gateway.callbacks import Receivers, events_mask
 from gateway.config import AccountSettings, Settings
 from gateway.model import Message, id_sequence, new_id
 from gateway.routing import NoRoute, Router
@@ -40,6 +41,7 @@ class Submission:
     send_at: float | None = None
     validity: int | None = None
     batch_id: str | None = None
+    callback_events: list[str] | None = None
 
 
 Admit = Callable[[str, str, "str | None"], Message]
@@ -49,6 +51,11 @@ class Admission:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.router = Router(tuple(settings.routes))
+        self.receivers = Receivers()
+        self._default_masks = {
+            name: events_mask(account.callback_events)
+            for name, account in settings.accounts.items()
+        }
         self._concat = {
             name: Concat(c.concat) if c.kind == "smpp" else Concat.UDH8
             for name, c in settings.connectors.items()
@@ -63,10 +70,14 @@ class Admission:
             account_name, account.default_region, sub.msg_class, sub.sender, sub.to
         )
         enc, parts = self._parts(sub.text, sub.encoding, self._concat[connectors[0]])
+        message_id = new_id()
+        callback_url = sub.callback_url or account.callback_url
+        webhook = self.receivers.spec(account_name, account, callback_url,
+                                      self._mask(account_name, sub.callback_events), message_id)
         return Message(
-            new_id(), account_name, e164, sub.sender, sub.text, sub.msg_class, enc, parts,
-            now, expires_at, connectors, carrier, sub.callback_url or account.callback_url,
-            sub.client_ref, sub.batch_id, sub.send_at,
+            message_id, account_name, e164, sub.sender, sub.text, sub.msg_class, enc, parts,
+            now, expires_at, connectors, carrier, callback_url, sub.client_ref, sub.batch_id,
+            sub.send_at, {}, webhook,
         )
 
     def admitter(
@@ -81,6 +92,7 @@ class Admission:
         send_at: float | None = None,
         validity: int | None = None,
         batch_id: str | None = None,
+        callback_events: list[str] | None = None,
     ) -> Admit:
         """A function admitting one recipient (to, text, client_ref) with everything
         a batch shares checked and computed once. Raises AdmissionError for a
@@ -89,6 +101,8 @@ class Admission:
         now = time.time()
         expires_at = self._expires_at(now, send_at, validity)
         callback_url = callback_url or account.callback_url
+        mask = self._mask(account_name, callback_events)
+        spec = self.receivers.spec
         region = account.default_region
         place = self._place
         count = self._parts
@@ -108,13 +122,20 @@ class Admission:
                     counted[key] = known
             # Positional, in field order: keyword calls cost a microsecond more
             # per recipient.
+            message_id = next_id()
             return Message(
-                next_id(), account_name, e164, sender, text, msg_class, known[0], known[1],
+                message_id, account_name, e164, sender, text, msg_class, known[0], known[1],
                 now, expires_at, connectors, carrier, callback_url, client_ref, batch_id,
-                send_at,
+                send_at, {}, spec(account_name, account, callback_url, mask, message_id),
             )
 
         return admit_one
+
+    def _mask(self, account_name: str, callback_events: list[str] | None) -> int:
+        """The statuses that make a callback: the request's, else the account's."""
+        if callback_events is not None:
+            return events_mask(callback_events)
+        return self._default_masks.get(account_name, 0)
 
     def _expires_at(self, now: float, send_at: float | None, validity: int | None) -> float:
         limits = self.settings.messages

@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway import batches, logs, metrics, numbers
 from gateway.admission import Admission, AdmissionError
 from gateway.auth import account_for, key_table
-from gateway.config import AccountSettings, Settings
+from gateway.config import AccountSettings, CallbackEvent, Settings
 from gateway.model import new_id
 from gateway.problems import (
     PROBLEM,
@@ -121,6 +121,10 @@ class BatchIn(BaseModel):
         default="transactional", alias="class"
     )
     callback_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
+    callback_events: list[CallbackEvent] | None = Field(
+        default=None,
+        description="Statuses that make a callback; default: the account's (final ones)",
+    )
     send_at: dt.datetime | None = None
     validity: int | None = Field(default=None, ge=1)
     encoding: Literal["auto", "gsm7", "ucs2"] = "auto"

@@ -17,18 +17,20 @@ import asyncio
 import datetime as dt
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from gateway.admission import Admission, AdmissionError
-from gateway.config import AccountSettings
+from gateway.config import AccountSettings, CallbackEvent
 from gateway.model import Message
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
 CLASSES = ("otp", "transactional", "marketing")
 ENCODINGS = ("auto", "gsm7", "ucs2")
+CALLBACK_EVENTS = get_args(CallbackEvent)
 _URL = re.compile(r"^https?://")
 _TOP = {
-    "from", "text", "class", "callback_url", "send_at", "validity", "encoding", "messages",
+    "from", "text", "class", "callback_url", "callback_events", "send_at", "validity",
+    "encoding", "messages",
 }
 _ITEM = {"to", "vars", "client_ref"}
 _NO_VARS: dict[str, Any] = {}
@@ -79,6 +81,7 @@ class BatchRequest:
     validity: int | None
     encoding: str
     messages: list[dict[str, Any]]
+    callback_events: list[str] | None = None
 
 
 def _str(errors: list[dict[str, str]], path: str, value: Any, lo: int, hi: int) -> bool:
@@ -123,6 +126,13 @@ def parse(data: Any, max_recipients: int) -> BatchRequest:
         and not _URL.match(callback_url)
     ):
         errors.append({"field": "callback_url", "message": "must be an http(s) URL"})
+    callback_events = data.get("callback_events")
+    if callback_events is not None and (
+        type(callback_events) is not list
+        or any(e not in CALLBACK_EVENTS for e in callback_events)
+    ):
+        errors.append({"field": "callback_events",
+                       "message": f"Input should be a list of {CALLBACK_EVENTS}"})
     validity = data.get("validity")
     if type(validity) is float and validity.is_integer():
         validity = int(validity)
@@ -160,7 +170,7 @@ def parse(data: Any, max_recipients: int) -> BatchRequest:
     return BatchRequest(
         sender=sender, template=Template(text), msg_class=msg_class,
         callback_url=callback_url, send_at=send_at, validity=validity, encoding=encoding,
-        messages=messages,
+        messages=messages, callback_events=callback_events,
     )
 
 
@@ -221,7 +231,7 @@ async def admit(
     admit_one = admission.admitter(
         account_name, account, sender=req.sender, msg_class=req.msg_class,
         encoding=req.encoding, callback_url=req.callback_url, send_at=req.send_at,
-        validity=req.validity, batch_id=batch_id,
+        validity=req.validity, batch_id=batch_id, callback_events=req.callback_events,
     )
     empty: dict[str, Any] = {}
     for index, item in enumerate(req.messages):

@@ -22,6 +22,11 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "gateway.to
 ENV_PREFIX = "SMSGW_"
 MessageClass = Literal["otp", "transactional", "marketing"]
 CLASSES: tuple[MessageClass, ...] = ("otp", "transactional", "marketing")
+# The statuses a status callback can be asked for (callback_events).
+CallbackEvent = Literal[
+    "accepted", "scheduled", "queued", "submitted",
+    "delivered", "undelivered", "expired", "rejected", "failed", "canceled",
+]
 
 
 class ConfigError(Exception):
@@ -70,12 +75,37 @@ class SmppCredentials(_Section):
     password: str = Field(min_length=1)
 
 
+class ReceiverSettings(_Section):
+    """How one webhook receiver takes its callbacks (docs/http-api.md)."""
+
+    # Events per POST: 1 posts each event as its own JSON object; more posts
+    # {"results": [...]} with up to this many, the first waiting at most
+    # `batch_linger` seconds for the others.
+    batch_size: int = Field(default=1, ge=1, le=10_000)
+    batch_linger: float = Field(default=0.1, ge=0, le=60)
+    # Requests in flight to this receiver, across every worker and host. A
+    # message's events always share one of these lanes, so they arrive in order.
+    concurrency: int = Field(default=16, ge=1, le=1024)
+
+
 class AccountSettings(_Section):
     # API keys as given by clients, or `sha256:<hex>` so the file holds no secret.
     api_keys: list[str] = Field(min_length=1)
     smpp: SmppCredentials | None = None
     callback_secret: str = ""
     callback_url: str | None = None
+    # Statuses that make a callback, unless a request names its own: by default
+    # the final ones, as Kannel's usual dlr-mask and Infobip do.
+    callback_events: list[CallbackEvent] = Field(
+        default_factory=lambda: [
+            "delivered", "undelivered", "expired", "rejected", "failed", "canceled"
+        ]
+    )
+    callback_batch_size: int = Field(default=1, ge=1, le=10_000)
+    callback_batch_linger: float = Field(default=0.1, ge=0, le=60)
+    callback_concurrency: int = Field(default=16, ge=1, le=1024)
+    # Per receiver URL, settings that replace the three above for that URL.
+    callback_receivers: dict[str, ReceiverSettings] = Field(default_factory=dict)
     # MO messages (deliver_sm that is not a receipt) to one of these numbers
     # belong to this account and are POSTed to mo_url.
     mo_url: str | None = None
@@ -92,6 +122,16 @@ class AccountSettings(_Section):
 
     def key_digests(self) -> list[bytes]:
         return [api_key_digest(k) for k in self.api_keys]
+
+    def receiver(self, url: str) -> ReceiverSettings:
+        """How callbacks to `url` are sent: its own entry, else the account's."""
+        found = self.callback_receivers.get(url)
+        if found is not None:
+            return found
+        return ReceiverSettings(
+            batch_size=self.callback_batch_size, batch_linger=self.callback_batch_linger,
+            concurrency=self.callback_concurrency,
+        )
 
 
 IdFormat = Literal["auto", "hex", "dec", "str"]
@@ -259,11 +299,15 @@ class WebhookSettings(_Section):
 
     enabled: bool = True
     concurrency: int = Field(default=64, ge=1, le=10_000)  # requests in flight per worker
+    # A receiver whose last request timed out or could not connect holds at most
+    # this many of a worker's requests until one succeeds again, so a dead
+    # receiver never ties up the pool other receivers share.
+    slow_share: int = Field(default=2, ge=1, le=1000)
     timeout: float = Field(default=10.0, gt=0)  # per request, connect to last byte
     retry_base: float = Field(default=2.0, gt=0)  # first retry within this many seconds
     retry_max: float = Field(default=3600.0, gt=0)  # cap of one backoff step
     max_age: float = Field(default=24 * 3600.0, gt=0)  # retried at least this long
-    poll_interval: float = Field(default=0.2, gt=0)
+    poll_interval: float = Field(default=0.05, gt=0)
     # A concatenated MO message still missing parts this long after its first
     # part arrived goes to mo_url with the parts that came (`"complete": false`).
     mo_combine_timeout: float = Field(default=600.0, gt=0)

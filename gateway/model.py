@@ -25,8 +25,17 @@ UNDELIVERED = "undelivered"
 EXPIRED = "expired"
 REJECTED = "rejected"
 FAILED = "failed"
-FINAL_STATUSES = frozenset({DELIVERED, UNDELIVERED, EXPIRED, REJECTED, FAILED})
+CANCELED = "canceled"
+FINAL_STATUSES = frozenset({DELIVERED, UNDELIVERED, EXPIRED, REJECTED, FAILED, CANCELED})
 STATUSES = (ACCEPTED, SCHEDULED, QUEUED, SUBMITTED, *sorted(FINAL_STATUSES))
+# A status's bit in a message's callback mask (the `w` field in Redis): stored,
+# so never renumber.
+EVENT_BITS = {
+    status: 1 << i for i, status in enumerate((
+        ACCEPTED, SCHEDULED, QUEUED, SUBMITTED, DELIVERED, UNDELIVERED, EXPIRED, REJECTED,
+        FAILED, CANCELED,
+    ))
+}
 
 
 _random_hex = ""
@@ -90,6 +99,9 @@ class Message:
     batch_id: str | None = None
     send_at: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    # Which status callbacks go where (gateway.callbacks.Receivers.spec); "" none.
+    # Last, so records packed before it existed still unpack.
+    webhook: str = ""
 
     def pack(self) -> bytes:
         # One reused Packer: msgpack.packb builds a new one on every call.
@@ -98,7 +110,7 @@ class Message:
                 self.id, self.account, self.to, self.sender, self.text, self.msg_class,
                 self.encoding, self.parts, self.created_at, self.expires_at, self.connectors,
                 self.carrier, self.callback_url, self.client_ref, self.batch_id, self.send_at,
-                self.extra,
+                self.extra, self.webhook,
             )
         )
 

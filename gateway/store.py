@@ -10,7 +10,8 @@ Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
   of the change to the status of rank r (HISTORY_RANK: statuses only move
   forward, so each is written once and the ranks order them), ``h<r>.<j>``
   the j-th line that changed nothing while the status had rank r (failover,
-  resend), ``b`` batch key, ``w`` callbacks wanted, ``c`` connector, ``n``
+  resend), ``b`` batch key, ``w`` callbacks wanted (``<mask of EVENT_BITS>
+  <receiver queue>``), ``c`` connector, ``n``
   parts as that connector cut the text (absent: 1), ``e`` error code,
   ``i<k>`` SMSC id of part k, ``p<k>`` final state of part k, ``f<k>`` part k
   was resent on a fallback, ``d`` the lane entry the message left (deferred or
@@ -35,9 +36,9 @@ Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
   scheduled sends and deferrals waiting to go back into a lane.
 - ``smsgw:dlq`` stream — messages that ended because their retries ran out.
 - ``smsgw:rate:<name>`` — GCRA state (theoretical arrival time) of a shared limiter.
-- ``smsgw:events`` stream — every status change of a message that asked for
-  callbacks (``w`` set in its hash), in order: ``m`` id, ``s`` status, ``t`` ts.
-  The webhook sender consumes it.
+- ``smsgw:wh:*`` — status callbacks and MO webhooks waiting for their
+  receivers (see "HTTP API and webhooks" below). A status change that the
+  message's ``w`` asks for is queued by the same script that makes it.
 
 Redis work per message is what limits throughput (loadtest/bench_store.py
 measures it per stage), so the scripts read a message with one HMGET and write
@@ -64,6 +65,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from gateway.model import (
     ACCEPTED,
+    EVENT_BITS,
     FINAL_STATUSES,
     QUEUED,
     SCHEDULED,
@@ -93,7 +95,11 @@ def batch_key(batch_id: str) -> str:
     return f"{PREFIX}b:{{{batch_id}}}"
 
 
-EVENTS_KEY = f"{PREFIX}events"
+# Webhooks (see the section "HTTP API and webhooks" at the end of the file).
+WH_DUE = f"{PREFIX}wh:due"
+WH_LEASE = f"{PREFIX}wh:lease"
+WH_TRY = f"{PREFIX}wh:try"
+WH_DEAD = f"{PREFIX}wh:dead"
 EXPIRY_KEY = f"{PREFIX}expiry"
 DELAYED_KEY = f"{PREFIX}delayed"
 DLQ_KEY = f"{PREFIX}dlq"
@@ -119,7 +125,7 @@ HISTORY_RANK = {ACCEPTED: 0, SCHEDULED: 1, QUEUED: 2, SUBMITTED: 3,
 PARKED = "~"
 _FINAL_LUA = (
     "local FINAL = {" + ", ".join(f"{s}=true" for s in sorted(FINAL_STATUSES)) + "}\n"
-    + f"local EVENTS = '{EVENTS_KEY}'\nlocal MSG_PREFIX = '{PREFIX}m:'\n"
+    + f"local MSG_PREFIX = '{PREFIX}m:'\n"
     + f"local EXPIRY = '{EXPIRY_KEY}'\nlocal DELAYED = '{DELAYED_KEY}'\n"
     + f"local PARKED, PARKED_BYTE = '{PARKED}', {ord(PARKED)}\n"
     + "local RANK = {" + ", ".join(f"{st}={r}" for st, r in HISTORY_RANK.items()) + "}\n"
@@ -127,6 +133,26 @@ _FINAL_LUA = (
     + "}\n"
     + """
 local function msg(id) return MSG_PREFIX .. '{' .. id .. '}' end
+"""
+    + "local EVENT_BIT = {" + ", ".join(f"{st}={b}" for st, b in EVENT_BITS.items()) + "}\n"
+    + f"local WH_DUE, WH_LEASE, WHQ = '{WH_DUE}', '{WH_LEASE}', '{PREFIX}wh:q:'\n"
+    + """
+-- A status callback, if the message's `w` ("<events mask> <queue>") asks for
+-- this status: appended to the receiver queue the message was given at
+-- admission. A queue that was empty becomes due after its linger (the second
+-- field of its name); one that just filled a batch becomes due now unless a
+-- worker holds it (its settle makes it due again).
+local function wh_event(id, w, status, ts)
+  local mask, q = string.match(w, '^(%d+) (.+)$')
+  if not mask or bit.band(tonumber(mask), EVENT_BIT[status] or 0) == 0 then return end
+  local n = redis.call('RPUSH', WHQ .. '{' .. q .. '}', id .. '|' .. status .. '|' .. ts)
+  local size, linger = string.match(q, '^(%d+):(%d+):')
+  if n == 1 then
+    redis.call('ZADD', WH_DUE, 'NX', tonumber(ts) + tonumber(linger) / 1000, q)
+  elseif n == tonumber(size) and redis.call('HEXISTS', WH_LEASE, q) == 0 then
+    redis.call('ZADD', WH_DUE, ts, q)
+  end
+end
 """
 )
 
@@ -202,7 +228,7 @@ local function move(id, v, new, ts, detail, out)
     count(v[2], cur, -1)
     count(v[2], new, 1)
   end
-  if v[3] then redis.call('XADD', EVENTS, '*', 'm', id, 's', new, 't', ts) end
+  if v[3] then wh_event(id, v[3], new, ts) end
   return true
 end
 
@@ -721,8 +747,8 @@ def _ts(now: float | None = None) -> str:
     return f"{time.time() if now is None else now:.3f}"
 
 
-# id, packed Message, lane key, parts, callbacks wanted, expiry time, send_at or ''
-Record = tuple[str, bytes, str, int, bool, float, str]
+# id, packed Message, lane key, parts, callback spec (`w`), expiry time, send_at or ''
+Record = tuple[str, bytes, str, int, str, float, str]
 
 
 class Store:
@@ -784,11 +810,11 @@ class Store:
 
     def record(self, m: Message) -> Record:
         """A message as the enqueue script takes it: id, packed record, lane,
-        parts, callbacks wanted, when it expires (validity + receipt grace), and
+        parts, its callback spec, when it expires (validity + receipt grace), and
         its send_at if that is still ahead."""
         due = f"{m.send_at:.3f}" if m.send_at and m.send_at > time.time() + 0.5 else ""
         return (m.id, m.pack(), lane_key(m.connectors[0], m.msg_class), m.parts,
-                bool(m.callback_url), m.expires_at + self.receipt_grace, due)
+                m.webhook, m.expires_at + self.receipt_grace, due)
 
     # --- state -----------------------------------------------------------
 
@@ -1023,9 +1049,8 @@ class Store:
         return {
             name: self.redis.register_script(src)
             for name, src in (
-                ("chunk", _ENQUEUE_CHUNK), ("wh_queue", _WH_QUEUE), ("wh_claim", _WH_CLAIM),
-                ("wh_done", _WH_DONE), ("wh_retry", _WH_RETRY),
-                ("mo_part", _MO_PART), ("mo_done", _MO_DONE),
+                ("chunk", _ENQUEUE_CHUNK), ("wh_push", _WH_PUSH), ("wh_claim", _WH_CLAIM),
+                ("wh_settle", _WH_SETTLE), ("mo_part", _MO_PART), ("mo_done", _MO_DONE),
             )
         }
 
@@ -1047,8 +1072,8 @@ class Store:
             account, ts,
         ]
         flat: list[str | bytes] = []
-        for message_id, packed, lane, _parts, callbacks, expiry, due in records:
-            flat += (message_id, packed, lane, "1" if callbacks else "", f"{expiry:.3f}", due)
+        for message_id, packed, lane, _parts, webhook, expiry, due in records:
+            flat += (message_id, packed, lane, webhook, f"{expiry:.3f}", due)
         # use_bin_type=False: Lua's cmsgpack reads every string type as a Lua string.
         args.append(msgpack.packb(flat, use_bin_type=False))
         return ([key] if mode else []), args
@@ -1156,44 +1181,12 @@ class Store:
 
     # --- webhooks ----------------------------------------------------------
 
-    async def ensure_events_group(self) -> None:
-        try:
-            await self.redis.xgroup_create(EVENTS_KEY, WH_GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    async def read_events(
-        self, consumer: str, count: int, block_ms: int, idle_ms: int
-    ) -> list[tuple[bytes, str, str, float]]:
-        """Status events as (entry id, message id, status, ts): first any a dead
-        consumer left pending for idle_ms, else new ones."""
-        _next, claimed, *_ = await self.redis.xautoclaim(
-            EVENTS_KEY, WH_GROUP, consumer, min_idle_time=idle_ms, start_id="0", count=count
+    async def webhook_push(self, queue: str, entry: bytes, now: float | None = None) -> None:
+        """Append a rendered delivery (an MO message: WH_RENDERED + packed) to a
+        receiver queue. Status callbacks are pushed by the status scripts."""
+        await self._api_scripts["wh_push"](
+            keys=[], args=[wh_queue_key(queue), queue, entry, _ts(now)]
         )
-        items = [(eid, f) for eid, f in claimed if f]
-        if not items:
-            got = await self.redis.xreadgroup(
-                WH_GROUP, consumer, {EVENTS_KEY: ">"}, count=count, block=block_ms
-            )
-            for _stream, entries in got or ():
-                items += [(eid, f) for eid, f in entries if f]
-        return [
-            (eid, f[b"m"].decode(), f[b"s"].decode(), float(f[b"t"])) for eid, f in items
-        ]
-
-    async def webhook_queue(
-        self,
-        items: Sequence[tuple[str, bytes]],
-        ack: Sequence[bytes] = (),
-        now: float | None = None,
-    ) -> None:
-        """Append (queue, packed entry) items to their queues; acknowledge event ids."""
-        args: list[str | bytes | int] = [_ts(now), len(items)]
-        for queue, entry in items:
-            args += (wh_queue_key(queue), queue, entry)
-        args += list(ack)
-        await self._api_scripts["wh_queue"](keys=[], args=args)
 
     async def mo_part(self, conversation: str, seq: int, total: int, text: bytes,
                       due: float, ttl: int) -> dict[int, bytes] | None:
@@ -1235,24 +1228,50 @@ class Store:
         ))
 
     async def webhook_claim(
-        self, now: float, lease: float, limit: int
-    ) -> list[tuple[str, bytes, int]]:
-        claim = self._api_scripts["wh_claim"]
-        flat = await claim(keys=[], args=[_ts(now), _ts(now + lease), limit])
-        return [
-            (flat[i].decode(), flat[i + 1], int(flat[i + 2])) for i in range(0, len(flat), 3)
-        ]
+        self, now: float, lease: float, limit: int, token: str, single: int,
+        skip: Sequence[str] = (),
+    ) -> tuple[list[Claim], float | None]:
+        """Lease up to `limit` due receiver queues (not those of the receivers in
+        `skip`, "<rid>:<account>" each) until now + lease, under `token`: each
+        with the attempts of its head and its first entries (a batch for a
+        batching receiver, up to `single` for one taking single events). A
+        status entry comes with the fields of its message a callback needs
+        (WH_FIELDS; None where the message is gone). With nothing due: ([], the
+        time the next queue falls due, or None)."""
+        flat = await self._api_scripts["wh_claim"](
+            keys=[], args=[_ts(now), _ts(now + lease), limit, token, single, *skip]
+        )
+        if flat and flat[0] == b"next":
+            return [], float(flat[1]) if len(flat) > 1 else None
+        claims: list[Claim] = []
+        i, width = 0, len(WH_FIELDS)
+        while i < len(flat):
+            queue, attempts, count = flat[i].decode(), int(flat[i + 1]), int(flat[i + 2])
+            i += 3
+            entries: list[tuple[bytes, list[bytes | None] | None]] = []
+            for _ in range(count):
+                entry = flat[i]
+                if entry[:1] == WH_RENDERED:
+                    entries.append((entry, None))
+                    i += 1
+                else:
+                    entries.append((entry, flat[i + 1 : i + 1 + width]))
+                    i += 1 + width
+            claims.append(Claim(queue, attempts, entries))
+        return claims, None
 
-    async def webhook_done(self, queue: str, head: bytes, dead_reason: str = "") -> bool:
-        done = self._api_scripts["wh_done"]
-        return bool(await done(keys=[wh_queue_key(queue)], args=[queue, head, _ts(), dead_reason]))
-
-    async def webhook_retry(
-        self, queue: str, head: bytes, due_at: float, count: bool = True
-    ) -> bool:
-        retry = self._api_scripts["wh_retry"]
-        args = [queue, head, _ts(due_at), "1" if count else ""]
-        return bool(await retry(keys=[wh_queue_key(queue)], args=args))
+    async def webhook_settle(self, settles: Sequence[Settle], now: float | None = None
+                             ) -> None:
+        """Hand leased queues back in one script call: per queue, drop the entries
+        delivered and those given up (to the dead-letter stream, with the
+        reason), then make it due again at `retry_at` (a failed attempt, counted
+        against the new head) or now if entries are left. A settle whose lease
+        passed to another claim does nothing: that claim owns the queue now."""
+        args: list[str | int] = [_ts(now)]
+        for st in settles:
+            args += (wh_queue_key(st.queue), st.queue, st.token, st.delivered, st.dead,
+                     st.reason, _ts(st.retry_at) if st.retry_at is not None else "")
+        await self._api_scripts["wh_settle"](keys=[], args=args)
 
     async def webhook_backlog(self) -> dict[str, int]:
         pipe = self.redis.pipeline(transaction=False)
@@ -1392,6 +1411,24 @@ class Store:
         return out
 
 
+class Claim(NamedTuple):
+    """A leased receiver queue: its name, failed attempts of its head, and its
+    first entries with, for a status entry, its message's WH_FIELDS."""
+
+    queue: str
+    attempts: int
+    entries: list[tuple[bytes, list[bytes | None] | None]]
+
+
+class Settle(NamedTuple):
+    queue: str
+    token: str
+    delivered: int  # entries from the head that the receiver took
+    dead: int = 0  # entries after those that are given up
+    reason: str = ""  # why they were given up
+    retry_at: float | None = None  # the (new) head failed: try again then
+
+
 class LaneEntry(NamedTuple):
     lane: str
     entry_id: bytes
@@ -1446,21 +1483,23 @@ def _state_from_hash(raw: dict[bytes, bytes]) -> MessageState:
 #   first chunk, so two racing retries cannot both queue.
 # - ``smsgw:bo:{<batch>}`` — the account a batch belongs to.
 # - ``smsgw:optout:{<account>}`` set — the account's suppression list (E.164).
-# - ``smsgw:wh:q:{<queue>}`` list — webhook deliveries waiting for one message
-#   (queue = message id) or one MO message (``mo:<id>``), in order; only the
-#   head is ever in flight, which keeps a message's statuses in order.
-# - ``smsgw:wh:due`` sorted set — queue → when its head may be tried next
-#   (a claim pushes it a lease into the future, so a dead worker's claim lapses).
+# - ``smsgw:wh:q:{<queue>}`` list — callbacks waiting for one receiver lane, in
+#   order: ``<id>|<status>|<ts>`` for a status (rendered when sent, from the
+#   message's hash), or WH_RENDERED + packed (url, account, body, created, event
+#   id) for an MO message. A queue is named ``<batch size>:<linger ms>:<lane>:
+#   <receiver id>:<account>`` (wh_queue_name): the scripts read the first two,
+#   the sender the rest. A message's callbacks all go to one lane of its
+#   receiver (its `w` field, set at admission), and a lane has one request in
+#   flight at a time, so they arrive in order.
+# - ``smsgw:wh:due`` sorted set — queue → when it may be tried next (a claim
+#   pushes it a lease into the future, so a dead worker's claim lapses).
+# - ``smsgw:wh:lease`` hash — queue → token of the claim that holds it; a settle
+#   with another token does nothing.
 # - ``smsgw:wh:try`` hash — queue → failed attempts of its current head.
 # - ``smsgw:wh:dead`` stream — deliveries given up after `webhooks.max_age`.
-# - consumer group ``webhooks`` on ``smsgw:events`` moves events into the queues.
 
 IDEM_PREFIX = f"{PREFIX}idem:"
 OPTOUT_PREFIX = f"{PREFIX}optout:"
-WH_GROUP = "webhooks"
-WH_DUE = f"{PREFIX}wh:due"
-WH_TRY = f"{PREFIX}wh:try"
-WH_DEAD = f"{PREFIX}wh:dead"
 
 
 def idem_key(account: str, key_digest: str) -> str:
@@ -1479,13 +1518,33 @@ def wh_queue_key(queue: str) -> str:
     return f"{PREFIX}wh:q:{{{queue}}}"
 
 
-# Append a packed entry to a webhook queue and make the queue due (if it was not).
+def wh_queue_name(batch_size: int, linger: float, lane: int, receiver: str, account: str
+                  ) -> str:
+    return f"{batch_size}:{round(linger * 1000)}:{lane}:{receiver}:{account}"
+
+
+def wh_queue_receiver(queue: str) -> tuple[int, str, str]:
+    """(batch size, receiver id, account) of a queue name."""
+    size, _linger, _lane, receiver, account = queue.split(":", 4)
+    return int(size), receiver, account
+
+
+# What a status callback needs of its message, read when it is sent: the record,
+# connector, error code, and the history lines of admission, queued (after a
+# schedule), submitted and the final status.
+WH_FIELDS = ("r", "c", "e", "h", "h2", "h3", "h4")
+# First byte of a queue entry that carries its whole body (an MO message).
+WH_RENDERED = b"!"
+
+
+# Append a rendered entry to a webhook queue and make the queue due (if it was not).
 _WH_PUSH_LUA = f"""
 local function wh_push(queue_key, queue, entry, now)
   redis.call('RPUSH', queue_key, entry)
   redis.call('ZADD', '{WH_DUE}', 'NX', now, queue)
 end
 """
+_WH_PUSH = _WH_PUSH_LUA + "wh_push(ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
 
 # Parts of a concatenated MO message being reassembled: one hash per message
 # (field: part number), and when each one is due to be given up on.
@@ -1539,7 +1598,7 @@ return 1
 # KEYS[1]: idempotency key (when ARGV[1] ~= '').
 # ARGV: mode ('' | 'first' | 'next'), token, body hash, response, ttl,
 #       batch key or '', batch owner key or '', account, ts, records: one msgpack
-#       array of 6 values per message (id, packed record, lane, callbacks '1' or
+#       array of 6 values per message (id, packed record, lane, callback spec or
 #       '', expiry time, send_at or '' — a future send_at makes it `scheduled`
 #       and it waits in the delayed set instead of its lane). One packed argument
 #       instead of several per message: redis-py spent a fifth of a batch's
@@ -1586,12 +1645,12 @@ for i = 1, #recs, 6 do
   local h = history[status]
   if cb ~= '' then
     if b ~= '' then
-      redis.call('HSET', key, 'r', r, 's', status, 'h', h, 'w', '1', 'b', b)
+      redis.call('HSET', key, 'r', r, 's', status, 'h', h, 'w', cb, 'b', b)
     else
-      redis.call('HSET', key, 'r', r, 's', status, 'h', h, 'w', '1')
+      redis.call('HSET', key, 'r', r, 's', status, 'h', h, 'w', cb)
     end
-    redis.call('XADD', EVENTS, '*', 'm', id, 's', 'accepted', 't', ts)
-    redis.call('XADD', EVENTS, '*', 'm', id, 's', status, 't', ts)
+    wh_event(id, cb, 'accepted', ts)
+    wh_event(id, cb, status, ts)
   elseif b ~= '' then
     redis.call('HSET', key, 'r', r, 's', status, 'h', h, 'b', b)
   else
@@ -1627,66 +1686,82 @@ end
 return n
 """
 
-# Move status events into their messages' webhook queues and acknowledge them, in
-# one step, so an event is queued exactly once even if the mover dies.
-# KEYS: none. ARGV: now, n, n × (queue key, queue name, packed entry), then event ids.
-_WH_QUEUE = _WH_PUSH_LUA + f"""
-local now, n = ARGV[1], tonumber(ARGV[2])
-for i = 3, 2 + n * 3, 3 do
-  wh_push(ARGV[i], ARGV[i + 1], ARGV[i + 2], now)
-end
-local ids = {{}}
-for i = 3 + n * 3, #ARGV do ids[#ids + 1] = ARGV[i] end
-if #ids > 0 then
-  redis.call('XACK', '{EVENTS_KEY}', '{WH_GROUP}', unpack(ids))
-  redis.call('XDEL', '{EVENTS_KEY}', unpack(ids))
-end
-return n
-"""
-
-# Claim due queues: push each a lease into the future and return its head.
-# ARGV: now, lease until, limit. Returns flat (queue, head, attempts) triples.
+_WH_FIELDS_LUA = ", ".join(f"'{f}'" for f in WH_FIELDS)
+# Lease due receiver queues. ARGV: now, lease until, most queues, token, entries
+# per claim of a single-event queue, then receivers ("<rid>:<account>") to skip
+# (they hold their share of this worker's requests). Returns per queue: name,
+# attempts of its head, entry count, then each entry followed (unless it is
+# rendered) by its message's WH_FIELDS; or, with nothing due, 'next' and the
+# score of the next queue to fall due (if any).
 _WH_CLAIM = f"""
-local due = redis.call('ZRANGEBYSCORE', '{WH_DUE}', '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-local out = {{}}
+local now, lease, limit, token = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local single = tonumber(ARGV[5])
+local skip = {{}}
+for i = 6, #ARGV do skip[ARGV[i]] = true end
+local due = redis.call('ZRANGEBYSCORE', '{WH_DUE}', '-inf', now, 'LIMIT', 0,
+                       limit + 64 * (#ARGV - 5))
+local out, taken = {{}}, 0
 for _, q in ipairs(due) do
-  local head = redis.call('LINDEX', '{PREFIX}wh:q:{{' .. q .. '}}', 0)
-  if head then
-    redis.call('ZADD', '{WH_DUE}', ARGV[2], q)
-    out[#out + 1] = q
-    out[#out + 1] = head
-    out[#out + 1] = redis.call('HGET', '{WH_TRY}', q) or '0'
-  else
-    redis.call('ZREM', '{WH_DUE}', q)
+  if taken >= limit then break end
+  local size, receiver = string.match(q, '^(%d+):%d+:%d+:(.*)$')
+  if not skip[receiver] then
+    local key = '{PREFIX}wh:q:{{' .. q .. '}}'
+    local k = tonumber(size)
+    if k == 1 then k = single end
+    local entries = redis.call('LRANGE', key, 0, k - 1)
+    if #entries == 0 then
+      redis.call('ZREM', '{WH_DUE}', q)
+    else
+      taken = taken + 1
+      redis.call('ZADD', '{WH_DUE}', lease, q)
+      redis.call('HSET', '{WH_LEASE}', q, token)
+      out[#out + 1] = q
+      out[#out + 1] = redis.call('HGET', '{WH_TRY}', q) or '0'
+      out[#out + 1] = #entries
+      for _, e in ipairs(entries) do
+        out[#out + 1] = e
+        if string.byte(e) ~= {WH_RENDERED[0]} then
+          local id = string.match(e, '^([^|]*)')
+          local f = redis.call('HMGET', '{PREFIX}m:{{' .. id .. '}}', {_WH_FIELDS_LUA})
+          for j = 1, {len(WH_FIELDS)} do out[#out + 1] = f[j] end
+        end
+      end
+    end
   end
+end
+if taken == 0 then
+  local first = redis.call('ZRANGE', '{WH_DUE}', 0, 0, 'WITHSCORES')
+  return {{'next', first[2]}}
 end
 return out
 """
 
-# The head of a queue was delivered (or given up): pop it, unless another worker
-# already did, and schedule the next entry now. KEYS: queue list.
-# ARGV: queue, head, now, dead-letter reason or ''.
-_WH_DONE = f"""
-if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[2] then return 0 end
-redis.call('LPOP', KEYS[1])
-redis.call('HDEL', '{WH_TRY}', ARGV[1])
-if ARGV[4] ~= '' then
-  redis.call('XADD', '{WH_DEAD}', 'MAXLEN', '~', 100000, '*', 'q', ARGV[1], 'e', ARGV[2],
-             'why', ARGV[4])
+# Hand leased queues back. ARGV: now, then 7 per queue: queue key, queue,
+# token, delivered, dead, reason, retry at or ''.
+_WH_SETTLE = f"""
+local now = ARGV[1]
+for i = 2, #ARGV, 7 do
+  local key, q, token = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local delivered, dead = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+  if redis.call('HGET', '{WH_LEASE}', q) == token then
+    redis.call('HDEL', '{WH_LEASE}', q)
+    if delivered > 0 then redis.call('LPOP', key, delivered) end
+    if dead > 0 then
+      for _, e in ipairs(redis.call('LPOP', key, dead)) do
+        redis.call('XADD', '{WH_DEAD}', 'MAXLEN', '~', 100000, '*', 'q', q, 'e', e,
+                   'why', ARGV[i + 5])
+      end
+    end
+    if delivered + dead > 0 then redis.call('HDEL', '{WH_TRY}', q) end
+    if ARGV[i + 6] ~= '' then
+      redis.call('HINCRBY', '{WH_TRY}', q, 1)
+      redis.call('ZADD', '{WH_DUE}', ARGV[i + 6], q)
+    elseif redis.call('LLEN', key) > 0 then
+      redis.call('ZADD', '{WH_DUE}', now, q)
+    else
+      redis.call('ZREM', '{WH_DUE}', q)
+    end
+  end
 end
-if redis.call('LLEN', KEYS[1]) > 0 then
-  redis.call('ZADD', '{WH_DUE}', ARGV[3], ARGV[1])
-else
-  redis.call('ZREM', '{WH_DUE}', ARGV[1])
-end
-return 1
-"""
-
-# A delivery failed: count the attempt (ARGV[4] == '1') and try again at ARGV[3].
-# KEYS: queue list. ARGV: queue, head, due at, count.
-_WH_RETRY = f"""
-if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[2] then return 0 end
-if ARGV[4] == '1' then redis.call('HINCRBY', '{WH_TRY}', ARGV[1], 1) end
-redis.call('ZADD', '{WH_DUE}', ARGV[3], ARGV[1])
 return 1
 """

@@ -51,7 +51,7 @@ from gateway import logs, metrics, numbers
 from gateway.admission import Admission, AdmissionError, Submission
 from gateway.auth import Keys, account_for, bearer_token
 from gateway.coalesce import Coalescer
-from gateway.config import HttpSettings
+from gateway.config import CallbackEvent, HttpSettings
 from gateway.model import Message, new_id
 from gateway.problems import Problem, error_response, invalid, problem_response
 from gateway.store import Record, Store, idem_key
@@ -71,6 +71,10 @@ class MessageIn(BaseModel):
         default="transactional", alias="class"
     )
     callback_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
+    callback_events: list[CallbackEvent] | None = Field(
+        default=None,
+        description="Statuses that make a callback; default: the account's (final ones)",
+    )
     client_ref: str | None = Field(default=None, max_length=64)
     send_at: dt.datetime | None = None
     validity: int | None = Field(default=None, ge=1)
@@ -166,6 +170,7 @@ def submission(body: MessageIn) -> Submission:
         msg_class=body.msg_class,
         encoding=body.encoding,
         callback_url=body.callback_url,
+        callback_events=body.callback_events,
         client_ref=body.client_ref,
         send_at=body.send_at.timestamp() if body.send_at else None,
         validity=body.validity,

@@ -1,30 +1,38 @@
 """Webhooks: status callbacks and MO messages, POSTed durably from Redis.
 
-Two loops per worker:
+A status change that a message's callback spec asks for is queued by the
+store script that makes the change, on one lane (queue) of the message's
+receiver (gateway.callbacks). Each worker's sender leases due queues in one
+script call, reads with them the message fields their callbacks need, and
+POSTs:
 
-- the **mover** reads status events from the store's `smsgw:events` stream
-  (consumer group ``webhooks``; entries a dead worker read but never handled
-  are taken over with XAUTOCLAIM), renders each into its JSON body and moves it,
-  in one script call with the acknowledgement, onto its message's webhook queue;
-- the **sender** claims queues whose head is due and POSTs the head. Only the
-  head of a queue is ever in flight, so one message's statuses arrive in order.
-  A claim is a lease: if the worker dies mid-request, the lease lapses and any
-  worker sends the head again (at least once; receivers dedupe on
-  ``X-Smsgw-Event-Id``).
+- to a receiver taking single events, each event as its own JSON object, the
+  queue's entries one after another (up to SINGLE_RUN per lease);
+- to a batching receiver, up to its batch size as ``{"results": [...]}`` in
+  one request, one signature over the whole body.
+
+A lane has one request in flight at a time and a message's events share a
+lane, so they arrive in order; a receiver takes as many requests at once as
+it has lanes. Leases are handed back (delivered entries dropped, a failure
+scheduled) in one script call per event-loop turn for all queues that
+finished in it. A lease lapses if its worker dies, and another worker sends
+the same entries again: at least once, receivers dedupe on each event's
+``event_id``.
 
 A failed attempt (no 2xx, connection error, timeout) is retried after
-``min(retry_max, retry_base * 2**(attempt-1))`` seconds with equal jitter (a
-random point in the upper half of that step), until the delivery is older than
+``min(retry_max, retry_base * 2**(attempt-1))`` seconds with equal jitter, the
+whole batch again for a batching receiver, until the head is older than
 ``max_age`` (24 h by default); then it goes to the dead-letter stream and the
-queue moves on. The schedule is a Redis sorted set, so it survives restarts.
+queue moves on.
 
-Isolation: requests run with bounded concurrency and a per-request timeout, and
-one receiver host may hold at most ``per_host`` of the slots, so a slow or dead
-receiver delays only its own deliveries.
+Isolation: a worker has ``concurrency`` requests in flight at most; a healthy
+receiver may take half of them, one whose last request timed out or could
+not connect ``slow_share`` until a request succeeds again.
 
-Each request carries ``X-Smsgw-Signature: sha256=<hex HMAC-SHA256 of the raw
-body, keyed with the account's callback_secret>`` and ``X-Smsgw-Timestamp``
-(Unix seconds of the attempt).
+Each request carries ``X-Smsgw-Timestamp`` (Unix seconds) and
+``X-Smsgw-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>", keyed
+with the account's callback_secret>``: the timestamp is signed, so a receiver
+that rejects old timestamps cannot be fed a recorded request again.
 """
 
 from __future__ import annotations
@@ -32,60 +40,123 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import itertools
 import random
 import time
 from typing import Any
-from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 import msgpack
 import orjson
 
 from gateway import logs, metrics
+from gateway.callbacks import Receivers
+from gateway.coalesce import Coalescer
 from gateway.config import AccountSettings, Settings
-from gateway.model import FINAL_STATUSES, MessageState, new_id
-from gateway.store import Store
+from gateway.model import FINAL_STATUSES, Message, new_id
+from gateway.store import (
+    HISTORY_RANK,
+    WH_RENDERED,
+    Claim,
+    Settle,
+    Store,
+    wh_queue_receiver,
+)
 from protocols.smpp import DeliverSm, Tag
 from protocols.text import Udh, decode_short_message, join_parts
 
 log = logs.get("smsgw.webhooks")
 
 USER_AGENT = "smsgw-webhooks/1"
+# Bytes of a receiver's answer read (and ignored).
+MAX_ANSWER = 64 * 1024
+# Entries of a single-event queue sent one after another under one lease.
+SINGLE_RUN = 32
+_DELIVERED = metrics.WEBHOOKS.labels("delivered")
+_BEFORE_ROUTING = frozenset({"accepted", "queued", "scheduled"})
 
 
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
 
 
 def _iso(ts: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+    # A callback carries up to five timestamps, mostly of the same second.
+    sec = int(ts)
+    if sec != _second[0]:
+        _second[0], _second[1] = sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    return f"{_second[1]}.{int(ts * 1000) % 1000:03d}Z"
 
 
-def status_body(state: MessageState, status: str, ts: float, event_id: str) -> bytes:
-    """The callback for one status change, as the receiver gets it."""
-    m = state.message
+class Callback:
+    """One callback, ready to send."""
+
+    __slots__ = ("body", "created", "event_id", "url")
+
+    def __init__(self, url: str, body: bytes, created: float, event_id: str) -> None:
+        self.url, self.body, self.created, self.event_id = url, body, created, event_id
+
+
+def _history(fields: list[bytes | None]) -> list[tuple[str, str]]:
+    """(status, ts) of a message's status lines, from the claim's WH_FIELDS."""
+    first = fields[3]
+    out: list[tuple[str, str]] = []
+    if first:
+        text = first.decode()
+        if "\t" not in text:  # a bare ts: accepted and queued then (_ENQUEUE_CHUNK)
+            out += [("accepted", text), ("queued", text)]
+        else:
+            for line in text.splitlines():
+                ts, status, _ = line.split("\t", 2)
+                out.append((status, ts))
+    for raw in fields[4:]:
+        if raw:
+            ts, status, _ = raw.decode().split("\t", 2)
+            out.append((status, ts))
+    return out
+
+
+def render(entry: bytes, fields: list[bytes | None] | None) -> Callback | None:
+    """The callback a queue entry stands for; None if its message is gone (past
+    `messages.retention`)."""
+    if fields is None:  # rendered when queued (MO)
+        url, _account, body, created, event_id = msgpack.unpackb(entry[1:])
+        return Callback(url, body, created, event_id)
+    record = fields[0]
+    if record is None:
+        return None
+    mid, status, ts_raw = entry.decode().split("|")
+    m = Message.unpack(record)
+    if not m.callback_url:
+        return None
+    ts = float(ts_raw)
+    rank = HISTORY_RANK.get(status, 99)
     timestamps: dict[str, str] = {}
-    for at, s, _detail in state.history:
-        if at <= ts and s not in timestamps:
-            timestamps[s] = _iso(at)
-        if s == status:
-            break
+    for s, at in _history(fields):
+        if HISTORY_RANK.get(s, 99) <= rank and s not in timestamps:
+            timestamps[s] = _iso(float(at))
     timestamps.setdefault(status, _iso(ts))
-    final = status in FINAL_STATUSES
-    return orjson.dumps({
+    connector, error = fields[1], fields[2]
+    event_id = f"{mid}.{status}"
+    body = orjson.dumps({
         "type": "status",
         "event_id": event_id,
-        "id": m.id,
+        "id": mid,
         "client_ref": m.client_ref,
         "batch_id": m.batch_id,
         "status": status,
-        "error_code": state.error_code if final else None,
+        "error_code": error.decode() if error and status in FINAL_STATUSES else None,
         "parts": m.parts,
-        "connector": state.connector if status not in ("accepted", "queued", "scheduled")
+        "connector": connector.decode() if connector and status not in _BEFORE_ROUTING
         else None,
         "carrier": m.carrier,
         "timestamps": timestamps,
     })
+    return Callback(m.callback_url, body, ts, event_id)
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
@@ -122,68 +193,45 @@ class Webhooks:
             for name, account in settings.accounts.items()
             for number in account.mo_numbers
         }
-        self.per_host = max(1, self.conf.concurrency // 4)
+        self.receivers = Receivers()
+        self.healthy_share = max(1, self.conf.concurrency // 2)
         self._stopping = False
         # How long the parts of an MO message (and then the mark that it was
         # sent) are kept: a day past the give-up time.
         self._mo_ttl = int(self.conf.mo_combine_timeout) + 24 * 3600
         self._inflight = 0
-        self._hosts: dict[str, int] = {}
+        self._busy: dict[str, int] = {}  # receiver ("<rid>:<account>") -> requests here
+        self._slow: set[str] = set()  # receivers whose last request timed out / failed
         self._slot = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._client: httpx.AsyncClient | None = None
+        self._tokens = itertools.count()
+        self._settles: Coalescer[Settle, None] = Coalescer(self._settle_many)
+        self._client: aiohttp.ClientSession | None = None
 
     def stop(self) -> None:
         self._stopping = True
         self._slot.set()
 
     async def run(self) -> None:
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.conf.timeout),
-            limits=httpx.Limits(max_connections=self.conf.concurrency + 8),
+        # aiohttp, not httpx: httpx's pool walks every connection on each request
+        # and cost ~1.6 ms of CPU per callback here (docs/dependencies.md).
+        self._client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.conf.concurrency + 8, limit_per_host=0,
+                                           keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(total=self.conf.timeout),
             headers={"User-Agent": USER_AGENT},
-            follow_redirects=False,
+            auto_decompress=False,
         )
         try:
-            await self.store.ensure_events_group()
-            loops = [self._mover(), self._sender()]
+            loops = [self._sender()]
             if any(account.mo_url for account in self.accounts.values()):
                 loops.append(self._overdue())  # no MO webhooks, nothing to give up on
             await asyncio.gather(*loops)
         finally:
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=self.conf.timeout)
-            await self._client.aclose()
-
-    # --- events → queues ----------------------------------------------------
-
-    async def _mover(self) -> None:
-        idle_ms = int((self.conf.timeout + 30) * 1000)
-        while not self._stopping:
-            try:
-                await self.move_once(block_ms=500, idle_ms=idle_ms)
-            except Exception as exc:  # Redis away: try again, nothing is lost
-                log.error("webhook_mover_error", error=repr(exc))
-                await asyncio.sleep(1.0)
-
-    async def move_once(self, block_ms: int, idle_ms: int) -> int:
-        events = await self.store.read_events(self.consumer, 256, block_ms, idle_ms)
-        if not events:
-            return 0
-        ids = list(dict.fromkeys(mid for _, mid, _, _ in events))
-        states = dict(zip(ids, await self.store.get_many(ids), strict=True))
-        items: list[tuple[str, bytes]] = []
-        for eid, mid, status, ts in events:
-            state = states.get(mid)
-            url = state.message.callback_url if state is not None else None
-            if state is None or not url:
-                continue
-            event_id = eid.decode()
-            body = status_body(state, status, ts, event_id)
-            entry = msgpack.packb([url, state.message.account, body, ts, event_id])
-            items.append((mid, entry))
-        await self.store.webhook_queue(items, ack=[eid for eid, *_ in events])
-        return len(items)
+            await self._settles.idle()
+            await self._client.close()
 
     # --- MO messages ----------------------------------------------------------
 
@@ -239,10 +287,11 @@ class Webhooks:
         }
         if not complete:
             body["complete"] = False
-        entry = msgpack.packb([url, account, orjson.dumps(body), now, mo_id])
+        entry = WH_RENDERED + msgpack.packb([url, account, orjson.dumps(body), now, mo_id])
+        queue = self.receivers.queue(account, self.accounts[account], url, mo_id)
         if conversation is None:
-            await self.store.webhook_queue([(f"mo:{mo_id}", entry)], now=now)
-        elif not await self.store.mo_done(conversation, f"mo:{mo_id}", entry, self._mo_ttl, now):
+            await self.store.webhook_push(queue, entry, now)
+        elif not await self.store.mo_done(conversation, queue, entry, self._mo_ttl, now):
             return  # another bind or worker completed it first
         log.info("mo_queued", connector=connector, mo_id=mo_id, account=account, parts=parts,
                  complete=complete)
@@ -272,86 +321,162 @@ class Webhooks:
 
     # --- queues → receivers ---------------------------------------------------
 
+    def _cap(self, receiver: str) -> int:
+        return self.conf.slow_share if receiver in self._slow else self.healthy_share
+
     async def _sender(self) -> None:
-        lease = self.conf.timeout + 30
+        lease = 2 * self.conf.timeout + 5
         while not self._stopping:
             free = self.conf.concurrency - self._inflight
             if free <= 0:
                 self._slot.clear()
                 await self._slot.wait()
                 continue
+            skip = [r for r, n in self._busy.items() if n >= self._cap(r)]
+            token = f"{self.consumer}:{next(self._tokens)}"
+            now = time.time()
             try:
-                claimed = await self.store.webhook_claim(time.time(), lease, free)
+                claims, next_due = await self.store.webhook_claim(
+                    now, lease, min(free, 256), token, SINGLE_RUN, skip
+                )
             except Exception as exc:
                 log.error("webhook_claim_error", error=repr(exc))
                 await asyncio.sleep(1.0)
                 continue
-            for queue, head, attempts in claimed:
-                url, account, body, created, event_id = msgpack.unpackb(head)
-                host = urlsplit(url).netloc
-                if self._hosts.get(host, 0) >= self.per_host:
-                    # This receiver already holds its share of slots: try later,
-                    # without counting an attempt against it.
-                    await self.store.webhook_retry(queue, head, time.time() + 1.0, count=False)
-                    continue
-                self._hosts[host] = self._hosts.get(host, 0) + 1
+            for claim in claims:
+                _size, rid, account = wh_queue_receiver(claim.queue)
+                receiver = f"{rid}:{account}"
+                self._busy[receiver] = self._busy.get(receiver, 0) + 1
                 self._inflight += 1
-                task = asyncio.create_task(
-                    self._deliver(queue, head, attempts, url, account, body, created, event_id)
-                )
+                task = asyncio.create_task(self._deliver(claim, token, receiver, now + lease))
                 self._tasks.add(task)
-                task.add_done_callback(lambda t, h=host: self._done(t, h))
-            if not claimed:
-                await asyncio.sleep(self.conf.poll_interval)
+                task.add_done_callback(self._tasks.discard)
+            if not claims:
+                wait = self.conf.poll_interval
+                if next_due is not None:
+                    wait = min(wait, max(0.0, next_due - time.time()))
+                if wait > 0:
+                    # A lease handed back wakes the loop at once (a queue with
+                    # more entries is due again then).
+                    self._slot.clear()
+                    try:
+                        await asyncio.wait_for(self._slot.wait(), wait)
+                    except TimeoutError:
+                        pass
 
-    def _done(self, task: asyncio.Task[None], host: str) -> None:
-        self._tasks.discard(task)
+    async def _settle_many(self, settles: list[Settle]) -> list[None]:
+        await self.store.webhook_settle(settles)
+        return [None] * len(settles)
+
+    def _release(self, receiver: str) -> None:
         self._inflight -= 1
-        left = self._hosts.get(host, 1) - 1
-        if left:
-            self._hosts[host] = left
+        left = self._busy.get(receiver, 1) - 1
+        if left > 0:
+            self._busy[receiver] = left
         else:
-            self._hosts.pop(host, None)
+            self._busy.pop(receiver, None)
         self._slot.set()
-        if not task.cancelled() and task.exception() is not None:
-            log.error("webhook_task_failed", error=repr(task.exception()))
 
-    async def _deliver(
-        self, queue: str, head: bytes, attempts: int, url: str, account_name: str,
-        body: bytes, created: float, event_id: str,
-    ) -> None:
-        assert self._client is not None
+    async def _deliver(self, claim: Claim, token: str, receiver: str, lease_end: float
+                       ) -> None:
+        settle = Settle(claim.queue, token, 0)
+        try:
+            settle = await self._send(claim, token, receiver, lease_end)
+        except Exception as exc:  # a bug must not strand the lease: it lapses, and is retried
+            log.error("webhook_task_failed", error=repr(exc), exc_info=exc)
+            settle = Settle(claim.queue, token, settle.delivered,
+                            retry_at=time.time() + self.conf.retry_base)
+        finally:
+            self._settles.push(settle, lambda _result: self._release(receiver))
+
+    async def _send(self, claim: Claim, token: str, receiver: str, lease_end: float
+                    ) -> Settle:
+        size, _rid, account_name = wh_queue_receiver(claim.queue)
         account = self.accounts.get(account_name)
         secret = account.callback_secret if account is not None else ""
-        headers: dict[str, Any] = {
+        events = [render(entry, fields) for entry, fields in claim.entries]
+        if size > 1:
+            sendable = [e for e in events if e is not None]
+            if not sendable:
+                return Settle(claim.queue, token, len(events))
+            body = b'{"results":[' + b",".join(e.body for e in sendable) + b"]}"
+            reason = await self._post(sendable[0].url, body, secret, claim.attempts + 1, None,
+                                      receiver)
+            if not reason:
+                _DELIVERED.inc(len(sendable))
+                return Settle(claim.queue, token, len(events))
+            return self._failed(claim, token, 0, events, claim.attempts + 1, reason)
+        delivered = 0
+        # Each request may take `timeout`: stop in time to hand the lease back.
+        last_start = lease_end - self.conf.timeout - 5
+        for i, event in enumerate(events):
+            if event is None:  # the message is gone: nothing to tell
+                delivered += 1
+                continue
+            if i and time.time() > last_start:
+                break
+            attempt = claim.attempts + 1 if i == 0 else 1
+            reason = await self._post(event.url, event.body, secret, attempt, event.event_id,
+                                      receiver)
+            if reason:
+                return self._failed(claim, token, delivered, events[i:], attempt, reason)
+            _DELIVERED.inc()
+            delivered += 1
+        return Settle(claim.queue, token, delivered)
+
+    def _failed(self, claim: Claim, token: str, delivered: int,
+                rest: list[Callback | None], attempt: int, reason: str) -> Settle:
+        """The request for `rest` failed: what is older than max_age goes to the
+        dead letters, the rest is tried again after a backoff."""
+        now = time.time()
+        dead = 0
+        for event in rest:
+            if event is not None and now - event.created < self.conf.max_age:
+                break
+            dead += 1
+        if dead:
+            metrics.WEBHOOKS.labels("dead").inc(dead)
+            log.warning("webhook_dead", queue=claim.queue, events=dead, reason=reason,
+                        attempts=attempt)
+        if dead == len(rest):
+            return Settle(claim.queue, token, delivered, dead, f"max_age {reason}")
+        delay = backoff(attempt, self.conf.retry_base, self.conf.retry_max)
+        log.info("webhook_retry", queue=claim.queue, reason=reason, attempt=attempt,
+                 retry_in=round(delay, 3))
+        return Settle(claim.queue, token, delivered, dead, f"max_age {reason}", now + delay)
+
+    async def _post(self, url: str, body: bytes, secret: str, attempt: int,
+                    event_id: str | None, receiver: str) -> str:
+        """POST one signed body; "" if the receiver took it, else why not."""
+        assert self._client is not None
+        timestamp = str(int(time.time()))
+        headers = {
             "Content-Type": "application/json",
-            "X-Smsgw-Signature": sign(secret, body),
-            "X-Smsgw-Timestamp": str(int(time.time())),
-            "X-Smsgw-Event-Id": event_id,
-            "X-Smsgw-Attempt": str(attempts + 1),
+            "X-Smsgw-Timestamp": timestamp,
+            "X-Smsgw-Signature": sign(secret, timestamp, body),
+            "X-Smsgw-Attempt": str(attempt),
         }
+        if event_id is not None:
+            headers["X-Smsgw-Event-Id"] = event_id
         reason = ""
         try:
-            resp = await self._client.post(url, content=body, headers=headers)
-            if not 200 <= resp.status_code < 300:
-                reason = f"http_{resp.status_code}"
-        except httpx.TimeoutException:
+            async with self._client.post(url, data=body, headers=headers,
+                                         allow_redirects=False) as resp:
+                if not 200 <= resp.status < 300:
+                    reason = f"http_{resp.status}"
+                # Read what a receiver answers, up to a bound: a connection is
+                # reused only once its response was read to the end.
+                await resp.content.read(MAX_ANSWER)
+                if not resp.content.at_eof():
+                    resp.close()
+        except TimeoutError:
             reason = "timeout"
-        except (httpx.HTTPError, OSError) as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             reason = type(exc).__name__.lower()
-        if not reason:
-            await self.store.webhook_done(queue, head)
-            metrics.WEBHOOKS.labels("delivered").inc()
-            return
-        metrics.WEBHOOK_FAILURES.labels(reason).inc()
-        now = time.time()
-        if now - created >= self.conf.max_age:
-            await self.store.webhook_done(queue, head, dead_reason=f"max_age {reason}")
-            metrics.WEBHOOKS.labels("dead").inc()
-            log.warning("webhook_dead", queue=queue, event_id=event_id, reason=reason,
-                        attempts=attempts + 1)
-            return
-        delay = backoff(attempts + 1, self.conf.retry_base, self.conf.retry_max)
-        await self.store.webhook_retry(queue, head, now + delay)
-        log.info("webhook_retry", queue=queue, event_id=event_id, reason=reason,
-                 attempt=attempts + 1, retry_in=round(delay, 3))
+        if reason:
+            metrics.WEBHOOK_FAILURES.labels(reason).inc()
+            if not reason.startswith("http_"):
+                self._slow.add(receiver)
+        else:
+            self._slow.discard(receiver)
+        return reason

@@ -1,6 +1,7 @@
 """A webhook receiver for tests: a real HTTP server on 127.0.0.1 (port picked at
 run time, or given, so it can come back on the same port) that checks every
-signature and answers by a script."""
+signature (HMAC over "<X-Smsgw-Timestamp>.<body>") and answers by a script.
+It takes single events and batches ({"results": [...]}) alike."""
 
 from __future__ import annotations
 
@@ -13,20 +14,24 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+# answer(index of the request, its events) -> HTTP status
+Answer = Callable[[int, list[dict[str, Any]]], int]
+
 
 class Receiver:
     def __init__(
         self,
         secret: str,
-        answer: Callable[[dict[str, Any], int], int] | None = None,
+        answer: Answer | None = None,
         delay: float = 0.0,
         port: int = 0,
     ) -> None:
         self.secret = secret.encode()
-        # answer(body, how many times this event id came before) -> HTTP status
-        self.answer = answer or (lambda _body, _seen: 200)
+        self.answer = answer or (lambda _index, _events: 200)
         self.delay = delay
-        self.requests: list[dict[str, Any]] = []  # every request, in arrival order
+        # every request in arrival order: events, batched, raw, headers, status
+        # (None while it is being answered)
+        self.requests: list[dict[str, Any]] = []
         self.bad_signatures = 0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
@@ -38,6 +43,12 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
 
+    def signed(self, headers: Any, raw: bytes) -> bool:
+        stamp = headers.get("X-Smsgw-Timestamp", "")
+        mac = hmac.new(self.secret, stamp.encode() + b"." + raw, hashlib.sha256)
+        return hmac.compare_digest("sha256=" + mac.hexdigest(),
+                                   headers.get("X-Smsgw-Signature", ""))
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
 
@@ -47,21 +58,24 @@ class Receiver:
 
             def do_POST(self) -> None:
                 raw = self.rfile.read(int(self.headers["Content-Length"]))
-                expected = "sha256=" + hmac.new(receiver.secret, raw, hashlib.sha256).hexdigest()
-                good = hmac.compare_digest(expected, self.headers.get("X-Smsgw-Signature", ""))
+                good = receiver.signed(self.headers, raw)
                 body = json.loads(raw)
+                batched = isinstance(body, dict) and "results" in body
+                events = body["results"] if batched else [body]
+                request: dict[str, Any] = {
+                    "events": events, "batched": batched, "raw": raw,
+                    "headers": dict(self.headers), "status": None,
+                }
+                with receiver._lock:
+                    index = len(receiver.requests)
+                    receiver.requests.append(request)
                 if receiver.delay:
                     time.sleep(receiver.delay)
                 with receiver._lock:
-                    seen = sum(
-                        1 for r in receiver.requests if r["body"]["event_id"] == body["event_id"]
-                    )
                     if not good:
                         receiver.bad_signatures += 1
-                    status = receiver.answer(body, seen) if good else 401
-                    receiver.requests.append({
-                        "body": body, "raw": raw, "headers": dict(self.headers), "status": status,
-                    })
+                    status = receiver.answer(index, events) if good else 401
+                    request["status"] = status
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -77,14 +91,23 @@ class Receiver:
         self._server.shutdown()
         self._server.server_close()
 
-    def bodies(self) -> list[dict[str, Any]]:
+    def taken(self) -> list[dict[str, Any]]:
+        """Every event of a request answered 2xx, in arrival order."""
         with self._lock:
-            return [r["body"] for r in self.requests]
+            return [e for r in self.requests if r["status"] is not None
+                    and 200 <= r["status"] < 300 for e in r["events"]]
 
     def statuses(self, message_id: str) -> list[str]:
         """Statuses of one message in the order they were taken (answered 2xx)."""
-        with self._lock:
-            return [
-                r["body"]["status"] for r in self.requests
-                if r["body"].get("id") == message_id and 200 <= r["status"] < 300
-            ]
+        return [e["status"] for e in self.taken() if e.get("id") == message_id]
+
+    def finals(self) -> dict[str, int]:
+        """Message id -> how many times a final status of it was taken."""
+        out: dict[str, int] = {}
+        for e in self.taken():
+            if e.get("status") in FINALS:
+                out[e["id"]] = out.get(e["id"], 0) + 1
+        return out
+
+
+FINALS = frozenset({"delivered", "undelivered", "expired", "rejected", "failed", "canceled"})

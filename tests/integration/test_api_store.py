@@ -7,16 +7,35 @@ from __future__ import annotations
 import math
 import time
 
+from gateway.callbacks import Receivers, events_mask
+from gateway.config import AccountSettings
 from gateway.model import Message, new_id
-from gateway.store import Store, idem_key, msg_key
+from gateway.store import (
+    WH_DEAD,
+    WH_DUE,
+    WH_FIELDS,
+    Claim,
+    Settle,
+    Store,
+    idem_key,
+    msg_key,
+    wh_queue_key,
+    wh_queue_name,
+)
+
+ACCOUNT = AccountSettings(api_keys=["k"])
+RECEIVERS = Receivers()
 
 
-def _message(batch_id: str | None = None, callback: str | None = None) -> Message:
-    return Message(
+def _message(batch_id: str | None = None, callback: str | None = None,
+             events: tuple[str, ...] = ("accepted", "queued")) -> Message:
+    m = Message(
         id=new_id(), account="demo", to="+8613800138000", sender="SHOP", text="hi",
         msg_class="marketing", encoding="gsm7", parts=1, created_at=1.0, expires_at=2.0,
         connectors=["sim"], carrier="China Mobile", callback_url=callback, batch_id=batch_id,
     )
+    m.webhook = RECEIVERS.spec("demo", ACCOUNT, callback, events_mask(events), m.id)
+    return m
 
 
 async def test_chunk_script_writes_record_lane_expiry_and_counts(store: Store) -> None:
@@ -38,8 +57,12 @@ async def test_chunk_script_writes_record_lane_expiry_and_counts(store: Store) -
     counts = await store.batch_counts("b2")
     assert counts == {"queued": 1, "total": 1}
     assert await store.batch_owner("b2") == "demo"
-    events = await store.redis.xrange("smsgw:events")
-    assert len(events) == 4  # accepted + queued for each of the 2 callback messages
+    # accepted + queued for each of the 2 callback messages, in their receiver lanes
+    queued = []
+    for queue in await store.redis.zrange(WH_DUE, 0, -1):
+        queued += await store.redis.lrange(wh_queue_key(queue.decode()), 0, -1)
+    assert sorted(e.split(b"|")[1] for e in queued) == [b"accepted", b"accepted",
+                                                         b"queued", b"queued"]
     entries = await store.redis.xrange("smsgw:lane:{sim}:marketing")
     assert len(entries) == 4 and all(set(f) == {b"m"} for _, f in entries)  # hop 0
 
@@ -70,22 +93,47 @@ async def test_an_idempotency_key_is_claimed_by_the_first_request_only(store: St
     assert 0 < await store.redis.ttl(key) <= 60
 
 
-async def test_webhook_queue_keeps_order_and_a_lapsed_claim_is_retaken(store: Store) -> None:
-    await store.webhook_queue([("m1", b"e1"), ("m1", b"e2"), ("m2", b"f1")], now=100.0)
-    claimed = await store.webhook_claim(now=100.0, lease=30, limit=10)
-    assert sorted(claimed) == [("m1", b"e1", 0), ("m2", b"f1", 0)]
-    assert await store.webhook_claim(now=120.0, lease=30, limit=10) == []  # leased
-    # the worker died: after the lease another one gets the same heads
-    assert sorted(await store.webhook_claim(now=131.0, lease=30, limit=10)) == [
-        ("m1", b"e1", 0), ("m2", b"f1", 0),
-    ]
-    assert await store.webhook_retry("m1", b"e1", due_at=150.0)
-    assert await store.webhook_claim(now=149.0, lease=30, limit=10) == []
-    assert await store.webhook_claim(now=150.0, lease=30, limit=10) == [("m1", b"e1", 1)]
-    assert await store.webhook_done("m1", b"e1")
-    assert not await store.webhook_done("m1", b"e1")  # a second delivery pops nothing
-    got = await store.webhook_claim(now=10**10, lease=30, limit=10)
-    assert sorted(got) == [("m1", b"e2", 0), ("m2", b"f1", 0)]
-    assert await store.webhook_done("m2", b"f1", dead_reason="max_age")
-    dead = await store.redis.xrange("smsgw:wh:dead")
-    assert dead[0][1][b"q"] == b"m2" and dead[0][1][b"why"] == b"max_age"
+async def test_a_receiver_queue_is_leased_whole_and_settled_only_by_its_lease(
+    store: Store,
+) -> None:
+    q = wh_queue_name(1, 0, 0, "r1", "demo")
+    for entry in (b"!e1", b"!e2", b"!e3"):
+        await store.webhook_push(q, entry, now=100.0)
+    claims, _ = await store.webhook_claim(100.0, 30, 10, "t1", single=2)
+    assert claims == [Claim(q, 0, [(b"!e1", None), (b"!e2", None)])]
+    assert await store.webhook_claim(120.0, 30, 10, "t2", single=2) == ([], 130.0)  # leased
+    # The worker died: after the lease another one gets the same entries...
+    claims, _ = await store.webhook_claim(131.0, 30, 10, "t3", single=2)
+    assert [c.entries for c in claims] == [[(b"!e1", None), (b"!e2", None)]]
+    # ...and the dead one's late settle does nothing.
+    await store.webhook_settle([Settle(q, "t1", 2)])
+    assert await store.redis.llen(wh_queue_key(q)) == 3
+    # e1 taken, e2 failed: e2 is the head, one attempt against it, due at 150.
+    await store.webhook_settle([Settle(q, "t3", 1, retry_at=150.0)])
+    assert await store.webhook_claim(149.0, 30, 10, "t4", single=2) == ([], 150.0)
+    claims, _ = await store.webhook_claim(150.0, 30, 10, "t4", single=2)
+    assert claims == [Claim(q, 1, [(b"!e2", None), (b"!e3", None)])]
+    await store.webhook_settle([Settle(q, "t4", 0, dead=1, reason="max_age http_500")], 150.0)
+    dead = await store.redis.xrange(WH_DEAD)
+    assert [(f[b"e"], f[b"why"]) for _, f in dead] == [(b"!e2", b"max_age http_500")]
+    claims, _ = await store.webhook_claim(150.0, 30, 10, "t5", single=2)
+    assert claims == [Claim(q, 0, [(b"!e3", None)])]  # attempts start again
+    await store.webhook_settle([Settle(q, "t5", 1)])
+    assert await store.webhook_claim(10**10, 30, 10, "t6", single=2) == ([], None)
+    assert not await store.redis.exists(wh_queue_key(q))
+
+
+async def test_a_claim_reads_a_status_callback_with_its_message_and_skips_a_busy_receiver(
+    store: Store,
+) -> None:
+    m = _message(callback="http://x/hook", events=("queued",))
+    await store.enqueue_api("demo", [[store.record(m)]])
+    _mask, queue = m.webhook.split(" ")
+    other = wh_queue_name(1, 0, 0, "r9", "demo")
+    await store.webhook_push(other, b"!mo", now=0.0)
+    claims, _ = await store.webhook_claim(10**10, 30, 10, "t", single=8, skip=["r9:demo"])
+    [claim] = claims
+    [(entry, fields)] = claim.entries
+    assert claim.queue == queue and entry.startswith(f"{m.id}|queued|".encode())
+    assert fields is not None and Message.unpack(fields[0]) == m  # r, then c, e, h...
+    assert len(fields) == len(WH_FIELDS)

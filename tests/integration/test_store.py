@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import time
 
+from gateway.callbacks import Receivers, events_mask
+from gateway.config import AccountSettings
 from gateway.model import Message, new_id
-from gateway.store import EVENTS_KEY, Store, batch_key, batch_owner_key, msg_key
+from gateway.store import WH_DUE, Store, batch_key, batch_owner_key, msg_key, wh_queue_key
 
 
 async def part_submitted(store: Store, connector: str, message_id: str, part: int,
@@ -97,14 +99,20 @@ async def test_receipt_before_submit_sm_resp_is_kept_and_returned(store: Store) 
     assert await store.correlate("sim", "abc", b"x", 600) == (m.id, 1)
 
 
-async def test_status_changes_become_events_only_for_callback_messages(store: Store) -> None:
+async def test_status_changes_are_queued_for_the_callbacks_a_message_asked_for(
+    store: Store,
+) -> None:
     quiet, loud = message(), message(callback="http://127.0.0.1:9/hook")
+    loud.webhook = Receivers().spec("demo", AccountSettings(api_keys=["k"]), loud.callback_url,
+                                    events_mask(["accepted", "failed"]), loud.id)
     await store.enqueue([quiet, loud])
     await store.set_status(quiet.id, "failed", "x")
+    await store.set_status(loud.id, "submitted", "x")  # not asked for
     await store.set_status(loud.id, "failed", "x")
-    events = await store.redis.xrange(EVENTS_KEY)
-    seen = [(f[b"m"].decode(), f[b"s"].decode()) for _, f in events]
-    assert seen == [(loud.id, "accepted"), (loud.id, "queued"), (loud.id, "failed")]
+    [queue] = await store.redis.zrange(WH_DUE, 0, -1)
+    entries = await store.redis.lrange(wh_queue_key(queue.decode()), 0, -1)
+    assert [e.decode().split("|")[:2] for e in entries] == [[loud.id, "accepted"],
+                                                            [loud.id, "failed"]]
 
 
 async def test_batch_counts_follow_status_changes(store: Store) -> None:

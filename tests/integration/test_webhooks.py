@@ -5,7 +5,10 @@ processes and a real HTTP receiver on loopback; retry delays shortened by config
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,69 +53,130 @@ def submit(gw: GatewayProcess, url: str, **extra: Any) -> str:
     return str(r.json()["id"])
 
 
-def test_each_status_change_is_posted_signed_and_in_order(
+def batch(gw: GatewayProcess, n: int, **extra: Any) -> list[str]:
+    r = httpx.post(f"{gw.base_url}/v1/messages/batch", headers=AUTH, timeout=30, json={
+        "from": "SHOP", "text": "hi {{n}}", **extra,
+        "messages": [{"to": f"+86138{i:08d}", "vars": {"n": i}} for i in range(n)],
+    })
+    assert r.status_code == 202, r.text
+    return [a["id"] for a in r.json()["accepted"]]
+
+
+def test_by_default_only_the_final_status_is_posted_signed_over_its_timestamp(
     tmp_path: Path, receiver: Receiver
 ) -> None:
     with GatewayProcess(tmp_path, env=FAST_RETRIES) as gw:
         mid = submit(gw, receiver.url, client_ref="ref-9")
-        wait_for(lambda: receiver.statuses(mid) == LIFECYCLE)
+        wait_for(lambda: receiver.statuses(mid) == ["delivered"])
         with httpx.Client(base_url=gw.base_url, headers=AUTH) as c:
             final = wait_final(c, mid)
+        time.sleep(0.5)  # time for a callback too many to show
     assert receiver.bad_signatures == 0
-    last = receiver.requests[-1]
-    body, headers = last["body"], last["headers"]
+    [request] = receiver.requests
+    [body] = request["events"]
+    headers = request["headers"]
+    assert not request["batched"]
     assert body["id"] == mid and body["client_ref"] == "ref-9" and body["batch_id"] is None
     assert body["status"] == "delivered" and body["error_code"] is None
+    assert body["event_id"] == f"{mid}.delivered" == headers["X-Smsgw-Event-Id"]
     assert body["parts"] == 1 and body["connector"] == "sim"
     assert body["carrier"] == "China Mobile"
-    assert list(body["timestamps"]) == LIFECYCLE
+    assert list(body["timestamps"]) == LIFECYCLE  # the whole history, up to this status
     assert len(final["history"]) == 4
-    assert headers["X-Smsgw-Signature"].startswith("sha256=")
-    assert headers["X-Smsgw-Timestamp"].isdigit()
+    # The signature covers "<timestamp>.<body>": the same body under another
+    # timestamp does not verify, so a recorded request cannot be replayed later.
+    stamp = headers["X-Smsgw-Timestamp"]
+    assert stamp.isdigit() and abs(int(stamp) - time.time()) < 300
+    assert headers["X-Smsgw-Signature"] == sign(SECRET, stamp, request["raw"])
+    assert headers["X-Smsgw-Signature"] != sign(SECRET, str(int(stamp) + 1), request["raw"])
     assert headers["Content-Type"] == "application/json"
-    assert receiver.requests[0]["body"]["connector"] is None  # not yet routed to the SMSC
 
 
-def test_a_batch_uses_the_account_default_callback_and_carries_the_batch_id(
+def test_a_request_subscribes_to_every_status_and_gets_them_in_order(
     tmp_path: Path, receiver: Receiver
 ) -> None:
-    env = {**FAST_RETRIES, "SMSGW_ACCOUNTS__DEMO__CALLBACK_URL": receiver.url}
-    with GatewayProcess(tmp_path, env=env) as gw:
-        r = httpx.post(f"{gw.base_url}/v1/messages/batch", headers=AUTH, json={
-            "from": "SHOP", "text": "hi {{n}}",
-            "messages": [{"to": "+8613800138001", "vars": {"n": 1}, "client_ref": "x"},
-                         {"to": "+8613800138002", "vars": {"n": 2}}],
+    with GatewayProcess(tmp_path, env=FAST_RETRIES) as gw:
+        mid = submit(gw, receiver.url, callback_events=LIFECYCLE)
+        wait_for(lambda: receiver.statuses(mid) == LIFECYCLE)
+        r = httpx.post(f"{gw.base_url}/v1/messages", headers=AUTH, json={
+            "to": "+8613800138000", "from": "SHOP", "text": "hi",
+            "callback_events": ["delivered", "sent"],
         })
-        assert r.status_code == 202, r.text
-        ids = [a["id"] for a in r.json()["accepted"]]
+    assert r.status_code == 422 and r.json()["errors"][0]["field"].startswith("callback_events")
+    assert receiver.requests[0]["events"][0]["connector"] is None  # not yet routed
+    assert receiver.requests[-1]["events"][0]["connector"] == "sim"
+
+
+def test_an_account_subscription_applies_to_its_batches_and_an_empty_one_to_none(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    env = {**FAST_RETRIES, "SMSGW_ACCOUNTS__DEMO__CALLBACK_URL": receiver.url,
+           "SMSGW_ACCOUNTS__DEMO__CALLBACK_EVENTS": '["submitted", "delivered"]'}
+    with GatewayProcess(tmp_path, env=env) as gw:
+        ids = batch(gw, 3)
+        quiet = batch(gw, 2, callback_events=[])
         for mid in ids:
-            wait_for(lambda m=mid: receiver.statuses(m) == LIFECYCLE)
-    assert {b["batch_id"] for b in receiver.bodies()} == {r.json()["batch_id"]}
+            wait_for(lambda m=mid: receiver.statuses(m) == ["submitted", "delivered"])
+        with httpx.Client(base_url=gw.base_url, headers=AUTH) as c:
+            for mid in quiet:
+                wait_final(c, mid)
+        time.sleep(0.5)
+    assert {e["id"] for e in receiver.taken()} == set(ids)
+    assert len({e["batch_id"] for e in receiver.taken()}) == 1
 
 
-def test_a_receiver_answering_500_twice_then_200_gets_the_event_three_times(
+BATCHING = {**FAST_RETRIES, "SMSGW_ACCOUNTS__DEMO__CALLBACK_BATCH_SIZE": "500",
+            "SMSGW_ACCOUNTS__DEMO__CALLBACK_CONCURRENCY": "1"}
+
+
+def test_a_batching_receiver_gets_500_events_in_one_signed_post(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # One lane and a linger longer than the burst: the POST goes when the
+    # 500th final fills the batch.
+    env = {**BATCHING, "SMSGW_ACCOUNTS__DEMO__CALLBACK_BATCH_LINGER": "30"}
+    with GatewayProcess(tmp_path, env=env) as gw:
+        ids = batch(gw, 500, callback_url=receiver.url)
+        wait_for(lambda: len(receiver.finals()) == 500, 60)
+    [request] = receiver.requests
+    assert request["batched"] and request["status"] == 200
+    assert sorted(e["id"] for e in request["events"]) == sorted(ids)
+    assert {e["status"] for e in request["events"]} == {"delivered"}
+    headers = request["headers"]
+    assert headers["X-Smsgw-Signature"] == sign(SECRET, headers["X-Smsgw-Timestamp"],
+                                                request["raw"])
+    assert "X-Smsgw-Event-Id" not in headers
+    assert receiver.bad_signatures == 0
+
+
+def test_a_failed_batch_is_sent_again_whole_then_the_rest_in_order_per_message(
     tmp_path: Path,
 ) -> None:
-    def answer(body: dict[str, Any], seen: int) -> int:
-        return 500 if body["status"] == "accepted" and seen < 2 else 200
-
-    receiver = Receiver(SECRET, answer).start()
+    receiver = Receiver(SECRET, lambda index, _events: 500 if index < 2 else 200).start()
+    env = {**BATCHING, "SMSGW_ACCOUNTS__DEMO__CALLBACK_BATCH_SIZE": "20",
+           "SMSGW_ACCOUNTS__DEMO__CALLBACK_BATCH_LINGER": "0.05"}
     try:
-        with GatewayProcess(tmp_path, env=FAST_RETRIES) as gw:
-            mid = submit(gw, receiver.url)
-            wait_for(lambda: receiver.statuses(mid) == LIFECYCLE)
+        with GatewayProcess(tmp_path, env=env) as gw:
+            ids = batch(gw, 60, callback_url=receiver.url,
+                        callback_events=["submitted", "delivered"])
+            for mid in ids:
+                wait_for(lambda m=mid: receiver.statuses(m) == ["submitted", "delivered"], 60)
             metrics = httpx.get(f"{gw.base_url}/metrics").text
     finally:
         receiver.stop()
-    accepted = [r for r in receiver.requests if r["body"]["status"] == "accepted"]
-    assert [r["status"] for r in accepted] == [500, 500, 200]
-    assert [r["headers"]["X-Smsgw-Attempt"] for r in accepted] == ["1", "2", "3"]
-    assert len({r["body"]["event_id"] for r in accepted}) == 1
-    # Nothing later was sent before the first status was taken.
-    assert [r["body"]["status"] for r in receiver.requests[:3]] == ["accepted"] * 3
+    first, second, third = (r["events"] for r in receiver.requests[:3])
+    assert [r["status"] for r in receiver.requests[:3]] == [500, 500, 200]
+    # The same events again, oldest first (a retry may carry more behind them).
+    assert second[: len(first)] == first and third[: len(first)] == first
+    assert [r["headers"]["X-Smsgw-Attempt"] for r in receiver.requests[:3]] == ["1", "2", "3"]
+    # Per message, in every request (failed ones too): submitted before delivered.
+    for request in receiver.requests:
+        order = [(e["id"], e["status"]) for e in request["events"]]
+        for mid in {m for m, _ in order}:
+            statuses = [st for m, st in order if m == mid]
+            assert statuses in (["submitted"], ["delivered"], ["submitted", "delivered"])
+    assert all(len(r["events"]) <= 20 for r in receiver.requests)
     assert 'smsgw_webhook_failures_total{reason="http_500"} 2.0' in metrics
-
-
 def test_events_wait_in_redis_while_the_receiver_is_down_across_a_gateway_restart(
     tmp_path: Path,
 ) -> None:
@@ -121,7 +185,7 @@ def test_events_wait_in_redis_while_the_receiver_is_down_across_a_gateway_restar
     gw = GatewayProcess(tmp_path, env=FAST_RETRIES)
     gw.start()
     try:
-        ids = [submit(gw, url) for _ in range(5)]
+        ids = [submit(gw, url, callback_events=LIFECYCLE) for _ in range(5)]
         with httpx.Client(base_url=gw.base_url, headers=AUTH) as c:
             for mid in ids:
                 assert wait_final(c, mid)["status"] == "delivered"
@@ -147,18 +211,58 @@ def test_events_wait_in_redis_while_the_receiver_is_down_across_a_gateway_restar
     assert receiver.bad_signatures == 0
 
 
-def test_a_slow_receiver_does_not_hold_up_another(tmp_path: Path, receiver: Receiver) -> None:
-    slow = Receiver(SECRET, delay=2.0).start()
-    env = {**FAST_RETRIES, "SMSGW_WEBHOOKS__CONCURRENCY": "4"}  # one slot per host
+def test_a_hanging_receiver_keeps_only_its_share_and_another_gets_everything(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # The hanging one answers after 5 s, past the 1 s timeout, on 8 lanes; the
+    # worker has 4 requests: once it timed out it may hold 1 (slow_share).
+    hanging = Receiver(SECRET, delay=5.0).start()
+    env = {**FAST_RETRIES, "SMSGW_WEBHOOKS__CONCURRENCY": "4", "SMSGW_WEBHOOKS__TIMEOUT": "1",
+           "SMSGW_WEBHOOKS__SLOW_SHARE": "1", "SMSGW_ACCOUNTS__DEMO__CALLBACK_CONCURRENCY": "8"}
     try:
         with GatewayProcess(tmp_path, env=env) as gw:
-            slow_ids = [submit(gw, slow.url) for _ in range(5)]
-            fast_id = submit(gw, receiver.url)
-            wait_for(lambda: receiver.statuses(fast_id) == LIFECYCLE)
-            # The slow receiver is still working through its 20 callbacks.
-            assert len(slow.requests) < 4 * len(slow_ids)
+            stuck = batch(gw, 40, callback_url=hanging.url)
+            wait_for(lambda: len(hanging.requests) >= 2)  # it holds its share now
+            fast = batch(gw, 40, callback_url=receiver.url, callback_events=LIFECYCLE)
+            wait_for(lambda: len(receiver.finals()) == len(fast), 60)
+            # While the other took 160 events, the hanging one was asked at
+            # most a few times per timeout.
+            assert len(hanging.requests) < len(stuck)
     finally:
-        slow.stop()
+        hanging.stop()
+    assert all(receiver.statuses(m) == LIFECYCLE for m in fast)
+
+
+def _workers_of(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid), "-f", "gateway.cli worker"],
+                         capture_output=True, text=True, check=False).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_kill_9_of_a_worker_mid_batch_loses_no_event(tmp_path: Path) -> None:
+    # The receiver answers after 2 s; the worker sending a batch is killed while
+    # it waits. Its lease (2 × timeout + 5 s) lapses and the batch goes again.
+    receiver = Receiver(SECRET, delay=2.0).start()
+    env = {**BATCHING, "SMSGW_ACCOUNTS__DEMO__CALLBACK_BATCH_SIZE": "50",
+           "SMSGW_WEBHOOKS__TIMEOUT": "3"}
+    try:
+        gw = GatewayProcess(tmp_path, env=env, workers=2)
+        with gw:
+            assert gw.process is not None
+            wait_for(lambda: len(_workers_of(gw.process.pid)) == 2, 20)
+            ids = batch(gw, 200, callback_url=receiver.url)
+            wait_for(lambda: any(r["status"] is None for r in receiver.requests))
+            in_flight = {e["event_id"] for r in receiver.requests if r["status"] is None
+                         for e in r["events"]}
+            # One of the two holds the batch; kill both, so it surely dies.
+            for pid in _workers_of(gw.process.pid):
+                os.kill(pid, signal.SIGKILL)
+            wait_for(lambda: len(receiver.finals()) == len(ids), 90)
+    finally:
+        receiver.stop()
+    again = [e["event_id"] for r in receiver.requests[1:] for e in r["events"]]
+    assert in_flight and in_flight <= set(again)  # the killed batch was sent again
+    assert set(receiver.finals()) == set(ids)
 
 
 # --- MO ----------------------------------------------------------------------
@@ -213,11 +317,13 @@ async def test_mo_messages_go_to_the_account_that_owns_the_number(
     assert await receipts.on_deliver("sim", [stray]) == [CommandStatus.ESME_ROK]
 
     [request] = await _mo_requests(webhooks, receiver, 1)
-    body = request["body"]
+    [body] = request["events"]
     assert body["type"] == "mo" and body["text"] == "退订"
     assert body["from"] == "+8613800138000" and body["to"] == "10690002"
     assert body["connector"] == "sim"
-    assert request["headers"]["X-Smsgw-Signature"] == sign(SECRET, request["raw"])
+    headers = request["headers"]
+    assert headers["X-Smsgw-Signature"] == sign(SECRET, headers["X-Smsgw-Timestamp"],
+                                                request["raw"])
     assert receiver.bad_signatures == 0
 
 
@@ -252,7 +358,7 @@ async def test_a_concatenated_mo_goes_out_once_whole_whatever_order_and_copies(
             pdu.set(tag, value)
         sar.append(pdu)
     assert await receipts.on_deliver("sim", sar) == [0, 0]
-    bodies = [r["body"] for r in await _mo_requests(webhooks, receiver, 2)]
+    bodies = [r["events"][0] for r in await _mo_requests(webhooks, receiver, 2)]
     assert sorted((b["text"], b["parts"], b.get("complete", True)) for b in bodies) == [
         ("hello world", 2, True), ("请回复TD退订😀", 3, True)]
     assert await store.mo_overdue(time.time() + 3600) == []  # nothing left behind
@@ -271,6 +377,6 @@ async def test_a_concatenated_mo_missing_parts_goes_with_what_came_after_the_tim
     assert await webhooks.give_up_overdue(later) == 0  # once
     await receipts.on_deliver("sim", [_udh_part(9, 3, 2, "def", "A|B")])  # too late: dropped
     assert await webhooks.give_up_overdue(later + 3600) == 0
-    [body] = [r["body"] for r in await _mo_requests(webhooks, receiver, 1)]
+    [body] = [r["events"][0] for r in await _mo_requests(webhooks, receiver, 1)]
     assert (body["text"], body["parts"], body["complete"]) == ("abcghi", 3, False)
     assert body["from"] == "A|B"
