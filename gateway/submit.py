@@ -19,14 +19,15 @@ in FastAPI's order:
    422 `validation_error` with every field path;
 5. an `Idempotency-Key` seen before: its first response, or 422
    `idempotency_mismatch`;
-6. admission (gateway.admission) and, for marketing, the opt-out list: 422
-   with the policy's code;
+6. admission (gateway.admission): 422 with the policy's code;
 7. persisted, then 202: messages without an `Idempotency-Key` go with every
-   other one admitted in the same event-loop turn in one `_ENQUEUE_CHUNK`
-   script call (the script's account argument only matters for a batch's
-   owner); a keyed request makes its own call, which claims the key. A flush
-   that fails answers each of its requests 503 `store_unavailable`, so a 202
-   still means the message is in Redis (AOF).
+   other one admitted in the same event-loop turn, in one flush: one round
+   trip for the opt-out lists of its marketing messages (422 `opted_out`),
+   then one `_ENQUEUE_CHUNK` script call for the rest (the script's account
+   argument only matters for a batch's owner). A keyed request checks its
+   opt-out and makes its own call, which claims the key. A flush that fails
+   answers each of its requests 503 `store_unavailable`, so a 202 still means
+   the message is in Redis (AOF).
 
 The OpenAPI document still describes the route (gateway.api declares it from
 `MessageIn`, `MessageAccepted` and `IdemKey` below).
@@ -226,6 +227,10 @@ async def persist(
 # --- the route ---------------------------------------------------------------------
 
 
+def _opted_out(message: Message) -> AdmissionError:
+    return AdmissionError("opted_out", f"{numbers.mask(message.to)} opted out of marketing", "to")
+
+
 class Submitter:
     """The ASGI callable for `POST /v1/messages`."""
 
@@ -234,14 +239,23 @@ class Submitter:
         self.api, self.store, self.admission, self.keys = settings_http, store, admission, keys
         self.limit = settings_http.max_body_bytes
         # Requests in flight on this worker share their Redis round trips.
-        self._enqueue: Coalescer[Record, None] = Coalescer(
+        self._enqueue: Coalescer[tuple[Record, tuple[str, str] | None], bool] = Coalescer(
             self._flush, max_batch=settings_http.batch_chunk
         )
-        self._optouts: Coalescer[tuple[str, str], bool] = Coalescer(store.optouts_of)
 
-    async def _flush(self, records: list[Record]) -> list[None]:
-        await self.store.enqueue_records(records)
-        return [None] * len(records)
+    async def _flush(self, items: list[tuple[Record, tuple[str, str] | None]]) -> list[bool]:
+        """Persist the records, except those whose (account, number) is on the
+        opt-out list; per item, whether it was left out for that."""
+        checks = [(i, optout) for i, (_, optout) in enumerate(items) if optout is not None]
+        opted = await self.store.optouts_of([c for _, c in checks]) if checks else []
+        out = [False] * len(items)
+        for (i, _), flag in zip(checks, opted, strict=True):
+            out[i] = flag
+        records = [record for (record, _), left_out in zip(items, out, strict=True)
+                   if not left_out]
+        if records:
+            await self.store.enqueue_records(records)
+        return out
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -287,17 +301,20 @@ class Submitter:
             if prior is not None:
                 return replay(prior, idem[1])
         message = self.admission.admit(name, account, submission(body))
-        if message.msg_class == "marketing" and await self._optouts.submit((name, message.to)):
-            raise AdmissionError(
-                "opted_out", f"{numbers.mask(message.to)} opted out of marketing", "to"
-            )
+        # Marketing is checked against the account's opt-out list: in the same
+        # flush as the enqueue for a request without a key, on its own before
+        # the key is claimed for one with a key.
+        optout = (name, message.to) if message.msg_class == "marketing" else None
         accepted = orjson.dumps({
             "id": message.id, "status": "accepted", "parts": message.parts,
             "encoding": message.encoding,
         })
         if idem is None:
-            await self._enqueue.submit(self.store.record(message))
+            if await self._enqueue.submit((self.store.record(message), optout)):
+                raise _opted_out(message)
         else:
+            if optout is not None and await self.store.optout_has(*optout):
+                raise _opted_out(message)
             replayed = await persist(self.store, self.api, name, [message], accepted, idem)
             if replayed is not None:
                 return replayed
