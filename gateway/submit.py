@@ -21,10 +21,10 @@ in FastAPI's order:
    `idempotency_mismatch`;
 6. admission (gateway.admission): 422 with the policy's code;
 7. persisted, then 202: messages without an `Idempotency-Key` go with every
-   other one admitted in the same event-loop turn, in one flush: one round
-   trip for the opt-out lists of its marketing messages (422 `opted_out`),
-   then one `_ENQUEUE_CHUNK` script call for the rest (the script's account
-   argument only matters for a batch's owner). A keyed request checks its
+   other one admitted in the same event-loop turn in one `_ENQUEUE_CHUNK`
+   script call, which also reads the opt-out lists of its marketing messages
+   and leaves those on them out (422 `opted_out`); the script's account
+   argument only matters for a batch's owner. A keyed request checks its
    opt-out and makes its own call, which claims the key. A flush that fails
    answers each of its requests 503 `store_unavailable`, so a 202 still means
    the message is in Redis (AOF).
@@ -246,16 +246,9 @@ class Submitter:
     async def _flush(self, items: list[tuple[Record, tuple[str, str] | None]]) -> list[bool]:
         """Persist the records, except those whose (account, number) is on the
         opt-out list; per item, whether it was left out for that."""
-        checks = [(i, optout) for i, (_, optout) in enumerate(items) if optout is not None]
-        opted = await self.store.optouts_of([c for _, c in checks]) if checks else []
-        out = [False] * len(items)
-        for (i, _), flag in zip(checks, opted, strict=True):
-            out[i] = flag
-        records = [record for (record, _), left_out in zip(items, out, strict=True)
-                   if not left_out]
-        if records:
-            await self.store.enqueue_records(records)
-        return out
+        checks = [(i, *optout) for i, (_, optout) in enumerate(items) if optout is not None]
+        left_out = await self.store.enqueue_records([record for record, _ in items], checks)
+        return [i in left_out for i in range(len(items))]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -301,9 +294,9 @@ class Submitter:
             if prior is not None:
                 return replay(prior, idem[1])
         message = self.admission.admit(name, account, submission(body))
-        # Marketing is checked against the account's opt-out list: in the same
-        # flush as the enqueue for a request without a key, on its own before
-        # the key is claimed for one with a key.
+        # Marketing is checked against the account's opt-out list: inside the
+        # enqueue script for a request without a key, on its own before the key
+        # is claimed for one with a key.
         optout = (name, message.to) if message.msg_class == "marketing" else None
         accepted = orjson.dumps({
             "id": message.id, "status": "accepted", "parts": message.parts,
