@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from gateway import numbers
 from gateway.callbacks import Receivers, events_mask
 from gateway.config import AccountSettings, Settings
-from gateway.model import Message, id_sequence
+from gateway.model import Message, id_sequence, new_id
 from gateway.routing import NoRoute, Router
 from protocols.text import Concat, TextError, count_parts
 
@@ -62,11 +62,23 @@ class Admission:
         }
 
     def admit(self, account_name: str, account: AccountSettings, sub: Submission) -> Message:
-        return self.admitter(
-            account_name, account, sender=sub.sender, msg_class=sub.msg_class,
-            encoding=sub.encoding, callback_url=sub.callback_url, send_at=sub.send_at,
-            validity=sub.validity, batch_id=sub.batch_id, callback_events=sub.callback_events,
-        )(sub.to, sub.text, sub.client_ref)
+        """One message, judged by the same rules as each recipient of a batch
+        (`admitter`) without building the closure a batch shares."""
+        now = time.time()
+        expires_at = self._expires_at(now, sub.send_at, sub.validity)
+        e164, carrier, connectors = self._place(
+            account_name, account.default_region, sub.msg_class, sub.sender, sub.to
+        )
+        enc, parts = self._parts(sub.text, sub.encoding, self._concat[connectors[0]])
+        message_id = new_id()
+        callback_url = sub.callback_url or account.callback_url
+        webhook = self.receivers.spec(account_name, account, callback_url,
+                                      self._mask(account_name, sub.callback_events), message_id)
+        return Message(
+            message_id, account_name, e164, sub.sender, sub.text, sub.msg_class, enc, parts,
+            now, expires_at, connectors, carrier, callback_url, sub.client_ref, sub.batch_id,
+            sub.send_at, {}, webhook,
+        )
 
     def admitter(
         self,
@@ -86,56 +98,26 @@ class Admission:
         a batch shares checked and computed once. Raises AdmissionError for a
         shared field that is wrong (validity); the function raises it per
         recipient (number, route, text)."""
-        limits = self.settings.messages
-        if validity is None:
-            validity = limits.default_validity
-        if not 0 < validity <= limits.max_validity:
-            raise AdmissionError(
-                "invalid_validity",
-                f"validity must be between 1 and {limits.max_validity} seconds",
-                "validity",
-            )
         now = time.time()
-        start = max(now, send_at or now)
-        expires_at = start + validity
+        expires_at = self._expires_at(now, send_at, validity)
         callback_url = callback_url or account.callback_url
-        mask = (events_mask(callback_events) if callback_events is not None
-                else self._default_masks.get(account_name, 0))
+        mask = self._mask(account_name, callback_events)
         spec = self.receivers.spec
         region = account.default_region
-        route = self.router.route
+        place = self._place
+        count = self._parts
         concat = self._concat
-        max_parts = limits.max_parts
         next_id = id_sequence()
         # (text, concat) -> (encoding, parts): a template without variables is
         # counted once per batch, not once per recipient.
         counted: dict[tuple[str, Concat], tuple[str, int]] = {}
 
         def admit_one(to: str, text: str, client_ref: str | None) -> Message:
-            try:
-                e164, carrier, _tz = numbers.normalize(to, region)
-            except numbers.InvalidNumber as exc:
-                raise AdmissionError("invalid_number", str(exc), "to") from exc
-            try:
-                connectors = route(account_name, msg_class, e164, carrier, sender)
-            except NoRoute as exc:
-                raise AdmissionError("no_route", str(exc), "to") from exc
-            # Parts as the first connector of the route will cut them (UDH, SAR and
-            # message_payload carry different amounts of text per submit_sm).
+            e164, carrier, connectors = place(account_name, region, msg_class, sender, to)
             key = (text, concat[connectors[0]])
             known = counted.get(key)
             if known is None:
-                try:
-                    enc, parts = count_parts(text, encoding, key[1])
-                except TextError as exc:
-                    raise AdmissionError(exc.code, str(exc), "text") from exc
-                if parts > max_parts:
-                    raise AdmissionError(
-                        "too_long",
-                        f"text needs {parts} parts ({enc}); this gateway allows {max_parts}",
-                        "text",
-                    )
-                known = (str(enc), parts)
+                known = count(text, encoding, key[1])
                 if len(counted) < 64:
                     counted[key] = known
             # Positional, in field order: keyword calls cost a microsecond more
@@ -148,3 +130,51 @@ class Admission:
             )
 
         return admit_one
+
+    def _mask(self, account_name: str, callback_events: list[str] | None) -> int:
+        """The statuses that make a callback: the request's, else the account's."""
+        if callback_events is not None:
+            return events_mask(callback_events)
+        return self._default_masks.get(account_name, 0)
+
+    def _expires_at(self, now: float, send_at: float | None, validity: int | None) -> float:
+        limits = self.settings.messages
+        if validity is None:
+            validity = limits.default_validity
+        if not 0 < validity <= limits.max_validity:
+            raise AdmissionError(
+                "invalid_validity",
+                f"validity must be between 1 and {limits.max_validity} seconds",
+                "validity",
+            )
+        return max(now, send_at or now) + validity
+
+    def _place(
+        self, account_name: str, region: str, msg_class: str, sender: str, to: str
+    ) -> tuple[str, str, list[str]]:
+        """The recipient in E.164, its carrier, and the connectors of its route."""
+        try:
+            e164, carrier, _tz = numbers.normalize(to, region)
+        except numbers.InvalidNumber as exc:
+            raise AdmissionError("invalid_number", str(exc), "to") from exc
+        try:
+            connectors = self.router.route(account_name, msg_class, e164, carrier, sender)
+        except NoRoute as exc:
+            raise AdmissionError("no_route", str(exc), "to") from exc
+        return e164, carrier, connectors
+
+    def _parts(self, text: str, encoding: str, concat: Concat) -> tuple[str, int]:
+        """Encoding and parts as the first connector of the route will cut the text
+        (UDH, SAR and message_payload carry different amounts per submit_sm)."""
+        try:
+            enc, parts = count_parts(text, encoding, concat)
+        except TextError as exc:
+            raise AdmissionError(exc.code, str(exc), "text") from exc
+        max_parts = self.settings.messages.max_parts
+        if parts > max_parts:
+            raise AdmissionError(
+                "too_long",
+                f"text needs {parts} parts ({enc}); this gateway allows {max_parts}",
+                "text",
+            )
+        return str(enc), parts

@@ -1,94 +1,64 @@
 """The HTTP API (/v1), on FastAPI: pydantic validates bodies with field paths
 and the OpenAPI document comes from the same models the server uses.
 
-Every error leaves as RFC 9457 `application/problem+json` with a stable `code`;
-nothing else (least of all a stack trace) reaches a client.
+`POST /v1/messages` is answered in front of FastAPI by gateway.submit (one
+message per request is the path where FastAPI's own cost dominated); it is
+declared here for the document only.
+
+Every error leaves as RFC 9457 `application/problem+json` with a stable `code`
+(gateway.problems); nothing else (least of all a stack trace) reaches a client.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import batches, logs, metrics, numbers
-from gateway.admission import Admission, AdmissionError, Submission
+from gateway.admission import Admission, AdmissionError
+from gateway.auth import account_for, key_table
 from gateway.config import AccountSettings, CallbackEvent, Settings
-from gateway.model import Message, new_id
-from gateway.store import Store, idem_key
+from gateway.model import new_id
+from gateway.problems import (
+    PROBLEM,
+    Problem,
+    error_response,
+    invalid,
+    malformed_json,
+    problem_response,
+)
+from gateway.store import Store
+from gateway.submit import (
+    PATH as SUBMIT_PATH,
+)
+from gateway.submit import (
+    IdemKey,
+    MessageAccepted,
+    MessageIn,
+    Submitter,
+    idempotency,
+    persist,
+    replay,
+)
 
 log = logs.get("smsgw.api")
 
-PROBLEM = "application/problem+json"
 
-
-class Problem(Exception):
-    def __init__(
-        self, status: int, code: str, detail: str, errors: list[dict[str, str]] | None = None
-    ) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail, self.errors = status, code, detail, errors
-
-
-def problem_response(
-    status: int, code: str, detail: str, errors: Any = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    body: dict[str, Any] = {
-        "type": f"https://smsgw.dev/problems/{code}",
-        "title": code.replace("_", " "),
-        "status": status,
-        "code": code,
-        "detail": detail,
-    }
-    if errors:
-        body["errors"] = errors
-    headers = dict(headers or {})
-    if status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM, headers=headers)
-
-
-# --- request and response bodies -------------------------------------------
-
-
-class MessageIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    to: str = Field(min_length=1, max_length=32, description="Recipient, E.164 or national")
-    sender: str = Field(alias="from", min_length=1, max_length=20)
-    text: str = Field(min_length=1, max_length=10_000)
-    msg_class: Literal["otp", "transactional", "marketing"] = Field(
-        default="transactional", alias="class"
-    )
-    callback_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
-    callback_events: list[CallbackEvent] | None = Field(
-        default=None,
-        description="Statuses that make a callback; default: the account's (final ones)",
-    )
-    client_ref: str | None = Field(default=None, max_length=64)
-    send_at: dt.datetime | None = None
-    validity: int | None = Field(default=None, ge=1)
-    encoding: Literal["auto", "gsm7", "ucs2"] = "auto"
-
-
-class MessageAccepted(BaseModel):
-    id: str
-    status: str
-    parts: int
-    encoding: str
+# --- request and response bodies (MessageIn, MessageAccepted: gateway.submit) ------
 
 
 class HistoryEntry(BaseModel):
@@ -256,36 +226,48 @@ async def authenticate(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
 ) -> tuple[str, AccountSettings]:
     token = credentials.credentials if credentials is not None else ""
-    if not token.strip():
-        raise Problem(401, "unauthorized", "send Authorization: Bearer <api key>")
-    # Keys are looked up by their SHA-256, so no comparison ever runs over the
-    # secret itself and its timing says nothing about it.
-    found = request.app.state.api_keys.get(hashlib.sha256(token.strip().encode()).digest())
-    if found is None:
-        raise Problem(401, "unauthorized", "unknown API key")
-    return found  # type: ignore[no-any-return]
+    return account_for(request.app.state.api_keys, token)
 
 
 Auth = Annotated[tuple[str, AccountSettings], Depends(authenticate)]
 
 
-IdemKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key", min_length=1, max_length=255,
-        description="A retry with the same key within 24 h returns the first response "
-        "and queues nothing; the same key with another body is `idempotency_mismatch`.",
-    ),
-]
 NumberPath = Annotated[
     str, Path(min_length=1, max_length=32, description="E.164 or national number")
 ]
 
 
-def create_app(settings: Settings, store: Store, worker: int = 0) -> FastAPI:
+class Api(FastAPI):
+    """FastAPI, except that `POST /v1/messages` is handed to gateway.submit
+    before FastAPI's middleware stack runs (the router has the route too, so
+    other methods and `/v1/messages/` get the answers they always got)."""
+
+    submitter: Submitter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == SUBMIT_PATH and scope["method"] == "POST":
+            await self.submitter(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
+async def submit(body: MessageIn, auth: Auth, idempotency_key: IdemKey = None) -> None:
+    """Queue one message. `202` means it is persisted in Redis."""
+
+
+# Served by gateway.submit, never routed by FastAPI: the declaration gives the
+# OpenAPI document its body, header, responses and operation id (the
+# function's name, as when it was a FastAPI route).
+SUBMIT_DECLARATION = APIRoute(
+    SUBMIT_PATH, submit, methods=["POST"], status_code=202, response_model=MessageAccepted,
+    responses=_problems(400, 401, 413, 422), tags=["messages"],
+)
+
+
+def create_app(settings: Settings, store: Store, worker: int = 0) -> Api:
     admission = Admission(settings)
 
-    app = FastAPI(
+    app = Api(
         title="smsgw",
         version="1",
         description="High-throughput SMS gateway API. Errors are RFC 9457 problem+json.",
@@ -293,35 +275,22 @@ def create_app(settings: Settings, store: Store, worker: int = 0) -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(BodyLimit, limit=settings.http.max_body_bytes)
-    app.state.api_keys = {
-        digest: (name, account)
-        for name, account in settings.accounts.items()
-        for digest in account.key_digests()
-    }
+    app.state.api_keys = key_table(settings)
+    app.submitter = Submitter(settings.http, store, admission, app.state.api_keys)
+    app.router.routes.append(Route(SUBMIT_PATH, app.submitter, methods=["POST"]))
 
-    @app.exception_handler(Problem)
-    async def _problem(_request: Request, exc: Problem) -> Response:
-        return problem_response(exc.status, exc.code, exc.detail, exc.errors)
+    async def _error(_request: Request, exc: Exception) -> Response:
+        return error_response(exc)
 
-    @app.exception_handler(AdmissionError)
-    async def _admission(_request: Request, exc: AdmissionError) -> Response:
-        metrics.POLICY_REJECTIONS.labels(exc.code).inc()
-        errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None
-        return problem_response(exc.status, exc.code, exc.detail, errors)
+    for kind in (Problem, AdmissionError, RedisError, Exception):
+        app.add_exception_handler(kind, _error)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> Response:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return problem_response(400, "malformed_json", "the body is not valid JSON")
-        fields = [
-            {
-                "field": ".".join(str(p) for p in e["loc"] if p != "body"),
-                "message": e["msg"],
-            }
-            for e in errors
-        ]
-        return problem_response(422, "validation_error", "the request is not valid", fields)
+            return malformed_json()
+        return invalid(errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
@@ -329,107 +298,7 @@ def create_app(settings: Settings, store: Store, worker: int = 0) -> FastAPI:
         # Starlette puts Allow on its 405s (RFC 9110 §15.5.6 requires it).
         return problem_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
 
-    @app.exception_handler(RedisError)
-    async def _store_down(_request: Request, exc: RedisError) -> Response:
-        log.error("store_unavailable", error=repr(exc))
-        response = problem_response(
-            503, "store_unavailable",
-            "the message store did not answer; retry with the same Idempotency-Key",
-        )
-        response.headers["Retry-After"] = "1"
-        return response
-
-    @app.exception_handler(Exception)
-    async def _crash(_request: Request, exc: Exception) -> Response:
-        log.error("unhandled_error", error=repr(exc), exc_info=exc)
-        return problem_response(500, "internal_error", "the gateway could not handle this request")
-
     api = settings.http
-
-    async def idempotency(
-        request: Request, account: str, key: str | None
-    ) -> tuple[str, str] | None:
-        """(Redis key, body hash) for a keyed request, or None without a key."""
-        if key is None:
-            return None
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        return idem_key(account, digest), hashlib.sha256(await request.body()).hexdigest()
-
-    def replay(prior: tuple[bytes, bytes], body_hash: str) -> Response:
-        if prior[0].decode() != body_hash:
-            raise Problem(
-                422, "idempotency_mismatch",
-                "this Idempotency-Key was used with a different body",
-            )
-        return Response(
-            prior[1], status_code=202, media_type="application/json",
-            headers={"Idempotent-Replayed": "true"},
-        )
-
-    async def persist(
-        account: str,
-        messages: list[Message],
-        response: bytes,
-        idem: tuple[str, str] | None,
-        batch_id: str | None = None,
-    ) -> Response | None:
-        """Queue the messages (claiming the idempotency key with the first chunk);
-        a Response when an earlier request owns the key."""
-        records = [store.record(m) for m in messages]
-        size = api.batch_chunk
-        chunks = [records[i : i + size] for i in range(0, len(records), size)]
-        spec = None
-        if idem is not None:
-            spec = (idem[0], new_id(), idem[1].encode(), response, api.idempotency_ttl)
-        prior = await store.enqueue_api(account, chunks, batch_id=batch_id, idem=spec)
-        if prior is not None and idem is not None:
-            return replay(prior, idem[1])
-        return None
-
-    @app.post(
-        "/v1/messages", status_code=202, response_model=MessageAccepted,
-        responses=_problems(400, 401, 413, 422), tags=["messages"],
-    )
-    async def submit(
-        request: Request, body: MessageIn, auth: Auth, idempotency_key: IdemKey = None
-    ) -> Response:
-        """Queue one message. `202` means it is persisted in Redis."""
-        name, account = auth
-        idem = await idempotency(request, name, idempotency_key)
-        if idem is not None:
-            prior = await store.idempotent_response(idem[0])
-            if prior is not None:
-                return replay(prior, idem[1])
-        message = admission.admit(
-            name,
-            account,
-            Submission(
-                to=body.to,
-                sender=body.sender,
-                text=body.text,
-                msg_class=body.msg_class,
-                encoding=body.encoding,
-                callback_url=body.callback_url,
-                callback_events=body.callback_events,
-                client_ref=body.client_ref,
-                send_at=body.send_at.timestamp() if body.send_at else None,
-                validity=body.validity,
-            ),
-        )
-        if message.msg_class == "marketing" and await store.optout_has(name, message.to):
-            raise AdmissionError(
-                "opted_out", f"{numbers.mask(message.to)} opted out of marketing", "to"
-            )
-        accepted = orjson.dumps({
-            "id": message.id, "status": "accepted", "parts": message.parts,
-            "encoding": message.encoding,
-        })
-        replayed = await persist(name, [message], accepted, idem)
-        if replayed is not None:
-            return replayed
-        metrics.count_status("queued")
-        log.debug("accepted", message_id=message.id, to=message.to, parts=message.parts)
-        return Response(accepted, status_code=202, media_type="application/json")
 
     @app.post(
         "/v1/messages/batch", status_code=202, response_model=BatchAccepted,
@@ -460,7 +329,7 @@ def create_app(settings: Settings, store: Store, worker: int = 0) -> FastAPI:
             raise Problem(
                 422, "validation_error", "the request is not valid", exc.errors
             ) from None
-        idem = await idempotency(request, name, idempotency_key)
+        idem = idempotency(name, idempotency_key, raw)
         if idem is not None:
             prior = await store.idempotent_response(idem[0])
             if prior is not None:
@@ -491,7 +360,7 @@ def create_app(settings: Settings, store: Store, worker: int = 0) -> FastAPI:
             "accepted": [{"index": i, "id": m.id, "to": m.to} for i, m in accepted],
             "rejected": rejected,
         })
-        replayed = await persist(name, messages, response, idem, batch_id)
+        replayed = await persist(store, api, name, messages, response, idem, batch_id)
         if replayed is not None:
             return replayed
         metrics.MESSAGES.labels("queued").inc(len(messages))
@@ -603,13 +472,14 @@ def create_app(settings: Settings, store: Store, worker: int = 0) -> FastAPI:
         return Response(orjson.dumps(out), media_type="application/json")
 
     def openapi() -> dict[str, Any]:
-        """FastAPI's document, plus what it cannot infer: the batch body (checked by
-        gateway.batches, not by a FastAPI body parameter) and problem responses
-        served as application/problem+json."""
+        """FastAPI's document, plus what it cannot infer: POST /v1/messages (served
+        by gateway.submit), the batch body (checked by gateway.batches, not by a
+        FastAPI body parameter) and problem responses served as
+        application/problem+json."""
         if app.openapi_schema is None:
             doc = get_openapi(
                 title=app.title, version=app.version, description=app.description,
-                routes=app.routes,
+                routes=[SUBMIT_DECLARATION, *app.routes],
             )
             schemas = doc.setdefault("components", {}).setdefault("schemas", {})
             batch = BatchIn.model_json_schema(

@@ -31,9 +31,18 @@ class Coalescer(Generic[T, R]):
         # given (or None), called with the result or the exception.
         self._futures: list[asyncio.Future[R] | Callable[[R | Exception], None] | None] = []
         self._running = False
+        # The loop is looked up once: on Python 3.11 every get_running_loop()
+        # makes a getpid() system call, and submit() runs once per message on
+        # the single-message HTTP path.
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
 
     async def submit(self, item: T) -> R:
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[R] = self._event_loop().create_future()
         self._add(item, future)
         return await future
 
@@ -50,7 +59,7 @@ class Coalescer(Generic[T, R]):
         self._futures.append(waiter)
         if not self._running:
             self._running = True
-            asyncio.get_running_loop().create_task(self._drain())
+            self._event_loop().create_task(self._drain())
 
     async def idle(self, timeout: float = 5.0) -> None:
         """Wait (at most `timeout` seconds) until everything queued is flushed."""

@@ -14,10 +14,11 @@ from typing import Any
 import uvicorn
 
 from gateway import logs, metrics, numbers
-from gateway.api import create_app, problem_response
+from gateway.api import create_app
 from gateway.config import Settings
 from gateway.connectors import make_connector
 from gateway.dispatcher import Dispatcher, Housekeeper
+from gateway.problems import problem_response
 from gateway.provider_receipts import ReceiptProblem, receipts_router
 from gateway.receipts import Receipts
 from gateway.store import Store

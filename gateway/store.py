@@ -1104,6 +1104,15 @@ class Store:
                 spec = ("first" if i == 0 else "next", key, token, body_hash,
                         response if i == 0 else b"", ttl)
             calls.append(self._chunk_args(account, chunk, batch_id, spec, stamp))
+        first = (await self._script_calls(script, calls))[0]
+        if isinstance(first, list):
+            return first[0], first[1]
+        return None
+
+    async def _script_calls(
+        self, script: AsyncScript, calls: Sequence[tuple[list[str], list[str | bytes | int]]]
+    ) -> list[object]:
+        """Run calls of one script in one pipelined round trip."""
         # EVALSHA straight on the pipeline: redis-py's script registration would
         # cost a SCRIPT EXISTS round trip on every request. NOSCRIPT can only come
         # back for the first call (every call runs the same script), so nothing ran
@@ -1113,15 +1122,33 @@ class Store:
             for keys, args in calls:
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
             try:
-                results = await pipe.execute()
+                return list(await pipe.execute())
             except NoScriptError:
                 await self.redis.script_load(script.script)
-                continue
-            first = results[0]
-            if isinstance(first, list):
-                return first[0], first[1]
-            return None
         raise NoScriptError("enqueue script could not be loaded")
+
+    async def enqueue_records(
+        self, records: Sequence[Record], optouts: Sequence[tuple[int, str, str]] = ()
+    ) -> set[int]:
+        """Persist messages without a batch or an idempotency key, of any accounts,
+        in one `_ENQUEUE_CHUNK` call: the script's account argument only names a
+        batch's owner, so single messages of several accounts can share a call.
+
+        optouts: (index in records, account, number) of marketing messages; each
+        whose number is on its account's opt-out list is left out. Returns the
+        indices left out. The lists are read in the same call, before anything
+        is written."""
+        keys, args = self._chunk_args("", records, None, None, _ts())
+        if optouts:
+            flat: list[str | int] = []
+            for index, account, number in optouts:
+                flat += (index + 1, optout_key(account), number)
+            args.append(msgpack.packb(flat, use_bin_type=False))
+        result = (await self._script_calls(self._api_scripts["chunk"], [(keys, args)]))[0]
+        if not optouts:
+            return set()
+        assert isinstance(result, list)
+        return {int(k) - 1 for k in result[1:]}
 
     async def idempotent_response(self, key: str) -> tuple[bytes, bytes] | None:
         """(body hash, response) stored under an idempotency key, if any."""
@@ -1582,8 +1609,12 @@ return 1
 #       and it waits in the delayed set instead of its lane). One packed argument
 #       instead of several per message: redis-py spent a fifth of a batch's
 #       admission time encoding arguments one by one.
+#       Optionally, opt-out checks: one msgpack array of 3 values per marketing
+#       message (its record's number in the chunk, opt-out set, number); a
+#       message whose number is in the set is left out (Store.enqueue_records).
 # Returns the number queued, or {hash, response} of an earlier request with this key
-# ('first'), or -1 when a later chunk finds the key owned by another request ('next').
+# ('first'), or -1 when a later chunk finds the key owned by another request ('next');
+# with opt-out checks, {number queued, the record numbers left out...}.
 _ENQUEUE_CHUNK = _FINAL_LUA + _LANE_LUA + """
 local mode = ARGV[1]
 if mode == 'first' then
@@ -1603,6 +1634,26 @@ local history = {
   scheduled = ts .. '\\taccepted\\t\\n' .. ts .. '\\tscheduled\\t\\n',
 }
 local recs = cmsgpack.unpack(ARGV[10])
+local left_out = {}
+if ARGV[11] then
+  -- Read before any write, so a message refused here leaves nothing behind.
+  local checks, skip = cmsgpack.unpack(ARGV[11]), {}
+  for j = 1, #checks, 3 do
+    if redis.call('SISMEMBER', checks[j + 1], checks[j + 2]) == 1 then
+      skip[checks[j]] = true
+      left_out[#left_out + 1] = checks[j]
+    end
+  end
+  if #left_out > 0 then
+    local kept = {}
+    for i = 1, #recs, 6 do
+      if not skip[(i + 5) / 6] then
+        for k = i, i + 5 do kept[#kept + 1] = recs[k] end
+      end
+    end
+    recs = kept
+  end
+end
 local count = {queued = 0, scheduled = 0}
 local expiry, seconds = {}, {}
 local lanes, order = {}, {}
@@ -1662,6 +1713,7 @@ if b ~= '' and n > 0 then
   if count.scheduled > 0 then redis.call('HINCRBY', b, 'scheduled', count.scheduled) end
   redis.call('HINCRBY', b, 'total', n)
 end
+if ARGV[11] then return {n, unpack(left_out)} end
 return n
 """
 

@@ -137,3 +137,25 @@ async def test_a_claim_reads_a_status_callback_with_its_message_and_skips_a_busy
     assert claim.queue == queue and entry.startswith(f"{m.id}|queued|".encode())
     assert fields is not None and Message.unpack(fields[0]) == m  # r, then c, e, h...
     assert len(fields) == len(WH_FIELDS)
+
+
+async def test_single_messages_of_several_accounts_share_a_call_and_opt_outs_leave_one_out(
+    store: Store,
+) -> None:
+    a, b, c = _message(), _message(), _message()
+    b.account, c.to = "other", "+8613800138111"
+    await store.optout_add("demo", "+8613800138111")
+    left_out = await store.enqueue_records(
+        [store.record(m) for m in (a, b, c)],
+        [(0, "demo", a.to), (2, "demo", c.to)],
+    )
+    assert left_out == {2}
+    for m in (a, b):
+        state = await store.get(m.id)
+        assert state is not None and state.message == m and state.status == "queued"
+    assert not await store.redis.exists(msg_key(c.id))
+    members = await store.redis.zrange("smsgw:expiry", 0, -1)
+    assert not any(c.id.encode() in m for m in members)
+    assert await store.lane_depths(["sim"]) == {"sim:otp": 0, "sim:transactional": 0,
+                                                "sim:marketing": 2}
+    assert await store.enqueue_records([store.record(_message())]) == set()

@@ -1,0 +1,333 @@
+"""`POST /v1/messages`: one message per request, answered in front of FastAPI.
+
+FastAPI's dependency solving, middleware stack and response handling cost
+about 100-150 µs of CPU per request on this kind of machine, several times the
+message's own admission; a client sending one message per request (OTPs, most
+transactional traffic) paid that on every message (docs/benchmarks.md,
+"Single-message requests"). This route runs as a plain ASGI callable before
+FastAPI sees the request (gateway.api.Api) and gives the answers FastAPI gave,
+in FastAPI's order:
+
+1. a Content-Length over `http.max_body_bytes`, or a body that grows past it
+   while it is read: 413 `payload_too_large`;
+2. a body with a JSON Content-Type (`application/json`, `application/*+json`)
+   that is not JSON: 400 `malformed_json` — before the API key is looked at,
+   as FastAPI reads the body first; a body of another Content-Type is
+   validated as it is, and fails;
+3. the API key: 401 `unauthorized`;
+4. the `Idempotency-Key` header and the body against `MessageIn`, together:
+   422 `validation_error` with every field path;
+5. an `Idempotency-Key` seen before: its first response, or 422
+   `idempotency_mismatch`;
+6. admission (gateway.admission): 422 with the policy's code;
+7. persisted, then 202: messages without an `Idempotency-Key` go with every
+   other one admitted in the same event-loop turn in one `_ENQUEUE_CHUNK`
+   script call, which also reads the opt-out lists of its marketing messages
+   and leaves those on them out (422 `opted_out`); the script's account
+   argument only matters for a batch's owner. A keyed request checks its
+   opt-out and makes its own call, which claims the key. A flush that fails
+   answers each of its requests 503 `store_unavailable`, so a 202 still means
+   the message is in Redis (AOF).
+
+The OpenAPI document still describes the route (gateway.api declares it from
+`MessageIn`, `MessageAccepted` and `IdemKey` below).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.message
+import hashlib
+import json
+import re
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import Header
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from gateway import logs, metrics, numbers
+from gateway.admission import Admission, AdmissionError, Submission
+from gateway.auth import Keys, account_for, bearer_token
+from gateway.coalesce import Coalescer
+from gateway.config import CallbackEvent, HttpSettings
+from gateway.model import Message, new_id
+from gateway.problems import Problem, error_response, invalid, problem_response
+from gateway.store import Record, Store, idem_key
+
+log = logs.get("smsgw.api")
+
+PATH = "/v1/messages"
+
+
+class MessageIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    to: str = Field(min_length=1, max_length=32, description="Recipient, E.164 or national")
+    sender: str = Field(alias="from", min_length=1, max_length=20)
+    text: str = Field(min_length=1, max_length=10_000)
+    msg_class: Literal["otp", "transactional", "marketing"] = Field(
+        default="transactional", alias="class"
+    )
+    callback_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
+    callback_events: list[CallbackEvent] | None = Field(
+        default=None,
+        description="Statuses that make a callback; default: the account's (final ones)",
+    )
+    client_ref: str | None = Field(default=None, max_length=64)
+    send_at: dt.datetime | None = None
+    validity: int | None = Field(default=None, ge=1)
+    encoding: Literal["auto", "gsm7", "ucs2"] = "auto"
+
+
+class MessageAccepted(BaseModel):
+    id: str
+    status: str
+    parts: int
+    encoding: str
+
+
+IdemKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key", min_length=1, max_length=255,
+        description="A retry with the same key within 24 h returns the first response "
+        "and queues nothing; the same key with another body is `idempotency_mismatch`.",
+    ),
+]
+# The header's rules as a validator, so its errors read as FastAPI's did.
+_IDEM_KEY: TypeAdapter[str | None] = TypeAdapter(IdemKey)
+_IDEM_LOC = ("header", "Idempotency-Key")
+
+_MISSING = object()  # no body at all: FastAPI's "Field required" at the body's root
+_WANTED = frozenset({b"content-length", b"content-type", b"authorization", b"idempotency-key"})
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+_ACCEPTED_START = {"type": "http.response.start", "status": 202}
+
+
+def _json_type(content_type: str) -> bool:
+    """FastAPI's test of a JSON body: main type `application`, subtype `json`
+    or `…+json`, parameters and case ignored."""
+    if content_type == "application/json":
+        return True
+    parsed = email.message.Message()
+    parsed["content-type"] = content_type
+    if parsed.get_content_maintype() != "application":
+        return False
+    subtype = parsed.get_content_subtype()
+    return subtype == "json" or subtype.endswith("+json")
+
+
+def parse_body(body: bytes, content_type: str | None) -> Any:
+    """The body as FastAPI handed it to validation: _MISSING when empty, the bytes
+    themselves unless the Content-Type says JSON, otherwise the parsed JSON.
+    orjson parses; what it refuses goes to the standard library's json, which
+    FastAPI used, so the same bodies are accepted (NaN, a byte-order mark) and
+    the rest fail the same way. orjson reads an integer beyond 64 bits as a
+    float, so a body with a run of 19 digits or more is read by the standard
+    library too."""
+    if not body:
+        return _MISSING
+    if not content_type or not _json_type(content_type):
+        return body
+    if _LONG_DIGITS.search(body) is None:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError:
+        raise Problem(400, "malformed_json", "the body is not valid JSON") from None
+    except Exception:  # e.g. bytes that are not UTF-8
+        raise Problem(400, "http_error", "There was an error parsing the body") from None
+
+
+def validate(data: Any, idempotency_key: str | None) -> tuple[MessageIn | None, list[Any]]:
+    """The body as MessageIn, and FastAPI's errors: the header's first, then the body's."""
+    errors: list[Any] = []
+    if idempotency_key is not None:
+        try:
+            _IDEM_KEY.validate_python(idempotency_key)
+        except ValidationError as exc:
+            errors += [{"loc": (*_IDEM_LOC, *e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+    if data is _MISSING:
+        return None, [*errors, {"loc": (), "msg": "Field required"}]
+    try:
+        body = MessageIn.model_validate(data, from_attributes=True)
+    except ValidationError as exc:
+        return None, errors + exc.errors(include_url=False)
+    return (None if errors else body), errors
+
+
+def submission(body: MessageIn) -> Submission:
+    """Every field of the request body, as admission takes it."""
+    return Submission(
+        to=body.to,
+        sender=body.sender,
+        text=body.text,
+        msg_class=body.msg_class,
+        encoding=body.encoding,
+        callback_url=body.callback_url,
+        callback_events=body.callback_events,
+        client_ref=body.client_ref,
+        send_at=body.send_at.timestamp() if body.send_at else None,
+        validity=body.validity,
+    )
+
+
+# --- idempotency, shared with the batch endpoint ------------------------------------
+
+
+def idempotency(account: str, key: str | None, body: bytes) -> tuple[str, str] | None:
+    """(Redis key, body hash) for a keyed request, or None without a key."""
+    if key is None:
+        return None
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return idem_key(account, digest), hashlib.sha256(body).hexdigest()
+
+
+def replay(prior: tuple[bytes, bytes], body_hash: str) -> Response:
+    if prior[0].decode() != body_hash:
+        raise Problem(
+            422, "idempotency_mismatch",
+            "this Idempotency-Key was used with a different body",
+        )
+    return Response(
+        prior[1], status_code=202, media_type="application/json",
+        headers={"Idempotent-Replayed": "true"},
+    )
+
+
+async def persist(
+    store: Store,
+    api: HttpSettings,
+    account: str,
+    messages: list[Message],
+    response: bytes,
+    idem: tuple[str, str] | None,
+    batch_id: str | None = None,
+) -> Response | None:
+    """Queue the messages in their own script calls (claiming the idempotency key
+    with the first chunk); a Response when an earlier request owns the key."""
+    records = [store.record(m) for m in messages]
+    size = api.batch_chunk
+    chunks = [records[i : i + size] for i in range(0, len(records), size)]
+    spec = None
+    if idem is not None:
+        spec = (idem[0], new_id(), idem[1].encode(), response, api.idempotency_ttl)
+    prior = await store.enqueue_api(account, chunks, batch_id=batch_id, idem=spec)
+    if prior is not None and idem is not None:
+        return replay(prior, idem[1])
+    return None
+
+
+# --- the route ---------------------------------------------------------------------
+
+
+def _opted_out(message: Message) -> AdmissionError:
+    return AdmissionError("opted_out", f"{numbers.mask(message.to)} opted out of marketing", "to")
+
+
+class Submitter:
+    """The ASGI callable for `POST /v1/messages`."""
+
+    def __init__(self, settings_http: HttpSettings, store: Store, admission: Admission,
+                 keys: Keys) -> None:
+        self.api, self.store, self.admission, self.keys = settings_http, store, admission, keys
+        self.limit = settings_http.max_body_bytes
+        # Requests in flight on this worker share their Redis round trips.
+        self._enqueue: Coalescer[tuple[Record, tuple[str, str] | None], bool] = Coalescer(
+            self._flush, max_batch=settings_http.batch_chunk
+        )
+
+    async def _flush(self, items: list[tuple[Record, tuple[str, str] | None]]) -> list[bool]:
+        """Persist the records, except those whose (account, number) is on the
+        opt-out list; per item, whether it was left out for that."""
+        checks = [(i, *optout) for i, (_, optout) in enumerate(items) if optout is not None]
+        left_out = await self.store.enqueue_records([record for record, _ in items], checks)
+        return [i in left_out for i in range(len(items))]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            answer = await self.submit(scope, receive)
+        except Exception as exc:
+            answer = error_response(exc)
+        if isinstance(answer, bytes):
+            await send({**_ACCEPTED_START, "headers": [
+                (b"content-length", str(len(answer)).encode()),
+                (b"content-type", b"application/json"),
+            ]})
+            await send({"type": "http.response.body", "body": answer})
+        elif answer is not None:
+            await answer(scope, receive, send)
+
+    async def submit(self, scope: Scope, receive: Receive) -> bytes | Response | None:
+        """The 202 body of an accepted message, a Response for anything else, or
+        None when the client went away before its body arrived."""
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            if name in _WANTED and name not in headers:
+                headers[name] = value
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return problem_response(413, "payload_too_large", f"body over {self.limit} bytes")
+        raw = await self._body(receive)
+        if raw is None:
+            return None
+        content_type = headers.get(b"content-type")
+        data = parse_body(raw, content_type.decode("latin-1") if content_type else None)
+        authorization = headers.get(b"authorization")
+        name, account = account_for(
+            self.keys, bearer_token(authorization.decode("latin-1") if authorization else None)
+        )
+        key = headers.get(b"idempotency-key")
+        idempotency_key = key.decode("latin-1") if key is not None else None
+        body, errors = validate(data, idempotency_key)
+        if body is None:
+            return invalid(errors)
+        idem = idempotency(name, idempotency_key, raw)
+        if idem is not None:
+            prior = await self.store.idempotent_response(idem[0])
+            if prior is not None:
+                return replay(prior, idem[1])
+        message = self.admission.admit(name, account, submission(body))
+        # Marketing is checked against the account's opt-out list: inside the
+        # enqueue script for a request without a key, on its own before the key
+        # is claimed for one with a key.
+        optout = (name, message.to) if message.msg_class == "marketing" else None
+        accepted = orjson.dumps({
+            "id": message.id, "status": "accepted", "parts": message.parts,
+            "encoding": message.encoding,
+        })
+        if idem is None:
+            if await self._enqueue.submit((self.store.record(message), optout)):
+                raise _opted_out(message)
+        else:
+            if optout is not None and await self.store.optout_has(*optout):
+                raise _opted_out(message)
+            replayed = await persist(self.store, self.api, name, [message], accepted, idem)
+            if replayed is not None:
+                return replayed
+        metrics.count_status("queued")
+        log.debug("accepted", message_id=message.id, to=message.to, parts=message.parts)
+        return accepted
+
+    async def _body(self, receive: Receive) -> bytes | None:
+        """The whole body, counted as it arrives (413 past the limit); None if
+        the client disconnected."""
+        chunks: list[bytes] = []
+        seen = 0
+        while True:
+            event = await receive()
+            if event["type"] == "http.disconnect":
+                return None
+            chunk = event.get("body", b"")
+            seen += len(chunk)
+            if seen > self.limit:
+                raise Problem(413, "payload_too_large", f"body over {self.limit} bytes")
+            if not event.get("more_body", False):
+                return b"".join([*chunks, chunk]) if chunks else chunk
+            chunks.append(chunk)
