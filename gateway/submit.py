@@ -3,8 +3,8 @@
 FastAPI's dependency solving, middleware stack and response handling cost
 about 100-150 µs of CPU per request on this kind of machine, several times the
 message's own admission; a client sending one message per request (OTPs, most
-transactional traffic) paid that on every message (docs/benchmarks.md,
-"Single-message requests"). This route runs as a plain ASGI callable before
+transactional traffic) paid that on every message (docs/benchmarks.md, "Callbacks and
+single-message requests"). This route runs as a plain ASGI callable before
 FastAPI sees the request (gateway.api.Api) and gives the answers FastAPI gave,
 in FastAPI's order:
 
