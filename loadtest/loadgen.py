@@ -662,7 +662,11 @@ def _rate(count: float, seconds: float | None) -> float | None:
 
 
 async def observe(run: Run, ids: list[str], classes_by_id: dict[str, str],
-                  deadline: float, redis_url: str | None) -> tuple[dict[str, Any], str]:
+                  deadline: float, redis_url: str | None,
+                  ) -> tuple[dict[str, Any], list[str], str]:
+    """What the gateway says of the accepted ids: (observations, the ids audited
+    — every accepted one, or the sample — and how they were read). An audited id
+    the gateway no longer knows has no observation and counts as lost."""
     o = run.opts
     if redis_url:
         observed = await observe_redis(redis_url, ids)
@@ -674,7 +678,7 @@ async def observe(run: Run, ids: list[str], classes_by_id: dict[str, str],
             observed.update(again)
             pending = [m for m in pending if again.get(m) and again[m].status
                        not in audit_mod.FINAL]
-        return observed, f"all {len(ids):,} messages read from Redis (gateway.store)"
+        return observed, ids, f"all {len(ids):,} messages read from Redis (gateway.store)"
     if len(ids) <= o.sample:
         chosen = ids
         how = f"all {len(ids):,} messages read with GET /v1/messages/{{id}}"
@@ -692,7 +696,7 @@ async def observe(run: Run, ids: list[str], classes_by_id: dict[str, str],
         again = await observe_http(run.url, o.api_key, pending)
         observed.update(again)
         pending = [m for m in pending if again.get(m) and again[m].status not in audit_mod.FINAL]
-    return observed, how
+    return observed, chosen, how
 
 
 def execute(opts: Options) -> dict[str, Any]:
@@ -746,7 +750,8 @@ def execute(opts: Options) -> dict[str, Any]:
         commands_after = _run_async(redis_commands(redis_url)) if redis_url else {}
         sim_stats = run.sim_stats()
         report["load_after"] = loadavg()
-        observed, how = _run_async(observe(run, ids, classes_by_id, deadline, redis_url))
+        observed, audited_ids, how = _run_async(
+            observe(run, ids, classes_by_id, deadline, redis_url))
         for mid, ob in observed.items():
             ob.msg_class = ob.msg_class or classes_by_id.get(mid, "")
         record_path = (run.sim.record_path if run.sim is not None
@@ -756,7 +761,6 @@ def execute(opts: Options) -> dict[str, Any]:
             sim_stats = run.sim.stats() or sim_stats
         record = (audit_mod.SimRecord.load(record_path)
                   if record_path is not None and record_path.exists() else None)
-        audited_ids = ids if len(observed) == len(ids) else list(observed)
         report["mode"] = sent.mode
         report["notes"] = [*sent.notes, how]
         report["send"] = {

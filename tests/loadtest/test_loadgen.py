@@ -6,8 +6,10 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 
+import redis
 import smpplib.client
 
+from gateway.store import msg_key
 from loadtest import audit as audit_mod
 from loadtest.loadgen import (
     Options,
@@ -18,6 +20,7 @@ from loadtest.loadgen import (
     format_report,
     parse_mix,
     recipient,
+    redis_url_of,
 )
 
 
@@ -71,6 +74,27 @@ def test_audit_catches_a_duplicate_submitted_by_another_esme() -> None:
     assert (a["lost"], a["duplicated"]) == (0, 1)
     assert a["duplicated_messages"] == [seen["id"]]
     assert a["smsc_acknowledged"] == 61
+
+
+def test_audit_counts_an_accepted_id_the_gateway_no_longer_knows() -> None:
+    # A message answered 202 whose record vanished from Redis is lost, not left
+    # out of the audit.
+    gone = {}
+
+    def forget_one(run, sent, sender) -> None:
+        url = redis_url_of(run.gateway_pid)
+        client = redis.Redis.from_url(url)
+        try:
+            gone["id"] = next(m for m in sent.ids if m)
+            assert client.delete(msg_key(gone["id"])) == 1
+        finally:
+            client.close()
+
+    report = execute(small(before_audit=forget_one))
+    a = report["audit"]
+    assert (a["accepted"], a["missing"], a["lost"]) == (60, 1, 1)
+    assert a["audited"] == 59
+    assert gone["id"] in {e["id"] for e in a["lost_examples"]}
 
 
 def test_nothing_lost_or_duplicated_across_bind_drops() -> None:
