@@ -39,6 +39,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -527,6 +528,9 @@ class Options:
     callback_quiet: float = 30.0
     # Test hook: called after sending, before the audit, with (run, sent, sender).
     before_audit: Any = None
+    # Fault hook (loadtest.bench_chaos): run in a thread from the start of the
+    # burst with (run,), joined (at most `timeout` s) before the audit.
+    during_send: Any = None
 
 
 class Run:
@@ -730,7 +734,16 @@ def execute(opts: Options) -> dict[str, Any]:
                         concurrency=opts.concurrency, rate=opts.rate, timeout=opts.timeout,
                         callback_url=run.receiver.url if run.receiver else None)
         deadline = time.monotonic() + opts.timeout
+        fault = None
+        if opts.during_send is not None:
+            fault = threading.Thread(target=opts.during_send, args=(run,), daemon=True)
+            fault.start()
         sent = _run_async(sender.run(classes))
+        if fault is not None:
+            fault.join(max(0.0, deadline - time.monotonic()))
+            # A fault may have restarted the gateway, and its Redis on another port.
+            if not opts.redis_url and run.gateway_pid:
+                redis_url = redis_url_of(run.gateway_pid) or redis_url
         if opts.hold and run.sim is not None:
             run.sim.come_up()  # the backlog drains now: a measure of delivery alone
         ids = [m for m in sent.ids if m is not None]
@@ -781,6 +794,8 @@ def execute(opts: Options) -> dict[str, Any]:
         }
         report["smsc"] = _smsc_summary(sim_stats)
         report["latency"] = audit_mod.latencies(obs)
+        if opts.during_send is not None:  # for bench_chaos's stall after the fault
+            report["submitted_times"] = sorted(x.submitted_at for x in obs if x.submitted_at)
         report["audit"] = audit_mod.audit(audited_ids, observed, record, sim_stats)
         report["resources"] = {
             name: {
