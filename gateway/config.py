@@ -110,6 +110,10 @@ class AccountSettings(_Section):
     # belong to this account and are POSTed to mo_url.
     mo_url: str | None = None
     mo_numbers: list[str] = Field(default_factory=list)
+    # Networks ("10.0.0.0/8", "127.0.0.1") and host names ("receiver.internal")
+    # that callback_url / mo_url may reach although they are loopback, private,
+    # link-local or metadata addresses, refused otherwise (docs/security.md).
+    callback_allow: list[str] = Field(default_factory=list)
     default_region: str = Field(default="CN", min_length=2, max_length=2)
 
     @field_validator("api_keys")
