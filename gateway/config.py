@@ -65,6 +65,20 @@ class HttpSettings(_Section):
     # Messages per store script call: bigger chunks mean fewer round trips, smaller
     # ones keep Redis free for OTP traffic between chunks.
     batch_chunk: int = Field(default=1000, ge=1, le=10_000)
+    # HTTPS: PEM certificate chain and private key; both set = the API listens
+    # with TLS only (docs/security.md), neither = plain HTTP.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpSettings:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key: set both for HTTPS, or neither")
+        for key in ("tls_cert", "tls_key"):
+            path = getattr(self, key)
+            if path and not Path(path).is_file():
+                raise ValueError(f"{key}: no such file {path!r}")
+        return self
 
 
 class SmppServerSettings(_Section):
