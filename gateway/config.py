@@ -194,6 +194,12 @@ class ConnectorSettings(_Section):
     # answer in hex and report in decimal (see docs/protocols-text.md).
     resp_id_format: IdFormat = "auto"
     receipt_id_format: IdFormat = "auto"
+    # SMPP over TLS to this SMSC; the certificate is verified (against the
+    # system CAs, or `tls_ca` when set) and must name `host`, unless
+    # tls_verify = false (a test SMSC only: anyone between can then read it).
+    tls: bool = False
+    tls_ca: str | None = None
+    tls_verify: bool = True
 
     # --- HTTP provider --------------------------------------------------------
     url: str | None = Field(default=None, pattern=r"^https?://")
