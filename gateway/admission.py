@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gateway import numbers
-from gateway.callbacks import Receivers, events_mask
+from gateway.callbacks import Receivers, events_mask, refused_target
 from gateway.config import AccountSettings, Settings
 from gateway.model import Message, id_sequence, new_id
 from gateway.routing import NoRoute, Router
@@ -44,6 +44,12 @@ class Submission:
     callback_events: list[str] | None = None
 
 
+def _check_target(account: AccountSettings, url: str | None) -> None:
+    reason = refused_target(account, url)  # gateway.callbacks: SSRF rules
+    if reason:
+        raise AdmissionError("invalid_callback_url", f"callback_url: {reason}", "callback_url")
+
+
 Admit = Callable[[str, str, "str | None"], Message]
 
 
@@ -72,6 +78,7 @@ class Admission:
         enc, parts = self._parts(sub.text, sub.encoding, self._concat[connectors[0]])
         message_id = new_id()
         callback_url = sub.callback_url or account.callback_url
+        _check_target(account, callback_url)
         webhook = self.receivers.spec(account_name, account, callback_url,
                                       self._mask(account_name, sub.callback_events), message_id)
         return Message(
@@ -101,6 +108,7 @@ class Admission:
         now = time.time()
         expires_at = self._expires_at(now, send_at, validity)
         callback_url = callback_url or account.callback_url
+        _check_target(account, callback_url)
         mask = self._mask(account_name, callback_events)
         spec = self.receivers.spec
         region = account.default_region

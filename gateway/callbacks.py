@@ -18,7 +18,13 @@ queue exactly the events asked for without asking anyone:
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import socket
 from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
 
 from gateway.config import AccountSettings, ReceiverSettings
 from gateway.model import EVENT_BITS
@@ -61,3 +67,127 @@ class Receivers:
         lane = int(message_id[-4:], 16) % receiver.concurrency
         return wh_queue_name(receiver.batch_size, receiver.batch_linger, lane, rid,
                              account_name)
+
+
+# --- callback targets ---------------------------------------------------------
+# A callback URL is chosen by a tenant, so the gateway must not become their way
+# into its own network (SSRF): the gateway's Redis, a cloud metadata service, an
+# admin port on loopback. Literal addresses are refused at submit time; host
+# names are checked on every address DNS gives for them when a connection is
+# made (`GuardedResolver`), so an answer that changes after submit (DNS
+# rebinding) is refused too. docs/security.md.
+
+# Ranges `ipaddress` has no property for: CGNAT (RFC 6598), and the cloud
+# metadata addresses (AWS's IPv6 one is inside ULA, but say it by name).
+_EXTRA_REFUSED = (
+    ipaddress.ip_network("100.64.0.0/10"),
+    ipaddress.ip_network("169.254.169.254/32"),
+    ipaddress.ip_network("fd00:ec2::254/128"),
+)
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def refused_address(address: IPAddress) -> str | None:
+    """Why a callback may not go to `address`; None if it may."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    for name in ("loopback", "private", "link_local", "multicast", "unspecified", "reserved"):
+        if getattr(address, f"is_{name}"):
+            return f"{address} is a {name.replace('_', '-')} address"
+    for net in _EXTRA_REFUSED:
+        if address.version == net.version and address in net:
+            return f"{address} is in {net}, a refused range"
+    return None
+
+
+class TargetPolicy:
+    """An account's `callback_allow`: networks and host names callbacks may go
+    to even though the rules above refuse them (a receiver on the LAN)."""
+
+    def __init__(self, allow: Iterable[str] = ()) -> None:
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self.hosts: set[str] = set()
+        for entry in allow:
+            try:
+                self.networks.append(ipaddress.ip_network(entry, strict=False))
+            except ValueError:
+                self.hosts.add(entry.lower().rstrip("."))
+
+    def refused(self, address: IPAddress) -> str | None:
+        if any(address.version == n.version and address in n for n in self.networks):
+            return None
+        return refused_address(address)
+
+    def refused_url(self, url: str) -> str | None:
+        """Why `url` is refused before any DNS: its scheme, or a literal address
+        in a refused range. Host names pass here; the resolver checks them."""
+        try:
+            parts = urlsplit(url)
+            host = parts.hostname
+        except ValueError:
+            return "not a valid URL"
+        if parts.scheme not in ("http", "https") or not host:
+            return "must be an http(s) URL with a host"
+        host = host.rstrip(".")
+        if host in self.hosts:
+            return None
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return None
+        reason = self.refused(address)
+        return f"{reason} (callback_allow opens exceptions)" if reason else None
+
+
+_policies: dict[tuple[str, ...], TargetPolicy] = {}
+
+
+def target_policy(account: AccountSettings) -> TargetPolicy:
+    key = tuple(account.callback_allow)
+    policy = _policies.get(key)
+    if policy is None:
+        policy = _policies[key] = TargetPolicy(key)
+    return policy
+
+
+def refused_target(account: AccountSettings, url: str | None) -> str | None:
+    """Why the callback URL a message asks for is refused at submit; None if
+    it is not (or there is none)."""
+    if not url:
+        return None
+    return target_policy(account).refused_url(url)
+
+
+class RefusedTarget(OSError):
+    """A callback host resolved only to refused addresses."""
+
+
+class GuardedResolver(AbstractResolver):
+    """The default resolver, with the addresses a callback may not reach taken
+    out; none left raises `RefusedTarget`. aiohttp asks it each time it opens a
+    connection to a host name (its DNS cache holds only what is left), and a
+    pooled connection is one this check let through."""
+
+    def __init__(self, policy: TargetPolicy) -> None:
+        self.policy = policy
+        self._inner = DefaultResolver()
+
+    async def resolve(self, host: str, port: int = 0,
+                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        found = await self._inner.resolve(host, port, family)
+        if host.lower().rstrip(".") in self.policy.hosts:
+            return found
+        kept, reasons = [], []
+        for result in found:
+            reason = self.policy.refused(ipaddress.ip_address(result["host"]))
+            if reason is None:
+                kept.append(result)
+            else:
+                reasons.append(reason)
+        if not kept:
+            raise RefusedTarget(f"{host} resolves only to refused addresses: "
+                                + "; ".join(reasons))
+        return kept
+
+    async def close(self) -> None:
+        await self._inner.close()

@@ -8,18 +8,21 @@ every environment. Validation errors name the key path they are about
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import hmac
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "gateway.toml"
 ENV_PREFIX = "SMSGW_"
+_log = logging.getLogger("smsgw.config")
 MessageClass = Literal["otp", "transactional", "marketing"]
 CLASSES: tuple[MessageClass, ...] = ("otp", "transactional", "marketing")
 # The statuses a status callback can be asked for (callback_events).
@@ -62,6 +65,20 @@ class HttpSettings(_Section):
     # Messages per store script call: bigger chunks mean fewer round trips, smaller
     # ones keep Redis free for OTP traffic between chunks.
     batch_chunk: int = Field(default=1000, ge=1, le=10_000)
+    # HTTPS: PEM certificate chain and private key; both set = the API listens
+    # with TLS only (docs/security.md), neither = plain HTTP.
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> HttpSettings:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key: set both for HTTPS, or neither")
+        for key in ("tls_cert", "tls_key"):
+            path = getattr(self, key)
+            if path and not Path(path).is_file():
+                raise ValueError(f"{key}: no such file {path!r}")
+        return self
 
 
 class SmppServerSettings(_Section):
@@ -110,6 +127,10 @@ class AccountSettings(_Section):
     # belong to this account and are POSTed to mo_url.
     mo_url: str | None = None
     mo_numbers: list[str] = Field(default_factory=list)
+    # Networks ("10.0.0.0/8", "127.0.0.1") and host names ("receiver.internal")
+    # that callback_url / mo_url may reach although they are loopback, private,
+    # link-local or metadata addresses, refused otherwise (docs/security.md).
+    callback_allow: list[str] = Field(default_factory=list)
     default_region: str = Field(default="CN", min_length=2, max_length=2)
 
     @field_validator("api_keys")
@@ -173,6 +194,12 @@ class ConnectorSettings(_Section):
     # answer in hex and report in decimal (see docs/protocols-text.md).
     resp_id_format: IdFormat = "auto"
     receipt_id_format: IdFormat = "auto"
+    # SMPP over TLS to this SMSC; the certificate is verified (against the
+    # system CAs, or `tls_ca` when set) and must name `host`, unless
+    # tls_verify = false (a test SMSC only: anyone between can then read it).
+    tls: bool = False
+    tls_ca: str | None = None
+    tls_verify: bool = True
 
     # --- HTTP provider --------------------------------------------------------
     url: str | None = Field(default=None, pattern=r"^https?://")
@@ -377,14 +404,27 @@ def key_matches(presented: str, digest: bytes) -> bool:
     return hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), digest)
 
 
-def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
     """SMSGW_HTTP__PORT=9000 sets raw["http"]["port"]; values are parsed as TOML
-    scalars when they parse (numbers, booleans, quoted strings), else taken as text."""
-    for name, value in environ.items():
+    scalars when they parse (numbers, booleans, quoted strings, arrays), else
+    taken as text. Returns which variable set each key path, for errors.
+
+    A variable whose first part is no top-level key of the config (SMSGW_REPO,
+    SMSGW_DIR: a deploy script's own) or that names a whole section without a
+    key (SMSGW_HTTP) is logged and ignored; anything inside a known section is
+    applied and validated like the file, so a typo there is an error."""
+    origins: dict[tuple[str, ...], str] = {}
+    sections = {n for n, f in Settings.model_fields.items() if _submodel(f.annotation)}
+    for name, value in sorted(environ.items()):
         if not name.startswith(ENV_PREFIX):
             continue
-        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__") if p]
-        if not path:
+        path = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if not all(path) or path[0] not in Settings.model_fields or (
+            len(path) == 1 and path[0] in sections
+        ):
+            _log.warning("ignoring environment variable %s: it names no config key "
+                         "(SMSGW_<SECTION>__<KEY>, sections: %s)", name,
+                         ", ".join(sorted(Settings.model_fields)))
             continue
         node = raw
         for part in path[:-1]:
@@ -397,16 +437,58 @@ def _apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
             node[path[-1]] = tomllib.loads(f"v = {value}")["v"]
         except tomllib.TOMLDecodeError:
             node[path[-1]] = value
+        origins[tuple(path)] = name
+    return origins
 
 
-def _format_errors(exc: ValidationError) -> list[str]:
+def _submodel(annotation: Any) -> Any:
+    """The model a field holds (directly, or as values of a dict or items of a
+    list: the key or index is one more path part), else None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    if get_origin(annotation) in (dict, list) and args:
+        return ("*", _submodel(args[-1]))
+    if len(args) == 1:  # Optional[Model]
+        return _submodel(args[0])
+    return None
+
+
+def _known_keys(loc: tuple[Any, ...]) -> list[str]:
+    """The keys allowed beside the last part of `loc`, for a did-you-mean."""
+    model: Any = Settings
+    for part in loc[:-1]:
+        if isinstance(model, tuple):  # the key of a dict / index of a list
+            model = model[1]
+            continue
+        if model is None or str(part) not in model.model_fields:
+            return []
+        model = _submodel(model.model_fields[str(part)].annotation)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _format_errors(exc: ValidationError,
+                   origins: Mapping[tuple[str, ...], str] | None = None) -> list[str]:
     lines = []
     for err in exc.errors():
         msg = err["msg"].removeprefix("Value error, ")
-        if err["loc"]:
-            lines.append(".".join(str(p) for p in err["loc"]) + ": " + msg)
-        else:  # cross-reference checks already name their key paths
+        loc = tuple(str(p) for p in err["loc"])
+        if not loc:  # cross-reference checks already name their key paths
             lines.extend(msg.split("; "))
+            continue
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(loc[-1], _known_keys(loc), n=1)
+            if close:
+                msg += f" (did you mean {'.'.join((*loc[:-1], close[0]))}?)"
+        line = ".".join(loc) + ": " + msg
+        for depth in range(len(loc), 0, -1):
+            var = (origins or {}).get(loc[:depth])
+            if var is not None:
+                line = f"{var} → {line}"
+                break
+        lines.append(line)
     return lines
 
 
@@ -420,9 +502,9 @@ def load_settings(
         raise ConfigError([f"{path}: file not found"]) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from exc
-    _apply_env(raw, os.environ if environ is None else environ)
+    origins = _apply_env(raw, os.environ if environ is None else environ)
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc)) from exc
+        raise ConfigError(_format_errors(exc, origins)) from exc
     return settings

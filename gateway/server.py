@@ -90,6 +90,8 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=5,
+            ssl_certfile=settings.http.tls_cert,  # HTTPS when set (docs/security.md)
+            ssl_keyfile=settings.http.tls_key,
         )
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]

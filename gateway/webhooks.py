@@ -50,7 +50,7 @@ import msgpack
 import orjson
 
 from gateway import logs, metrics
-from gateway.callbacks import Receivers
+from gateway.callbacks import GuardedResolver, Receivers, RefusedTarget, target_policy
 from gateway.coalesce import Coalescer
 from gateway.config import AccountSettings, Settings
 from gateway.model import FINAL_STATUSES, Message, new_id
@@ -72,6 +72,9 @@ USER_AGENT = "smsgw-webhooks/1"
 MAX_ANSWER = 64 * 1024
 # Entries of a single-event queue sent one after another under one lease.
 SINGLE_RUN = 32
+# The reason of a callback the target rules refused (gateway.callbacks):
+# dead-lettered at once, never retried.
+REFUSED = "refused_target"
 _DELIVERED = metrics.WEBHOOKS.labels("delivered")
 _BEFORE_ROUTING = frozenset({"accepted", "queued", "scheduled"})
 
@@ -206,7 +209,10 @@ class Webhooks:
         self._tasks: set[asyncio.Task[None]] = set()
         self._tokens = itertools.count()
         self._settles: Coalescer[Settle, None] = Coalescer(self._settle_many)
-        self._client: aiohttp.ClientSession | None = None
+        # One client per account: its resolver applies that account's
+        # callback_allow, and a pooled connection one account's allowlist let
+        # through is never reused for another's callbacks.
+        self._clients: dict[str, aiohttp.ClientSession] = {}
 
     def stop(self) -> None:
         self._stopping = True
@@ -215,13 +221,6 @@ class Webhooks:
     async def run(self) -> None:
         # aiohttp, not httpx: httpx's pool walks every connection on each request
         # and cost ~1.6 ms of CPU per callback here (docs/dependencies.md).
-        self._client = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=self.conf.concurrency + 8, limit_per_host=0,
-                                           keepalive_timeout=30),
-            timeout=aiohttp.ClientTimeout(total=self.conf.timeout),
-            headers={"User-Agent": USER_AGENT},
-            auto_decompress=False,
-        )
         try:
             loops = [self._sender()]
             if any(account.mo_url for account in self.accounts.values()):
@@ -231,7 +230,24 @@ class Webhooks:
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=self.conf.timeout)
             await self._settles.idle()
-            await self._client.close()
+            for client in self._clients.values():
+                await client.close()
+
+    def _client(self, account_name: str) -> aiohttp.ClientSession:
+        client = self._clients.get(account_name)
+        if client is None:
+            account = self.accounts.get(account_name)
+            policy = target_policy(account if account is not None
+                                   else AccountSettings(api_keys=["-"]))
+            client = self._clients[account_name] = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.conf.concurrency + 8,
+                                               limit_per_host=0, keepalive_timeout=30,
+                                               resolver=GuardedResolver(policy)),
+                timeout=aiohttp.ClientTimeout(total=self.conf.timeout),
+                headers={"User-Agent": USER_AGENT},
+                auto_decompress=False,
+            )
+        return client
 
     # --- MO messages ----------------------------------------------------------
 
@@ -401,7 +417,7 @@ class Webhooks:
                 return Settle(claim.queue, token, len(events))
             body = b'{"results":[' + b",".join(e.body for e in sendable) + b"]}"
             reason = await self._post(sendable[0].url, body, secret, claim.attempts + 1, None,
-                                      receiver)
+                                      receiver, account_name)
             if not reason:
                 _DELIVERED.inc(len(sendable))
                 return Settle(claim.queue, token, len(events))
@@ -417,7 +433,7 @@ class Webhooks:
                 break
             attempt = claim.attempts + 1 if i == 0 else 1
             reason = await self._post(event.url, event.body, secret, attempt, event.event_id,
-                                      receiver)
+                                      receiver, account_name)
             if reason:
                 return self._failed(claim, token, delivered, events[i:], attempt, reason)
             _DELIVERED.inc()
@@ -430,8 +446,11 @@ class Webhooks:
         dead letters, the rest is tried again after a backoff."""
         now = time.time()
         dead = 0
-        for event in rest:
-            if event is not None and now - event.created < self.conf.max_age:
+        for i, event in enumerate(rest):
+            # A refused target is refused again on every retry: the event it
+            # stopped at is given up at once, not after max_age.
+            permanent = reason.startswith(REFUSED) and i == 0
+            if event is not None and now - event.created < self.conf.max_age and not permanent:
                 break
             dead += 1
         if dead:
@@ -439,16 +458,23 @@ class Webhooks:
             log.warning("webhook_dead", queue=claim.queue, events=dead, reason=reason,
                         attempts=attempt)
         if dead == len(rest):
-            return Settle(claim.queue, token, delivered, dead, f"max_age {reason}")
+            why = reason if reason.startswith(REFUSED) else f"max_age {reason}"
+            return Settle(claim.queue, token, delivered, dead, why)
+        if reason.startswith(REFUSED):  # the next entries try on their own at once
+            return Settle(claim.queue, token, delivered, dead, reason, now)
         delay = backoff(attempt, self.conf.retry_base, self.conf.retry_max)
         log.info("webhook_retry", queue=claim.queue, reason=reason, attempt=attempt,
                  retry_in=round(delay, 3))
         return Settle(claim.queue, token, delivered, dead, f"max_age {reason}", now + delay)
 
     async def _post(self, url: str, body: bytes, secret: str, attempt: int,
-                    event_id: str | None, receiver: str) -> str:
+                    event_id: str | None, receiver: str, account_name: str) -> str:
         """POST one signed body; "" if the receiver took it, else why not."""
-        assert self._client is not None
+        account = self.accounts.get(account_name)
+        refused = target_policy(account if account is not None
+                                else AccountSettings(api_keys=["-"])).refused_url(url)
+        if refused:  # a literal address: aiohttp asks no resolver for it
+            return self._refused(url, refused, event_id)
         timestamp = str(int(time.time()))
         headers = {
             "Content-Type": "application/json",
@@ -460,7 +486,7 @@ class Webhooks:
             headers["X-Smsgw-Event-Id"] = event_id
         reason = ""
         try:
-            async with self._client.post(url, data=body, headers=headers,
+            async with self._client(account_name).post(url, data=body, headers=headers,
                                          allow_redirects=False) as resp:
                 if not 200 <= resp.status < 300:
                     reason = f"http_{resp.status}"
@@ -471,6 +497,10 @@ class Webhooks:
                     resp.close()
         except TimeoutError:
             reason = "timeout"
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, RefusedTarget):
+                return self._refused(url, str(exc.os_error), event_id)
+            reason = type(exc).__name__.lower()
         except (aiohttp.ClientError, OSError) as exc:
             reason = type(exc).__name__.lower()
         if reason:
@@ -480,3 +510,8 @@ class Webhooks:
         else:
             self._slow.discard(receiver)
         return reason
+
+    def _refused(self, url: str, why: str, event_id: str | None) -> str:
+        metrics.WEBHOOK_FAILURES.labels(REFUSED).inc()
+        log.warning("webhook_target_refused", url=url, reason=why, event_id=event_id)
+        return f"{REFUSED}: {why}"

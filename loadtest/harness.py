@@ -33,6 +33,9 @@ class GatewayProcess:
     http_port: int = 0
     sim_port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    # HTTPS (env sets SMSGW_HTTP__TLS_CERT): what httpx verifies the listener
+    # with, e.g. an ssl.SSLContext trusting the test CA.
+    verify: Any = True
 
     def __post_init__(self) -> None:
         self.workdir = Path(self.workdir)
@@ -41,7 +44,8 @@ class GatewayProcess:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+        scheme = "https" if "SMSGW_HTTP__TLS_CERT" in self.env else "http"
+        return f"{scheme}://127.0.0.1:{self.http_port}"
 
     @property
     def log_path(self) -> Path:
@@ -75,7 +79,8 @@ class GatewayProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gateway exited early:\n{self.log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200:
+                ready = httpx.get(f"{self.base_url}/readyz", timeout=1, verify=self.verify)
+                if ready.status_code == 200:
                     return
             except httpx.HTTPError:
                 pass

@@ -40,6 +40,7 @@ import json
 import os
 import random
 import signal
+import ssl
 import struct
 import sys
 import time
@@ -118,6 +119,9 @@ class SimConfig:
     stats_file: str | None = None
     record: str | None = None
     seed: int | None = None
+    # SMPP over TLS: PEM certificate chain and key; both set = TLS only.
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
     def __post_init__(self) -> None:
         total = sum(r for _, r in self.error_rates)
@@ -278,8 +282,13 @@ class SmscSimulator:
         loop = asyncio.get_running_loop()
         if self.config.record:
             self._record = open(self.config.record, "a", encoding="utf-8")  # noqa: SIM115
+        tls = None
+        if self.config.tls_cert:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(self.config.tls_cert, self.config.tls_key)
         self.server = await loop.create_server(
-            lambda: _SmscConnection(self), self.config.host, self.config.port, backlog=1024
+            lambda: _SmscConnection(self), self.config.host, self.config.port, backlog=1024,
+            ssl=tls,
         )
         self._pump_task = loop.create_task(self._pump())
         if self.config.mo_rate > 0:
@@ -825,6 +834,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--record", default=None, metavar="FILE",
       help="append one JSON line per acknowledged submit_sm (id, to, content hash, t, stat)")
     a("--seed", type=int, default=None, help="random seed for error and stat draws")
+    a("--tls-cert", default=None, help="PEM certificate chain: serve SMPP over TLS only")
+    a("--tls-key", default=None, help="PEM private key of --tls-cert")
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
@@ -844,7 +855,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         mo_rate=args.mo_rate, mo_text=args.mo_text,
         mo_from=[x.strip() for x in args.mo_from.split(",") if x.strip()],
         mo_to=args.mo_to, mo_count=args.mo_count, stats_file=args.stats_file,
-        record=args.record, seed=args.seed,
+        record=args.record, seed=args.seed, tls_cert=args.tls_cert, tls_key=args.tls_key,
     )
 
 

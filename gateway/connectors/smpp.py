@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -93,6 +94,18 @@ class _Bind(SmppProtocol):
             super().on_request(pdu)
 
 
+def tls_context(settings: ConnectorSettings) -> ssl.SSLContext | None:
+    """The client TLS context of a connector with `tls = true`: certificate and
+    host name verified by default (docs/security.md)."""
+    if not settings.tls:
+        return None
+    context = ssl.create_default_context(cafile=settings.tls_ca)
+    if not settings.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class SmppConnector:
     whole_message = False
 
@@ -100,6 +113,7 @@ class SmppConnector:
         self.name = name
         self.settings = settings
         self.on_deliver = on_deliver
+        self._tls = tls_context(settings)
         self.health = Health()
         self.senders: list[_Bind] = []  # binds that can submit (TRX or TX)
         self._tasks: list[asyncio.Task[None]] = []
@@ -146,7 +160,9 @@ class SmppConnector:
         s = self.settings
         loop = asyncio.get_running_loop()
         _transport, bind = await asyncio.wait_for(
-            loop.create_connection(lambda: _Bind(self), s.host, s.port), s.response_timeout
+            loop.create_connection(lambda: _Bind(self), s.host, s.port, ssl=self._tls,
+                                   server_hostname=s.host if self._tls else None),
+            s.response_timeout,
         )
         try:
             resp = await bind.request(

@@ -272,8 +272,10 @@ def _settings(mo_url: str) -> Settings:
     return Settings.model_validate({
         "accounts": {
             "shop": {"api_keys": ["k1"], "callback_secret": SECRET, "mo_url": mo_url,
+                     "callback_allow": ["127.0.0.1"],
                      "mo_numbers": ["+10690001", "10690002"]},
             "other": {"api_keys": ["k2"], "callback_secret": "x", "mo_url": mo_url,
+                      "callback_allow": ["127.0.0.1"],
                       "mo_numbers": ["10690009"]},
         },
         "connectors": {"sim": {"port": 1, "system_id": "x"}},

@@ -68,7 +68,10 @@ def test_errors_name_their_key_path(tmp_path: Path, text: str, expected: str) ->
 def test_env_override_errors_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(write(tmp_path, GOOD), environ={"SMSGW_CONNECTORS__A__BINDS": "0"})
-    assert info.value.errors == ["connectors.a.binds: Input should be greater than or equal to 1"]
+    assert info.value.errors == [
+        "SMSGW_CONNECTORS__A__BINDS → connectors.a.binds: "
+        "Input should be greater than or equal to 1"
+    ]
 
 
 def test_duplicate_api_key_across_accounts(tmp_path: Path) -> None:
