@@ -14,12 +14,13 @@ import ctypes
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from gateway import logs
 from gateway.config import Settings
-from gateway.embedded_redis import EmbeddedRedis
+from gateway.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from gateway.operations import redis_url_file
 from gateway.processes import terminate
 
@@ -34,6 +35,44 @@ def die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
         pass
+
+
+class RedisWatch(threading.Thread):
+    """Restarts the embedded redis-server when it dies (crash, OOM kill, kill -9):
+    same port, same data dir, so it reloads its append-only file and the
+    workers' clients reconnect to it. `poll()` reaps the dead process, so no
+    zombie is left. Restarts back off from 0.2 s to 5 s while they keep failing."""
+
+    def __init__(self, redis: EmbeddedRedis) -> None:
+        super().__init__(name="redis-watch", daemon=True)
+        self.redis = redis
+        self._stop = threading.Event()
+        self.restarts = 0
+
+    def run(self) -> None:
+        while not self._stop.wait(0.2):
+            proc = self.redis.process
+            if proc is None or proc.poll() is None:
+                continue
+            log.error("embedded_redis_died", returncode=proc.returncode, pid=proc.pid)
+            delay = 0.2
+            while not self._stop.wait(delay):
+                try:
+                    url = self.redis.start()
+                except (EmbeddedRedisError, OSError) as exc:
+                    log.error("embedded_redis_restart_failed", error=str(exc))
+                    delay = min(5.0, delay * 2)
+                    continue
+                self.restarts += 1
+                assert self.redis.process is not None
+                log.info("embedded_redis_restarted", url=url, pid=self.redis.process.pid,
+                         restarts=self.restarts)
+                break
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.is_alive():
+            self.join(20)
 
 
 def start_simulator(settings: Settings) -> subprocess.Popen[bytes]:
@@ -62,10 +101,31 @@ def run_worker(settings: Settings, redis_url: str, worker: int) -> None:
         asyncio.run(serve(settings, redis_url, worker))
 
 
+def _run_in_process(settings: Settings, redis_url: str) -> int:
+    """One worker in this process; one that exits because its tasks keep failing
+    (`gateway.server.EXIT_TASKS_FAILING`) is started again, as a child would be."""
+    restarts: list[float] = []
+    while True:
+        try:
+            run_worker(settings, redis_url, 0)
+            return 0
+        except SystemExit as exc:
+            if exc.code in (0, None):
+                return 0
+            now = time.monotonic()
+            restarts = [t for t in restarts if now - t < 60] + [now]
+            if len(restarts) > 5:
+                log.error("workers_crash_looping", restarts_last_minute=len(restarts))
+                return 1
+            log.warning("worker_died", worker=0, returncode=exc.code)
+            time.sleep(1)
+
+
 def run(settings: Settings, config_path: Path | None, workers: int) -> int:
     redis: EmbeddedRedis | None = None
     sim: subprocess.Popen[bytes] | None = None
     children: list[subprocess.Popen[bytes]] = []
+    watch: RedisWatch | None = None
     try:
         if settings.redis.url:
             redis_url = settings.redis.url
@@ -78,11 +138,12 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
             log.info("embedded_redis_started", url=redis_url, data_dir=str(redis.data_dir))
             # Where `smsgw status` / `smsgw dlq` find this gateway's Redis.
             redis_url_file(settings).write_text(redis_url)
+            watch = RedisWatch(redis)
+            watch.start()
         if settings.simulator.enabled:
             sim = start_simulator(settings)
         if workers == 1:
-            run_worker(settings, redis_url, 0)
-            return 0
+            return _run_in_process(settings, redis_url)
         args = [sys.executable, "-m", "gateway.cli", "worker", "--redis-url", redis_url]
         if config_path is not None:
             args += ["-c", str(config_path)]
@@ -124,6 +185,8 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
         terminate(sim, 5)
+        if watch is not None:
+            watch.stop()
         if redis is not None:
             redis.stop()
             log.info("embedded_redis_stopped")
