@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
+import fcntl
+import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -75,6 +79,51 @@ class RedisWatch(threading.Thread):
             self.join(20)
 
 
+LOCK_FILE = "smsgw.lock"
+
+
+def lock_data_dir(settings: Settings) -> int:
+    """Hold an exclusive `flock` on the data dir's lock file for as long as this
+    process lives (the kernel drops it when the process ends, even on kill -9).
+    A second gateway on the same data dir is refused, naming the first one's PID."""
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise SystemExit(
+            f"another gateway (pid {holder}) is already running on data dir {data_dir.resolve()} "
+            f"(lock {path}); stop it first or give this one another data_dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def check_port_free(settings: Settings) -> None:
+    """Workers listen with SO_REUSEPORT, so a second gateway would silently share
+    the port with the first: bind it here once without that option, which fails
+    while anyone listens on it."""
+    if not settings.http.enabled or not settings.http.port:
+        return
+    host, port = settings.http.host, settings.http.port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise SystemExit(
+                f"http.port: {host}:{port} is already in use (another gateway or another "
+                "program listens on it); stop it or set http.port"
+            ) from None
+
+
 def start_simulator(settings: Settings) -> subprocess.Popen[bytes]:
     sim = settings.simulator
     stats = settings.data_path("smsc-sim-stats.json")
@@ -126,6 +175,8 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
     sim: subprocess.Popen[bytes] | None = None
     children: list[subprocess.Popen[bytes]] = []
     watch: RedisWatch | None = None
+    lock = lock_data_dir(settings)  # before anything starts: refused runs touch nothing
+    check_port_free(settings)
     try:
         if settings.redis.url:
             redis_url = settings.redis.url
@@ -190,3 +241,4 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
         if redis is not None:
             redis.stop()
             log.info("embedded_redis_stopped")
+        os.close(lock)
