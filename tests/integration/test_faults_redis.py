@@ -138,3 +138,40 @@ def test_status_against_a_stopped_gateway_is_one_line(tmp_path: Path) -> None:
     lines = (out.stdout + out.stderr).strip().splitlines()
     assert len(lines) == 1, lines
     assert "no running gateway" in lines[0]
+
+
+def test_a_task_failing_repeatedly_ends_its_worker_and_a_new_one_delivers(
+        tmp_path: Path) -> None:
+    """Redis refusing writes (maxmemory reached: every XREADGROUP fails with an
+    OOM error, not a lost connection) makes the dispatchers fail again and
+    again: each worker exits 70, the supervisor starts others, and once Redis
+    accepts writes again everything queued goes out."""
+    import redis as sync_redis
+
+    record = tmp_path / "record.jsonl"
+    sim = SimProcess(tmp_path, "--record", str(record)).start()
+    config = write_config(tmp_path, connector(sim.port), '[[routes]]\nconnectors = ["sim"]',
+                          "[dispatch]\nclaim_idle_ms = 1000\n")
+    gw = GatewayProcess(tmp_path, config=config, workers=2)
+    try:
+        gw.start()
+        url = next(tmp_path.rglob("redis.url")).read_text().strip()
+        r = sync_redis.Redis.from_url(url)
+        with httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
+            wait_for(lambda: client.get("/readyz").status_code == 200, 20)
+            r.config_set("maxmemory", 1)  # noeviction: writes refused, nothing dropped
+            try:
+                wait_for(lambda: '"returncode":70' in gw.log_path.read_text(), 60)
+                assert "task_failing_repeatedly" in gw.log_path.read_text()
+            finally:
+                r.config_set("maxmemory", 0)
+            ids = [submit(client, to=f"+86138{i:08d}", text=f"after oom {i}")
+                   for i in range(50)]
+        with httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
+            bodies = final_bodies(client, ids)
+        assert gw.process is not None and gw.process.poll() is None
+        r.close()
+    finally:
+        gw.stop()
+        sim.stop()
+    assert audit(bodies, record)["messages"] == 50
