@@ -4,12 +4,14 @@ resumes without restarting the gateway; /readyz says when it cannot work."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -119,21 +121,35 @@ def test_external_redis_killed_and_back_delivery_resumes(tmp_path: Path) -> None
     assert audit(bodies, record)["messages"] == N
 
 
-def test_healthz_says_the_process_is_alive(tmp_path: Path) -> None:
+def status_of(tmp_path: Path, http_port: int) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SMSGW_DATA_DIR": str(tmp_path / "data"),
+           "SMSGW_HTTP__PORT": str(http_port)}
+    return subprocess.run([sys.executable, "-m", "gateway.cli", "status"],
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_healthz_says_alive_and_status_shows_the_dispatchers(tmp_path: Path) -> None:
     with GatewayProcess(tmp_path) as gw:
         body = httpx.get(f"{gw.base_url}/healthz", timeout=5).json()
         assert body["status"] == "alive"
         assert body["pid"] > 0
+
+        def reported() -> dict[str, Any] | None:
+            out = status_of(tmp_path, gw.http_port)
+            assert out.returncode == 0, out.stderr
+            workers = json.loads(out.stdout)["connectors"].get("sim", {})
+            return next(iter(workers.values()), None)
+
+        report = wait_for(reported, 20, interval=0.5)
+        assert report["dispatcher"] == "running"
+        assert report["dispatcher_failures"] == 0
 
 
 def test_status_against_a_stopped_gateway_is_one_line(tmp_path: Path) -> None:
     gw = GatewayProcess(tmp_path)
     gw.start()
     gw.stop()
-    env = {**os.environ, "SMSGW_DATA_DIR": str(tmp_path / "data"),
-           "SMSGW_HTTP__PORT": str(gw.http_port)}
-    out = subprocess.run([sys.executable, "-m", "gateway.cli", "status"],
-                         env=env, capture_output=True, text=True, timeout=60, check=False)
+    out = status_of(tmp_path, gw.http_port)
     assert out.returncode != 0
     lines = (out.stdout + out.stderr).strip().splitlines()
     assert len(lines) == 1, lines
