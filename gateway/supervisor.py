@@ -80,6 +80,41 @@ class RedisWatch(threading.Thread):
 
 
 LOCK_FILE = "smsgw.lock"
+WORKERS_FILE = "workers.pid"
+
+
+def _gone(pid: int) -> bool:
+    """Not running (or a zombie left for its parent to reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def guard(supervisor: int, redis_pidfile: Path, workers_file: Path,
+          drain_deadline: float = 60.0) -> None:
+    """`python -m gateway.supervisor`: a small process beside the embedded Redis.
+    While the supervisor lives it only waits (an ordered stop ends it before
+    Redis). If the supervisor dies (kill -9), its workers get SIGTERM from the
+    kernel (PDEATHSIG) and drain, sending what they started and recording it
+    in Redis; this guard waits until they are gone (at most `drain_deadline`)
+    and only then SIGTERMs Redis, which flushes its AOF and exits."""
+    while os.getppid() == supervisor:
+        time.sleep(0.2)
+    deadline = time.monotonic() + drain_deadline
+    try:
+        pids = [int(line) for line in workers_file.read_text().split()]
+    except (OSError, ValueError):
+        pids = []
+    while any(not _gone(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    try:
+        pid = int(redis_pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return
+    if not _gone(pid) and b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes():
+        os.kill(pid, signal.SIGTERM)
 
 
 def lock_data_dir(settings: Settings) -> int:
@@ -175,15 +210,20 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
     sim: subprocess.Popen[bytes] | None = None
     children: list[subprocess.Popen[bytes]] = []
     watch: RedisWatch | None = None
+    guardian: subprocess.Popen[bytes] | None = None
     lock = lock_data_dir(settings)  # before anything starts: refused runs touch nothing
     check_port_free(settings)
+    workers_file = settings.data_path(WORKERS_FILE)
+    workers_file.unlink(missing_ok=True)
     try:
         if settings.redis.url:
             redis_url = settings.redis.url
         else:
             redis = EmbeddedRedis(
                 settings.data_path(settings.redis.data_dir), settings.redis.port,
-                settings.redis.appendfsync, preexec_fn=die_with_parent,
+                settings.redis.appendfsync,
+                # No PDEATHSIG: Redis must outlive the workers that drain into it.
+                # If this process is killed, the guard stops Redis after them.
             )
             redis_url = redis.start()
             log.info("embedded_redis_started", url=redis_url, data_dir=str(redis.data_dir))
@@ -191,6 +231,11 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
             redis_url_file(settings).write_text(redis_url)
             watch = RedisWatch(redis)
             watch.start()
+            guardian = subprocess.Popen(
+                [sys.executable, "-m", "gateway.supervisor", str(os.getpid()),
+                 str(redis.data_dir / "redis.pid"), str(workers_file)],
+                stdin=subprocess.DEVNULL,
+            )
         if settings.simulator.enabled:
             sim = start_simulator(settings)
         if workers == 1:
@@ -202,7 +247,11 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
         def spawn(index: int) -> subprocess.Popen[bytes]:
             return subprocess.Popen([*args, str(index)], preexec_fn=die_with_parent)
 
+        def publish() -> None:  # where the guard looks for workers still draining
+            workers_file.write_text("".join(f"{c.pid}\n" for c in children))
+
         children.extend(spawn(index) for index in range(workers))
+        publish()
         stop = {"flag": False}
 
         def _stop(_sig: int, _frame: object) -> None:
@@ -225,6 +274,7 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
                     return 1
                 log.warning("worker_died", worker=index, returncode=child.returncode)
                 children[index] = spawn(index)
+                publish()
         return 0
     finally:
         for child in children:
@@ -236,9 +286,14 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
         terminate(sim, 5)
+        terminate(guardian, 5)  # an ordered stop: Redis is stopped here, last
         if watch is not None:
             watch.stop()
         if redis is not None:
             redis.stop()
             log.info("embedded_redis_stopped")
         os.close(lock)
+
+
+if __name__ == "__main__":
+    guard(int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
