@@ -2,9 +2,12 @@
 simulator (when configured) and runs the gateway workers: in-process for one,
 as child processes sharing the HTTP port (SO_REUSEPORT) for several.
 
-Children get PR_SET_PDEATHSIG, so even a `kill -9` of this process makes the
-embedded Redis shut down cleanly (flushing its append-only file) instead of
-lingering on the data dir.
+Workers and the simulator get PR_SET_PDEATHSIG, so even a `kill -9` of this
+process makes them stop (the workers drain). The embedded Redis does not: a
+guard process (`guard`, below) stops it cleanly (flushing its append-only file)
+only once the workers are gone, so their drain never loses Redis. A dead
+embedded Redis is restarted (`RedisWatch`). One gateway per data dir
+(`lock_data_dir`) and per HTTP port (`check_port_free`).
 """
 
 from __future__ import annotations
