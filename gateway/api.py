@@ -11,7 +11,9 @@ Every error leaves as RFC 9457 `application/problem+json` with a stable `code`
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import os
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -499,15 +501,21 @@ def create_app(settings: Settings, store: Store, worker: int = 0) -> Api:
     app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/healthz", include_in_schema=False)
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz() -> dict[str, object]:
+        """Liveness only: this process runs its event loop. Whether it can do its
+        work (Redis, dispatchers) is /readyz."""
+        return {"status": "alive", "worker": worker, "pid": os.getpid()}
 
     @app.get("/readyz", include_in_schema=False)
-    async def readyz() -> Response:
+    async def readyz(request: Request) -> Response:
         try:
-            await store.redis.ping()
+            await asyncio.wait_for(store.redis.ping(), 1.0)
         except Exception:
             return problem_response(503, "not_ready", "Redis is not reachable")
+        # Set by gateway.server.serve: which long-running tasks run right now.
+        health = getattr(request.app.state, "task_health", None)
+        if health is not None and health.dispatchers() and not health.dispatchers_running():
+            return problem_response(503, "not_ready", "no dispatcher is running in this worker")
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", include_in_schema=False)

@@ -134,13 +134,22 @@ class Dispatcher:
                 )
             if not entries:
                 continue
-            states = await self.store.dispatch_view([e.message_id for e in entries])
-            # Looked again: the connector may have come back while the read blocked.
-            if failing_over and self.connector.down_for() >= self.conn_settings.failover_after:
-                await asyncio.gather(*(
-                    self._hand_off(e, s) for e, s in zip(entries, states, strict=True)
-                ))
-                continue
+            try:
+                states = await self.store.dispatch_view([e.message_id for e in entries])
+                # Looked again: the connector may have come back while the read blocked.
+                if failing_over and \
+                        self.connector.down_for() >= self.conn_settings.failover_after:
+                    await asyncio.gather(*(
+                        self._hand_off(e, s) for e, s in zip(entries, states, strict=True)
+                    ))
+                    continue
+            except BaseException:
+                # Read but not started (Redis went away, or this task is being
+                # cancelled): leave them pending for a reclaim instead of keeping
+                # them claimed here forever (`Store.keep_claimed`).
+                for entry in entries:
+                    self.store.abandon(entry.lane, entry.entry_id)
+                raise
             for entry, state in zip(entries, states, strict=True):
                 if not self._inflight.take():
                     await self._inflight.acquire()

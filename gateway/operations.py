@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
+import redis.exceptions
 
 from gateway.config import Settings
 from gateway.model import new_id
@@ -89,13 +91,31 @@ async def _dlq_replay(settings: Settings, ids: list[str], replay_all: bool) -> l
     return out
 
 
+REDIS_UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+
+
+def _unreachable(settings: Settings, exc: BaseException) -> int:
+    """One line instead of a traceback: the gateway (its Redis) is not running."""
+    url = settings.redis.url or find_redis_url(settings)
+    print(f"no running gateway: its Redis at {url} is not reachable ({exc})", file=sys.stderr)
+    return 1
+
+
 def status(settings: Settings) -> int:
-    print(orjson.dumps(asyncio.run(_status(settings)), option=orjson.OPT_INDENT_2).decode())
+    try:
+        report = asyncio.run(_status(settings))
+    except REDIS_UNREACHABLE as exc:
+        return _unreachable(settings, exc)
+    print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     return 0
 
 
 def dlq_list(settings: Settings, count: int) -> int:
-    for row in asyncio.run(_dlq_list(settings, count)):
+    try:
+        rows = asyncio.run(_dlq_list(settings, count))
+    except REDIS_UNREACHABLE as exc:
+        return _unreachable(settings, exc)
+    for row in rows:
         print(orjson.dumps(row).decode())
     return 0
 
@@ -104,7 +124,10 @@ def dlq_replay(settings: Settings, ids: list[str], replay_all: bool) -> int:
     if not ids and not replay_all:
         print("name message ids to replay, or --all")
         return 2
-    rows = asyncio.run(_dlq_replay(settings, ids, replay_all))
+    try:
+        rows = asyncio.run(_dlq_replay(settings, ids, replay_all))
+    except REDIS_UNREACHABLE as exc:
+        return _unreachable(settings, exc)
     for row in rows:
         print(orjson.dumps(row).decode())
     return 0 if rows or replay_all else 1

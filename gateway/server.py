@@ -7,10 +7,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import random
 import signal
 import socket
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import redis.exceptions
 import uvicorn
 
 from gateway import logs, metrics, numbers
@@ -25,6 +29,79 @@ from gateway.store import Store
 from gateway.webhooks import Webhooks
 
 log = logs.get("smsgw.server")
+
+# A long-running task that fails this many times within TASK_FAILURE_WINDOW
+# seconds (for a reason other than Redis being unreachable) ends the worker with
+# EXIT_TASKS_FAILING, and the supervisor starts a fresh one.
+TASK_FAILURE_LIMIT = 5
+TASK_FAILURE_WINDOW = 60.0
+EXIT_TASKS_FAILING = 70
+# Backoff between restarts of a failed task: doubling from the first to the cap.
+TASK_BACKOFF_FIRST = 0.1
+TASK_BACKOFF_CAP = 2.0
+
+# Errors that mean "Redis is away" (killed, restarting, network): waiting and
+# trying again is the cure, a fresh worker would not do better.
+REDIS_AWAY = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+              redis.exceptions.BusyLoadingError, ConnectionError, TimeoutError, OSError)
+
+
+class TaskHealth:
+    """Which of this worker's long-running tasks are running right now (not
+    failed and waiting to restart); read by /readyz and `smsgw status`."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, bool] = {}
+        self.failures: dict[str, int] = {}
+        self.fatal = False
+
+    def dispatchers_running(self) -> int:
+        return sum(1 for name, up in self.running.items() if up and name.startswith("dispatcher:"))
+
+    def dispatchers(self) -> int:
+        return sum(1 for name in self.running if name.startswith("dispatcher:"))
+
+
+async def supervised(name: str, run: Callable[[], Awaitable[None]], stop: asyncio.Event,
+                     health: TaskHealth) -> None:
+    """Run `run()` until `stop` is set, restarting it with backoff whenever it
+    raises; each failure is logged at once. Failures other than Redis being
+    unreachable that repeat (TASK_FAILURE_LIMIT within TASK_FAILURE_WINDOW)
+    set `health.fatal` and `stop`: the worker exits non-zero."""
+    failures: list[float] = []
+    delay = TASK_BACKOFF_FIRST
+    while not stop.is_set():
+        health.running[name] = True
+        started = time.monotonic()
+        try:
+            await run()
+            if stop.is_set():
+                return
+            raise RuntimeError(f"task {name} returned without being stopped")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            health.running[name] = False
+            health.failures[name] = health.failures.get(name, 0) + 1
+            redis_away = isinstance(exc, REDIS_AWAY)
+            log.error("task_failed", task=name, error=repr(exc), redis_away=redis_away,
+                      failures=health.failures[name])
+            now = time.monotonic()
+            if now - started > TASK_FAILURE_WINDOW:
+                delay = TASK_BACKOFF_FIRST  # it had been running fine: start over
+            if not redis_away:
+                failures = [t for t in failures if now - t < TASK_FAILURE_WINDOW] + [now]
+                if len(failures) >= TASK_FAILURE_LIMIT:
+                    log.error("task_failing_repeatedly", task=name, failures=len(failures),
+                              window_s=TASK_FAILURE_WINDOW)
+                    health.fatal = True
+                    stop.set()
+                    return
+        try:
+            await asyncio.wait_for(stop.wait(), random.uniform(delay / 2, delay))
+        except TimeoutError:
+            pass
+        delay = min(TASK_BACKOFF_CAP, delay * 2)
 
 
 def http_socket(host: str, port: int) -> socket.socket:
@@ -80,9 +157,11 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
         dispatchers.append(Dispatcher(name, settings, store, connector, receipts, consumer))
 
     tasks: list[asyncio.Task[None]] = []
+    health = TaskHealth()
     server: uvicorn.Server | None = None
     if settings.http.enabled:
         app = create_app(settings, store, worker)
+        app.state.task_health = health  # for /readyz
         add_provider_receipts(app, settings, receipts)
         config = uvicorn.Config(
             app,
@@ -99,12 +178,17 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
         tasks.append(asyncio.create_task(server.serve(sockets=[sock])))
     for connector in connectors.values():
         connector.start()
-    tasks += [asyncio.create_task(d.run()) for d in dispatchers]
-    tasks.append(asyncio.create_task(housekeeper.run()))
-    tasks.append(asyncio.create_task(_report(store, consumer, connectors, stop)))
-    tasks.append(asyncio.create_task(_publish_metrics(store, worker, stop)))
+
+    def watch(name: str, run: Callable[[], Awaitable[None]]) -> None:
+        tasks.append(asyncio.create_task(supervised(name, run, stop, health)))
+
+    for d in dispatchers:
+        watch(f"dispatcher:{d.name}", d.run)
+    watch("housekeeper", housekeeper.run)
+    watch("report", lambda: _report(store, consumer, connectors, stop, health))
+    watch("metrics", lambda: _publish_metrics(store, worker, stop))
     if settings.webhooks.enabled:
-        tasks.append(asyncio.create_task(webhooks.run()))
+        watch("webhooks", webhooks.run)
     log.info("worker_started", worker=worker, http=f"{settings.http.host}:{settings.http.port}")
 
     await stop.wait()
@@ -120,6 +204,10 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     await asyncio.wait(tasks, timeout=10)
     await asyncio.gather(*(c.stop() for c in connectors.values()), return_exceptions=True)
     await store.close()
+    if health.fatal:
+        log.error("worker_exiting", worker=worker, reason="tasks failing repeatedly",
+                  exit_code=EXIT_TASKS_FAILING)
+        raise SystemExit(EXIT_TASKS_FAILING)
 
 
 async def _publish_metrics(store: Store, worker: int, stop: asyncio.Event) -> None:
@@ -135,7 +223,8 @@ async def _publish_metrics(store: Store, worker: int, stop: asyncio.Event) -> No
             pass
 
 
-async def _report(store: Store, worker: str, connectors: dict, stop: asyncio.Event) -> None:  # type: ignore[type-arg]
+async def _report(store: Store, worker: str, connectors: dict, stop: asyncio.Event,  # type: ignore[type-arg]
+                  health: TaskHealth) -> None:
     """Publish this worker's view of its connectors for `smsgw status`."""
     while not stop.is_set():
         for name, connector in connectors.items():
@@ -147,6 +236,9 @@ async def _report(store: Store, worker: str, connectors: dict, stop: asyncio.Eve
                 "binds_bound": len(getattr(connector, "senders", ())),
                 "window": getattr(s, "window", None),
                 "tps_limit": s.tps or None,
+                "dispatcher": "running" if health.running.get(f"dispatcher:{name}")
+                else "down",
+                "dispatcher_failures": health.failures.get(f"dispatcher:{name}", 0),
             }
             try:
                 await store.report_connector(worker, name, report)
