@@ -26,11 +26,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from gateway import batches, logs, metrics, numbers
 from gateway.admission import Admission, AdmissionError
-from gateway.auth import account_for, key_table
+from gateway.auth import AUTH_SCOPE_KEY, account_for, key_table
 from gateway.config import AccountSettings, CallbackEvent, Settings
 from gateway.model import new_id
 from gateway.problems import (
@@ -189,35 +189,6 @@ def _utc(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, dt.UTC)
 
 
-class BodyLimit:
-    """413 for bodies over the configured size, counted as they stream in."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await problem_response(
-                    413, "payload_too_large", f"body over {self.limit} bytes"
-                )(scope, receive, send)
-                return
-        seen = 0
-
-        async def counted() -> Any:
-            nonlocal seen
-            event = await receive()
-            seen += len(event.get("body", b""))
-            if seen > self.limit:
-                raise Problem(413, "payload_too_large", f"body over {self.limit} bytes")
-            return event
-
-        await self.app(scope, counted, send)
-
-
 _bearer = HTTPBearer(auto_error=False, description="The account's API key")
 
 
@@ -225,6 +196,9 @@ async def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
 ) -> tuple[str, AccountSettings]:
+    known: tuple[str, AccountSettings] | None = request.scope.get(AUTH_SCOPE_KEY)
+    if known is not None:  # checked by Api before the body was read
+        return known
     token = credentials.credentials if credentials is not None else ""
     return account_for(request.app.state.api_keys, token)
 
@@ -245,10 +219,19 @@ class Api(FastAPI):
     submitter: Submitter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == SUBMIT_PATH and scope["method"] == "POST":
-            await self.submitter(scope, receive, send)
-        else:
-            await super().__call__(scope, receive, send)
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == SUBMIT_PATH and scope["method"] == "POST":
+                await self.submitter(scope, receive, send)
+                return
+            if path.startswith("/v1/") and not path.startswith("/v1/receipts/"):
+                # The API key before the body is read or parsed (docs/http-api.md).
+                try:
+                    scope[AUTH_SCOPE_KEY] = await self.submitter.authorize(scope)
+                except Exception as exc:
+                    await error_response(exc)(scope, receive, send)
+                    return
+        await super().__call__(scope, receive, send)
 
 
 async def submit(body: MessageIn, auth: Auth, idempotency_key: IdemKey = None) -> None:
@@ -274,7 +257,6 @@ def create_app(settings: Settings, store: Store, worker: int = 0) -> Api:
         docs_url=None,
         redoc_url=None,
     )
-    app.add_middleware(BodyLimit, limit=settings.http.max_body_bytes)
     app.state.api_keys = key_table(settings)
     app.submitter = Submitter(settings.http, store, admission, app.state.api_keys)
     app.router.routes.append(Route(SUBMIT_PATH, app.submitter, methods=["POST"]))

@@ -46,6 +46,9 @@ def problem_response(
     headers = dict(headers or {})
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+        # Answered before the body is read: the connection closes rather than
+        # reading (and discarding) whatever body follows.
+        headers["Connection"] = "close"
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM, headers=headers)
 
 

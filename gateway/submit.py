@@ -6,15 +6,16 @@ message's own admission; a client sending one message per request (OTPs, most
 transactional traffic) paid that on every message (docs/benchmarks.md, "Callbacks and
 single-message requests"). This route runs as a plain ASGI callable before
 FastAPI sees the request (gateway.api.Api) and gives the answers FastAPI gave,
-in FastAPI's order:
+in this order:
 
-1. a Content-Length over `http.max_body_bytes`, or a body that grows past it
-   while it is read: 413 `payload_too_large`;
-2. a body with a JSON Content-Type (`application/json`, `application/*+json`)
-   that is not JSON: 400 `malformed_json` — before the API key is looked at,
-   as FastAPI reads the body first; a body of another Content-Type is
+1. the API key, from the headers alone, before any body is read: 401
+   `unauthorized` (and the connection closes);
+2. a Content-Length over `http.max_body_bytes`, or a body that grows past it
+   while it is read: 413 `payload_too_large` (gateway.httpserver refuses
+   these before the route runs; the route counts again);
+3. a body with a JSON Content-Type (`application/json`, `application/*+json`)
+   that is not JSON: 400 `malformed_json`; a body of another Content-Type is
    validated as it is, and fails;
-3. the API key: 401 `unauthorized`;
 4. the `Idempotency-Key` header and the body against `MessageIn`, together:
    422 `validation_error` with every field path;
 5. an `Idempotency-Key` seen before: its first response, or 422
@@ -52,7 +53,7 @@ from gateway import logs, metrics, numbers
 from gateway.admission import Admission, AdmissionError, Submission
 from gateway.auth import Keys, account_for, bearer_token
 from gateway.coalesce import Coalescer
-from gateway.config import CallbackEvent, HttpSettings
+from gateway.config import AccountSettings, CallbackEvent, HttpSettings
 from gateway.model import Message, new_id
 from gateway.problems import Problem, error_response, invalid, problem_response
 from gateway.store import Record, Store, idem_key
@@ -271,6 +272,8 @@ class Submitter:
         for name, value in scope["headers"]:
             if name in _WANTED and name not in headers:
                 headers[name] = value
+        authorization = headers.get(b"authorization")
+        name, account = await self._account(scope, authorization)
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             return problem_response(413, "payload_too_large", f"body over {self.limit} bytes")
@@ -279,10 +282,6 @@ class Submitter:
             return None
         content_type = headers.get(b"content-type")
         data = parse_body(raw, content_type.decode("latin-1") if content_type else None)
-        authorization = headers.get(b"authorization")
-        name, account = account_for(
-            self.keys, bearer_token(authorization.decode("latin-1") if authorization else None)
-        )
         key = headers.get(b"idempotency-key")
         idempotency_key = key.decode("latin-1") if key is not None else None
         body, errors = validate(data, idempotency_key)
@@ -314,6 +313,23 @@ class Submitter:
         metrics.count_status("queued")
         log.debug("accepted", message_id=message.id, to=message.to, parts=message.parts)
         return accepted
+
+    async def authorize(self, scope: Scope) -> tuple[str, AccountSettings]:
+        """The account of a request's API key, from its headers alone (every
+        /v1 route asks this before its body is read)."""
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+                break
+        return await self._account(scope, authorization)
+
+    async def _account(
+        self, scope: Scope, authorization: bytes | None
+    ) -> tuple[str, AccountSettings]:
+        return account_for(
+            self.keys, bearer_token(authorization.decode("latin-1") if authorization else None)
+        )
 
     async def _body(self, receive: Receive) -> bytes | None:
         """The whole body, counted as it arrives (413 past the limit); None if
