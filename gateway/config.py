@@ -66,6 +66,11 @@ class HttpSettings(_Section):
     body_timeout: float = Field(default=30.0, gt=0, le=3600)
     keepalive_timeout: float = Field(default=5.0, gt=0, le=3600)
     max_connections: int = Field(default=4096, ge=1, le=1_000_000)
+    # Failed API keys from one source address within `auth_failure_window`
+    # seconds (counted in Redis, shared by every worker) after which that source
+    # gets 429 rate_limited until the window ends.
+    auth_failures: int = Field(default=20, ge=1, le=1_000_000)
+    auth_failure_window: int = Field(default=300, ge=1, le=86_400)
     # A retried request with the same Idempotency-Key within this many seconds
     # gets the first response back and queues nothing.
     idempotency_ttl: int = Field(default=24 * 3600, ge=60)

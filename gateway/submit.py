@@ -40,7 +40,9 @@ import datetime as dt
 import email.message
 import hashlib
 import json
+import math
 import re
+import time
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -228,6 +230,13 @@ async def persist(
 # --- the route ---------------------------------------------------------------------
 
 
+def _rate_limited(seconds: float) -> Problem:
+    wait = max(1, math.ceil(seconds))
+    return Problem(429, "rate_limited",
+                   f"too many failed API keys from this address; retry in {wait} s",
+                   headers={"Retry-After": str(wait), "Connection": "close"})
+
+
 def _opted_out(message: Message) -> AdmissionError:
     return AdmissionError("opted_out", f"{numbers.mask(message.to)} opted out of marketing", "to")
 
@@ -239,6 +248,8 @@ class Submitter:
                  keys: Keys) -> None:
         self.api, self.store, self.admission, self.keys = settings_http, store, admission, keys
         self.limit = settings_http.max_body_bytes
+        # Source addresses over the failed-key limit → time.monotonic() it ends.
+        self._blocked: dict[str, float] = {}
         # Requests in flight on this worker share their Redis round trips.
         self._enqueue: Coalescer[tuple[Record, tuple[str, str] | None], bool] = Coalescer(
             self._flush, max_batch=settings_http.batch_chunk
@@ -327,9 +338,46 @@ class Submitter:
     async def _account(
         self, scope: Scope, authorization: bytes | None
     ) -> tuple[str, AccountSettings]:
-        return account_for(
-            self.keys, bearer_token(authorization.decode("latin-1") if authorization else None)
-        )
+        """The key's account; a source over `http.auth_failures` failed keys in
+        the window gets 429 `rate_limited`, right key or not, until it ends."""
+        client = scope.get("client")
+        source = client[0] if client else "unknown"
+        if self._blocked:
+            until = self._blocked.get(source)
+            if until is not None:
+                left = until - time.monotonic()
+                if left > 0:
+                    metrics.AUTH_FAILURES.labels("rate_limited").inc()
+                    raise _rate_limited(left)
+                del self._blocked[source]
+        token = bearer_token(authorization.decode("latin-1") if authorization else None)
+        try:
+            return account_for(self.keys, token)
+        except Problem as refused:
+            await self._failed(source, token, refused)
+            raise
+
+    async def _failed(self, source: str, token: str, refused: Problem) -> None:
+        """Count, log and meter one failed key; raises 429 once the source is over."""
+        key_hash = hashlib.sha256(token.strip().encode()).hexdigest()[:12] if token.strip() else ""
+        try:
+            count, left = await self.store.auth_failed(source, self.api.auth_failure_window)
+        except Exception as exc:  # Redis away: the 401 still stands
+            log.warning("auth_failed", source=source, key_sha256_prefix=key_hash,
+                        reason=refused.detail, counted=False, error=repr(exc))
+            metrics.AUTH_FAILURES.labels("unauthorized").inc()
+            return
+        over = count > self.api.auth_failures
+        log.warning("auth_failed", source=source, key_sha256_prefix=key_hash,
+                    reason=refused.detail, failures=count, rate_limited=over)
+        if not over:
+            metrics.AUTH_FAILURES.labels("unauthorized").inc()
+            return
+        metrics.AUTH_FAILURES.labels("rate_limited").inc()
+        if len(self._blocked) > 10_000:
+            self._blocked.clear()
+        self._blocked[source] = time.monotonic() + left
+        raise _rate_limited(left) from None
 
     async def _body(self, receive: Receive) -> bytes | None:
         """The whole body, counted as it arrives (413 past the limit); None if

@@ -27,6 +27,8 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
             "SMSGW_ACCOUNTS__OTHER__API_KEYS": '["other-key"]',
             "SMSGW_ACCOUNTS__OTHER__DEFAULT_REGION": "GB",
             "SMSGW_HTTP__MAX_BODY_BYTES": str(BODY_LIMIT),
+            # these tests send many wrong keys on purpose, all from 127.0.0.1
+            "SMSGW_HTTP__AUTH_FAILURES": "1000000",
         },
     )
     gw.start()

@@ -6,12 +6,14 @@ is read."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from loadtest.harness import GatewayProcess
@@ -216,3 +218,48 @@ def test_connections_over_the_limit_are_refused(gw: GatewayProcess) -> None:
         send_all(sock, head(method="GET", path="/v1/optouts", extra="Connection: close\r\n")
                  + b"\r\n")
         assert response(read_until_closed(sock))[0] == 200
+
+
+# --- credential guessing ------------------------------------------------------------
+
+
+def client_from(gw: GatewayProcess, source: str, key: str) -> httpx.Client:
+    """An HTTP client whose connections leave from `source` (any 127/8 address)."""
+    transport = httpx.HTTPTransport(local_address=source)
+    return httpx.Client(base_url=gw.base_url, transport=transport, timeout=10,
+                        headers={"Authorization": f"Bearer {key}"})
+
+
+def test_guessing_keys_gets_the_source_429_and_leaves_others_alone(tmp_path: Path) -> None:
+    env = {"SMSGW_HTTP__AUTH_FAILURES": "5", "SMSGW_HTTP__AUTH_FAILURE_WINDOW": "60"}
+    guess = "guess-7f3a9c-not-a-key"
+    with GatewayProcess(tmp_path / "gw", env=env, workers=2) as gw:
+        with client_from(gw, "127.0.0.2", guess) as attacker, \
+                client_from(gw, "127.0.0.2", API_KEY) as attacker_right, \
+                client_from(gw, "127.0.0.1", API_KEY) as other, \
+                client_from(gw, "127.0.0.1", "wrong") as other_wrong:
+            statuses = [attacker.get("/v1/optouts").status_code for _ in range(5)]
+            assert statuses == [401] * 5
+            limited = [attacker.post("/v1/messages", json={}) for _ in range(4)]
+            for r in limited:
+                assert r.status_code == 429, r.text
+                assert r.json()["code"] == "rate_limited"
+                assert r.headers["content-type"] == "application/problem+json"
+                assert 1 <= int(r.headers["Retry-After"]) <= 60
+            # the right key from the same source is refused too (or guessing could
+            # tell a hit from a miss); on both workers, hence several tries
+            assert all(attacker_right.get("/v1/optouts").status_code == 429 for _ in range(6))
+            # another source is unaffected, right key or wrong
+            assert other.get("/v1/optouts").status_code == 200
+            r = other.post("/v1/messages", json={"to": "+8613800138000", "from": "SHOP",
+                                                  "text": "hi"})
+            assert r.status_code == 202, r.text
+            assert other_wrong.get("/v1/optouts").status_code == 401
+            metrics_text = other.get("/metrics").text
+        log = gw.log_path.read_text()
+    assert guess not in log
+    failures = [line for line in log.splitlines() if "auth_failed" in line]
+    assert any("127.0.0.2" in line for line in failures)
+    assert any(hashlib.sha256(guess.encode()).hexdigest()[:12] in line for line in failures)
+    assert 'smsgw_auth_failures_total{outcome="rate_limited"}' in metrics_text
+    assert 'smsgw_auth_failures_total{outcome="unauthorized"}' in metrics_text
