@@ -43,6 +43,9 @@ from gateway.problems import (
 )
 from gateway.store import Store
 from gateway.submit import (
+    _MISSING as MISSING,
+)
+from gateway.submit import (
     PATH as SUBMIT_PATH,
 )
 from gateway.submit import (
@@ -51,6 +54,8 @@ from gateway.submit import (
     MessageIn,
     Submitter,
     idempotency,
+    json_type,
+    parse_body,
     persist,
     replay,
 )
@@ -125,7 +130,11 @@ class BatchIn(BaseModel):
         default=None,
         description="Statuses that make a callback; default: the account's (final ones)",
     )
-    send_at: dt.datetime | None = None
+    # Any: every value is judged by admission.parse_send_at (invalid_send_at).
+    send_at: Any = Field(
+        default=None, json_schema_extra={"type": "string", "format": "date-time"},
+        description="RFC 3339 with an offset, at most http.send_at_horizon ahead",
+    )
     validity: int | None = Field(default=None, ge=1)
     encoding: Literal["auto", "gsm7", "ucs2"] = "auto"
     messages: list[RecipientIn] = Field(min_length=1, max_length=10_000)
@@ -189,6 +198,24 @@ def _utc(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, dt.UTC)
 
 
+def _json_body_type(scope: Scope) -> None:
+    """415 for a body whose Content-Type is not JSON (before it is read)."""
+    content_type = length = None
+    chunked = False
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type = value.decode("latin-1")
+        elif name == b"content-length":
+            length = value
+        elif name == b"transfer-encoding":
+            chunked = True
+    if (chunked or (length is not None and length != b"0")) and not (
+        content_type and json_type(content_type)
+    ):
+        raise Problem(415, "unsupported_media_type",
+                      "send the body as Content-Type: application/json")
+
+
 _bearer = HTTPBearer(auto_error=False, description="The account's API key")
 
 
@@ -228,6 +255,8 @@ class Api(FastAPI):
                 # The API key before the body is read or parsed (docs/http-api.md).
                 try:
                     scope[AUTH_SCOPE_KEY] = await self.submitter.authorize(scope)
+                    if scope["method"] in ("POST", "PUT", "PATCH"):
+                        _json_body_type(scope)
                 except Exception as exc:
                     await error_response(exc)(scope, receive, send)
                     return
@@ -276,6 +305,8 @@ def create_app(settings: Settings, store: Store, worker: int = 0) -> Api:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI could not read the body (e.g. not UTF-8)
+            return malformed_json()
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         # Starlette puts Allow on its 405s (RFC 9110 §15.5.6 requires it).
         return problem_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
@@ -301,12 +332,11 @@ def create_app(settings: Settings, store: Store, worker: int = 0) -> Api:
         sent is listed under `rejected` with its code; the others are queued."""
         name, account = auth
         raw = await request.body()
+        data = parse_body(raw, request.headers.get("content-type") or "application/json")
+        if data is MISSING:
+            raise Problem(400, "malformed_json", "the body is not valid JSON")
         try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise Problem(400, "malformed_json", "the body is not valid JSON") from None
-        try:
-            req = batches.parse(data, api.batch_max_recipients)
+            req = batches.parse(data, api.batch_max_recipients, api.send_at_horizon)
         except batches.InvalidBatch as exc:
             raise Problem(
                 422, "validation_error", "the request is not valid", exc.errors

@@ -71,6 +71,8 @@ class HttpSettings(_Section):
     # gets 429 rate_limited until the window ends.
     auth_failures: int = Field(default=20, ge=1, le=1_000_000)
     auth_failure_window: int = Field(default=300, ge=1, le=86_400)
+    # How far ahead `send_at` may be, in seconds (422 invalid_send_at beyond).
+    send_at_horizon: int = Field(default=365 * 86400, ge=60)
     # A retried request with the same Idempotency-Key within this many seconds
     # gets the first response back and queues nothing.
     idempotency_ttl: int = Field(default=24 * 3600, ge=60)

@@ -36,7 +36,6 @@ The OpenAPI document still describes the route (gateway.api declares it from
 
 from __future__ import annotations
 
-import datetime as dt
 import email.message
 import hashlib
 import json
@@ -52,7 +51,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from gateway import logs, metrics, numbers
-from gateway.admission import Admission, AdmissionError, Submission
+from gateway.admission import Admission, AdmissionError, Submission, parse_send_at
 from gateway.auth import Keys, account_for, bearer_token
 from gateway.coalesce import Coalescer
 from gateway.config import AccountSettings, CallbackEvent, HttpSettings
@@ -80,7 +79,11 @@ class MessageIn(BaseModel):
         description="Statuses that make a callback; default: the account's (final ones)",
     )
     client_ref: str | None = Field(default=None, max_length=64)
-    send_at: dt.datetime | None = None
+    # Any: every value is judged by admission.parse_send_at (invalid_send_at).
+    send_at: Any = Field(
+        default=None, json_schema_extra={"type": "string", "format": "date-time"},
+        description="RFC 3339 with an offset, at most http.send_at_horizon ahead",
+    )
     validity: int | None = Field(default=None, ge=1)
     encoding: Literal["auto", "gsm7", "ucs2"] = "auto"
 
@@ -110,7 +113,7 @@ _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _ACCEPTED_START = {"type": "http.response.start", "status": 202}
 
 
-def _json_type(content_type: str) -> bool:
+def json_type(content_type: str) -> bool:
     """FastAPI's test of a JSON body: main type `application`, subtype `json`
     or `…+json`, parameters and case ignored."""
     if content_type == "application/json":
@@ -124,8 +127,9 @@ def _json_type(content_type: str) -> bool:
 
 
 def parse_body(body: bytes, content_type: str | None) -> Any:
-    """The body as FastAPI handed it to validation: _MISSING when empty, the bytes
-    themselves unless the Content-Type says JSON, otherwise the parsed JSON.
+    """The body as FastAPI handed it to validation: _MISSING when empty, 415
+    `unsupported_media_type` unless the Content-Type says JSON, otherwise the
+    parsed JSON (400 `malformed_json` for anything that is not).
     orjson parses; what it refuses goes to the standard library's json, which
     FastAPI used, so the same bodies are accepted (NaN, a byte-order mark) and
     the rest fail the same way. orjson reads an integer beyond 64 bits as a
@@ -133,8 +137,9 @@ def parse_body(body: bytes, content_type: str | None) -> Any:
     library too."""
     if not body:
         return _MISSING
-    if not content_type or not _json_type(content_type):
-        return body
+    if not content_type or not json_type(content_type):
+        raise Problem(415, "unsupported_media_type",
+                      "send the body as Content-Type: application/json")
     if _LONG_DIGITS.search(body) is None:
         try:
             return orjson.loads(body)
@@ -144,8 +149,8 @@ def parse_body(body: bytes, content_type: str | None) -> Any:
         return json.loads(body)
     except json.JSONDecodeError:
         raise Problem(400, "malformed_json", "the body is not valid JSON") from None
-    except Exception:  # e.g. bytes that are not UTF-8
-        raise Problem(400, "http_error", "There was an error parsing the body") from None
+    except Exception:  # bytes that are not UTF-8, nesting too deep, a 5,000-digit number
+        raise Problem(400, "malformed_json", "the body is not valid JSON") from None
 
 
 def validate(data: Any, idempotency_key: str | None) -> tuple[MessageIn | None, list[Any]]:
@@ -165,7 +170,7 @@ def validate(data: Any, idempotency_key: str | None) -> tuple[MessageIn | None, 
     return (None if errors else body), errors
 
 
-def submission(body: MessageIn) -> Submission:
+def submission(body: MessageIn, send_at_horizon: float = 365 * 86400) -> Submission:
     """Every field of the request body, as admission takes it."""
     return Submission(
         to=body.to,
@@ -176,7 +181,7 @@ def submission(body: MessageIn) -> Submission:
         callback_url=body.callback_url,
         callback_events=body.callback_events,
         client_ref=body.client_ref,
-        send_at=body.send_at.timestamp() if body.send_at else None,
+        send_at=parse_send_at(body.send_at, send_at_horizon),
         validity=body.validity,
     )
 
@@ -303,7 +308,7 @@ class Submitter:
             prior = await self.store.idempotent_response(idem[0])
             if prior is not None:
                 return replay(prior, idem[1])
-        message = self.admission.admit(name, account, submission(body))
+        message = self.admission.admit(name, account, submission(body, self.api.send_at_horizon))
         # Marketing is checked against the account's opt-out list: inside the
         # enqueue script for a request without a key, on its own before the key
         # is claimed for one with a key.
