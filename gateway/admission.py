@@ -6,9 +6,13 @@ same way whichever door it came through.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from gateway import numbers
 from gateway.callbacks import Receivers, events_mask, refused_target
@@ -53,6 +57,68 @@ def _check_target(account: AccountSettings, url: str | None) -> None:
 Admit = Callable[[str, str, "str | None"], Message]
 
 
+# --- fields checked the same way on every endpoint ----------------------------------
+
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+_NUMERIC_SENDER = re.compile(r"\+?[0-9]{1,15}")
+_senders: dict[str, str | None] = {}  # sender → why it is refused (None: fine)
+
+
+def parse_send_at(value: Any, horizon: float, now: float | None = None) -> float | None:
+    """`send_at` as a Unix time: RFC 3339 with an offset (`Z` or `±hh:mm`), at most
+    `horizon` seconds ahead; else 422 `invalid_send_at`. A time past is now."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise AdmissionError(
+            "invalid_send_at",
+            "send_at must be an RFC 3339 date-time with an offset, e.g. 2030-01-01T09:00:00Z",
+            "send_at",
+        )
+    try:
+        at = dt.datetime.fromisoformat(value.replace("z", "Z")).timestamp()
+    except (ValueError, OverflowError):
+        raise AdmissionError("invalid_send_at", "send_at is not a real date-time",
+                             "send_at") from None
+    if at > (now if now is not None else time.time()) + horizon:
+        raise AdmissionError(
+            "invalid_send_at", f"send_at is more than {int(horizon)} s ahead", "send_at"
+        )
+    return at
+
+
+def _sender_problem(sender: str) -> str | None:
+    for ch in sender:
+        if unicodedata.category(ch)[0] == "C" or unicodedata.category(ch) in ("Zl", "Zp"):
+            return "from holds a control or invisible character"
+    if _NUMERIC_SENDER.fullmatch(sender):
+        return None
+    if sender.isdigit() or sender.lstrip("+").isdigit():
+        return "a numeric from has at most 15 digits"
+    if len(sender) > 11:
+        return "an alphanumeric from has at most 11 characters"
+    try:
+        sender.encode("latin-1")
+    except UnicodeEncodeError:
+        return "an alphanumeric from must be Latin-1 (GSM) characters"
+    return None
+
+
+def check_sender(sender: str) -> None:
+    """422 `invalid_sender` unless an SMSC can send from `sender`: numeric up to 15
+    digits, else alphanumeric up to 11 Latin-1 characters, no control characters."""
+    problem = _senders.get(sender, "")
+    if problem == "":
+        problem = _sender_problem(sender)
+        if len(_senders) < 10_000:
+            _senders[sender] = problem
+    if problem is not None:
+        raise AdmissionError("invalid_sender", problem, "from")
+
+
 class Admission:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -71,6 +137,7 @@ class Admission:
         """One message, judged by the same rules as each recipient of a batch
         (`admitter`) without building the closure a batch shares."""
         now = time.time()
+        check_sender(sub.sender)
         expires_at = self._expires_at(now, sub.send_at, sub.validity)
         e164, carrier, connectors = self._place(
             account_name, account.default_region, sub.msg_class, sub.sender, sub.to
@@ -106,6 +173,7 @@ class Admission:
         shared field that is wrong (validity); the function raises it per
         recipient (number, route, text)."""
         now = time.time()
+        check_sender(sender)
         expires_at = self._expires_at(now, send_at, validity)
         callback_url = callback_url or account.callback_url
         _check_target(account, callback_url)

@@ -28,11 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from gateway import batches, logs, metrics, numbers
 from gateway.admission import Admission, AdmissionError
-from gateway.auth import account_for, key_table
+from gateway.auth import AUTH_SCOPE_KEY, account_for, key_table
 from gateway.config import AccountSettings, CallbackEvent, Settings
 from gateway.model import new_id
 from gateway.problems import (
@@ -45,6 +45,9 @@ from gateway.problems import (
 )
 from gateway.store import Store
 from gateway.submit import (
+    _MISSING as MISSING,
+)
+from gateway.submit import (
     PATH as SUBMIT_PATH,
 )
 from gateway.submit import (
@@ -53,6 +56,8 @@ from gateway.submit import (
     MessageIn,
     Submitter,
     idempotency,
+    json_type,
+    parse_body,
     persist,
     replay,
 )
@@ -127,7 +132,12 @@ class BatchIn(BaseModel):
         default=None,
         description="Statuses that make a callback; default: the account's (final ones)",
     )
-    send_at: dt.datetime | None = None
+    # Any: every value is judged by admission.parse_send_at (invalid_send_at).
+    send_at: Any = Field(
+        default=None, json_schema_extra={"anyOf": [{"type": "string", "format": "date-time"},
+                                      {"type": "null"}]},
+        description="RFC 3339 with an offset, at most http.send_at_horizon ahead",
+    )
     validity: int | None = Field(default=None, ge=1)
     encoding: Literal["auto", "gsm7", "ucs2"] = "auto"
     messages: list[RecipientIn] = Field(min_length=1, max_length=10_000)
@@ -191,33 +201,22 @@ def _utc(ts: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, dt.UTC)
 
 
-class BodyLimit:
-    """413 for bodies over the configured size, counted as they stream in."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
-                await problem_response(
-                    413, "payload_too_large", f"body over {self.limit} bytes"
-                )(scope, receive, send)
-                return
-        seen = 0
-
-        async def counted() -> Any:
-            nonlocal seen
-            event = await receive()
-            seen += len(event.get("body", b""))
-            if seen > self.limit:
-                raise Problem(413, "payload_too_large", f"body over {self.limit} bytes")
-            return event
-
-        await self.app(scope, counted, send)
+def _json_body_type(scope: Scope) -> None:
+    """415 for a body whose Content-Type is not JSON (before it is read)."""
+    content_type = length = None
+    chunked = False
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type = value.decode("latin-1")
+        elif name == b"content-length":
+            length = value
+        elif name == b"transfer-encoding":
+            chunked = True
+    if (chunked or (length is not None and length != b"0")) and not (
+        content_type and json_type(content_type)
+    ):
+        raise Problem(415, "unsupported_media_type",
+                      "send the body as Content-Type: application/json")
 
 
 _bearer = HTTPBearer(auto_error=False, description="The account's API key")
@@ -227,6 +226,9 @@ async def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)] = None,
 ) -> tuple[str, AccountSettings]:
+    known: tuple[str, AccountSettings] | None = request.scope.get(AUTH_SCOPE_KEY)
+    if known is not None:  # checked by Api before the body was read
+        return known
     token = credentials.credentials if credentials is not None else ""
     return account_for(request.app.state.api_keys, token)
 
@@ -247,10 +249,21 @@ class Api(FastAPI):
     submitter: Submitter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == SUBMIT_PATH and scope["method"] == "POST":
-            await self.submitter(scope, receive, send)
-        else:
-            await super().__call__(scope, receive, send)
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path == SUBMIT_PATH and scope["method"] == "POST":
+                await self.submitter(scope, receive, send)
+                return
+            if path.startswith("/v1/") and not path.startswith("/v1/receipts/"):
+                # The API key before the body is read or parsed (docs/http-api.md).
+                try:
+                    scope[AUTH_SCOPE_KEY] = await self.submitter.authorize(scope)
+                    if scope["method"] in ("POST", "PUT", "PATCH"):
+                        _json_body_type(scope)
+                except Exception as exc:
+                    await error_response(exc)(scope, receive, send)
+                    return
+        await super().__call__(scope, receive, send)
 
 
 async def submit(body: MessageIn, auth: Auth, idempotency_key: IdemKey = None) -> None:
@@ -276,7 +289,6 @@ def create_app(settings: Settings, store: Store, worker: int = 0) -> Api:
         docs_url=None,
         redoc_url=None,
     )
-    app.add_middleware(BodyLimit, limit=settings.http.max_body_bytes)
     app.state.api_keys = key_table(settings)
     app.submitter = Submitter(settings.http, store, admission, app.state.api_keys)
     app.router.routes.append(Route(SUBMIT_PATH, app.submitter, methods=["POST"]))
@@ -296,6 +308,8 @@ def create_app(settings: Settings, store: Store, worker: int = 0) -> Api:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400:  # FastAPI could not read the body (e.g. not UTF-8)
+            return malformed_json()
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         # Starlette puts Allow on its 405s (RFC 9110 §15.5.6 requires it).
         return problem_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
@@ -321,12 +335,11 @@ def create_app(settings: Settings, store: Store, worker: int = 0) -> Api:
         sent is listed under `rejected` with its code; the others are queued."""
         name, account = auth
         raw = await request.body()
+        data = parse_body(raw, request.headers.get("content-type") or "application/json")
+        if data is MISSING:
+            raise Problem(400, "malformed_json", "the body is not valid JSON")
         try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise Problem(400, "malformed_json", "the body is not valid JSON") from None
-        try:
-            req = batches.parse(data, api.batch_max_recipients)
+            req = batches.parse(data, api.batch_max_recipients, api.send_at_horizon)
         except batches.InvalidBatch as exc:
             raise Problem(
                 422, "validation_error", "the request is not valid", exc.errors

@@ -14,6 +14,8 @@ from gateway.config import AccountSettings, Settings
 from gateway.problems import Problem
 
 Keys = dict[bytes, tuple[str, AccountSettings]]
+# Where gateway.api.Api leaves the account it authenticated, for FastAPI's dependency.
+AUTH_SCOPE_KEY = "smsgw.auth"
 
 
 def key_table(settings: Settings) -> Keys:

@@ -14,12 +14,11 @@ rejected with ``missing_variable``; the others go ahead.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import re
 from dataclasses import dataclass, field
 from typing import Any, get_args
 
-from gateway.admission import Admission, AdmissionError
+from gateway.admission import Admission, AdmissionError, parse_send_at
 from gateway.config import AccountSettings, CallbackEvent
 from gateway.model import Message
 
@@ -96,7 +95,7 @@ def _str(errors: list[dict[str, str]], path: str, value: Any, lo: int, hi: int) 
     return True
 
 
-def parse(data: Any, max_recipients: int) -> BatchRequest:
+def parse(data: Any, max_recipients: int, send_at_horizon: float = 365 * 86400) -> BatchRequest:
     """Check a parsed JSON body against the BatchIn schema; InvalidBatch lists every
     problem with its field path (``messages.3.to``)."""
     errors: list[dict[str, str]] = []
@@ -138,20 +137,8 @@ def parse(data: Any, max_recipients: int) -> BatchRequest:
         validity = int(validity)
     if validity is not None and (type(validity) is not int or validity < 1):
         errors.append({"field": "validity", "message": "Input should be an integer >= 1"})
-    send_at_raw = data.get("send_at")
-    send_at: float | None = None
-    if send_at_raw is not None:
-        try:
-            if not isinstance(send_at_raw, str):
-                raise ValueError
-            parsed = dt.datetime.fromisoformat(send_at_raw)
-            if parsed.tzinfo is None:
-                raise ValueError
-            send_at = parsed.timestamp()
-        except (ValueError, OverflowError):
-            errors.append(
-                {"field": "send_at", "message": "Input should be an RFC 3339 date-time"}
-            )
+    # One parser for every endpoint (gateway.admission): 422 invalid_send_at.
+    send_at = parse_send_at(data.get("send_at"), send_at_horizon)
     messages = data.get("messages")
     if "messages" in data:
         if not isinstance(messages, list):

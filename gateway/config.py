@@ -58,6 +58,24 @@ class HttpSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    # Limits of the HTTP server itself (gateway.httpserver): bytes of request
+    # target, bytes and lines of request head, seconds to send the head and then
+    # the body, seconds an idle keep-alive connection stays open, connections
+    # one worker holds.
+    max_request_line: int = Field(default=8192, ge=64, le=1024 * 1024)
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_headers: int = Field(default=100, ge=8, le=10_000)
+    header_timeout: float = Field(default=10.0, gt=0, le=3600)
+    body_timeout: float = Field(default=30.0, gt=0, le=3600)
+    keepalive_timeout: float = Field(default=5.0, gt=0, le=3600)
+    max_connections: int = Field(default=4096, ge=1, le=1_000_000)
+    # Failed API keys from one source address within `auth_failure_window`
+    # seconds (counted in Redis, shared by every worker) after which that source
+    # gets 429 rate_limited until the window ends.
+    auth_failures: int = Field(default=20, ge=1, le=1_000_000)
+    auth_failure_window: int = Field(default=300, ge=1, le=86_400)
+    # How far ahead `send_at` may be, in seconds (422 invalid_send_at beyond).
+    send_at_horizon: int = Field(default=365 * 86400, ge=60)
     # A retried request with the same Idempotency-Key within this many seconds
     # gets the first response back and queues nothing.
     idempotency_ttl: int = Field(default=24 * 3600, ge=60)

@@ -124,6 +124,10 @@ SUBMIT_LATENCY = _Histogram(
     "smsgw_submit_latency_seconds", "submit_sm to submit_sm_resp", ["connector"],
     (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+AUTH_FAILURES = Counter(
+    "smsgw_auth_failures", "Requests with a wrong or missing API key, by outcome "
+    "(unauthorized, rate_limited)", ["outcome"], registry=REGISTRY,
+)
 WEBHOOKS = Counter(
     "smsgw_webhooks", "Webhook deliveries by outcome (delivered, dead)", ["outcome"],
     registry=REGISTRY,

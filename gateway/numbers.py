@@ -342,8 +342,23 @@ def _lookup(raw: str, region: str) -> Answer | None:
     return _lookup_full(raw, region)
 
 
+# What a number must not hold (rather than being silently stripped): control
+# and invisible (format) characters, line breaks, and extensions (`;ext=1`,
+# `ext. 12`, `x12`, `#12`), which an SMS cannot reach.
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
+                        r"\u2060-\u206f\ufeff\ufff9-\ufffb;#,*]|(?i:ext|\bx\s*\.?\s*\d)")
+
+
+def check_chars(raw: str) -> None:
+    """InvalidNumber if `raw` holds a character or an extension no number has."""
+    if _FORBIDDEN.search(raw):
+        raise InvalidNumber("the number holds a control or invisible character or an extension")
+
+
 def normalize(raw: str, region: str) -> tuple[str, str, str]:
     """(E.164, carrier name or "", IANA time zone or "") or InvalidNumber."""
+    if not _PLUS_DIGITS.fullmatch(raw):
+        check_chars(raw)
     result = _lookup(raw.strip(), region.upper())
     if result is None:
         raise InvalidNumber(f"{mask(raw)} is not a valid phone number for region {region}")

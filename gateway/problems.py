@@ -24,10 +24,12 @@ PROBLEM = "application/problem+json"
 
 class Problem(Exception):
     def __init__(
-        self, status: int, code: str, detail: str, errors: list[dict[str, str]] | None = None
+        self, status: int, code: str, detail: str, errors: list[dict[str, str]] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail, self.errors = status, code, detail, errors
+        self.headers = headers
 
 
 def problem_response(
@@ -46,6 +48,9 @@ def problem_response(
     headers = dict(headers or {})
     if status == 401:
         headers["WWW-Authenticate"] = "Bearer"
+        # Answered before the body is read: the connection closes rather than
+        # reading (and discarding) whatever body follows.
+        headers["Connection"] = "close"
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -68,7 +73,7 @@ def malformed_json() -> Response:
 def error_response(exc: Exception) -> Response:
     """The answer to an exception raised while handling a request."""
     if isinstance(exc, Problem):
-        return problem_response(exc.status, exc.code, exc.detail, exc.errors)
+        return problem_response(exc.status, exc.code, exc.detail, exc.errors, exc.headers)
     if isinstance(exc, AdmissionError):
         metrics.POLICY_REJECTIONS.labels(exc.code).inc()
         errors = [{"field": exc.field, "message": exc.detail}] if exc.field else None

@@ -22,6 +22,7 @@ from gateway.api import create_app
 from gateway.config import Settings
 from gateway.connectors import make_connector
 from gateway.dispatcher import Dispatcher, Housekeeper
+from gateway.httpserver import protocol_class
 from gateway.problems import problem_response
 from gateway.provider_receipts import ReceiptProblem, receipts_router
 from gateway.receipts import Receipts
@@ -168,6 +169,8 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
             log_config=None,
             access_log=False,
             lifespan="off",
+            http=protocol_class(settings.http),
+            timeout_keep_alive=settings.http.keepalive_timeout,  # type: ignore[arg-type]
             timeout_graceful_shutdown=5,
             ssl_certfile=settings.http.tls_cert,  # HTTPS when set (docs/security.md)
             ssl_keyfile=settings.http.tls_key,

@@ -688,6 +688,12 @@ return {more, expired}
 # the requested units now. KEYS: limiter; ARGV: rate per second, burst units, n.
 # Returns {granted, ms to wait before asking again}. Time is Redis's own, so
 # hosts with skewed clocks still share one rate.
+_AUTH_FAILED = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {n, redis.call('TTL', KEYS[1])}
+"""
+
 _GCRA = """
 local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
@@ -1158,6 +1164,18 @@ class Store:
     async def batch_owner(self, batch_id: str) -> str | None:
         owner = await self.redis.get(batch_owner_key(batch_id))
         return owner.decode() if owner else None
+
+    # --- failed API keys per source address ----------------------------------
+
+    async def auth_failed(self, source: str, window: int) -> tuple[int, int]:
+        """Count one failed API key from `source`: (failures in the current
+        window, seconds the window still runs). The window starts at the first
+        failure; the key `smsgw:authfail:<source>` expires with it."""
+        script = getattr(self, "_auth_failed", None)
+        if script is None:
+            script = self._auth_failed = self.redis.register_script(_AUTH_FAILED)
+        count, ttl = await script(keys=[f"{PREFIX}authfail:{source}"], args=[window])
+        return int(count), max(1, int(ttl))
 
     # --- opt-outs ----------------------------------------------------------
 

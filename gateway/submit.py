@@ -6,15 +6,16 @@ message's own admission; a client sending one message per request (OTPs, most
 transactional traffic) paid that on every message (docs/benchmarks.md, "Callbacks and
 single-message requests"). This route runs as a plain ASGI callable before
 FastAPI sees the request (gateway.api.Api) and gives the answers FastAPI gave,
-in FastAPI's order:
+in this order:
 
-1. a Content-Length over `http.max_body_bytes`, or a body that grows past it
-   while it is read: 413 `payload_too_large`;
-2. a body with a JSON Content-Type (`application/json`, `application/*+json`)
-   that is not JSON: 400 `malformed_json` — before the API key is looked at,
-   as FastAPI reads the body first; a body of another Content-Type is
+1. the API key, from the headers alone, before any body is read: 401
+   `unauthorized` (and the connection closes);
+2. a Content-Length over `http.max_body_bytes`, or a body that grows past it
+   while it is read: 413 `payload_too_large` (gateway.httpserver refuses
+   these before the route runs; the route counts again);
+3. a body with a JSON Content-Type (`application/json`, `application/*+json`)
+   that is not JSON: 400 `malformed_json`; a body of another Content-Type is
    validated as it is, and fails;
-3. the API key: 401 `unauthorized`;
 4. the `Idempotency-Key` header and the body against `MessageIn`, together:
    422 `validation_error` with every field path;
 5. an `Idempotency-Key` seen before: its first response, or 422
@@ -35,11 +36,12 @@ The OpenAPI document still describes the route (gateway.api declares it from
 
 from __future__ import annotations
 
-import datetime as dt
 import email.message
 import hashlib
 import json
+import math
 import re
+import time
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -49,10 +51,10 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from gateway import logs, metrics, numbers
-from gateway.admission import Admission, AdmissionError, Submission
+from gateway.admission import Admission, AdmissionError, Submission, parse_send_at
 from gateway.auth import Keys, account_for, bearer_token
 from gateway.coalesce import Coalescer
-from gateway.config import CallbackEvent, HttpSettings
+from gateway.config import AccountSettings, CallbackEvent, HttpSettings
 from gateway.model import Message, new_id
 from gateway.problems import Problem, error_response, invalid, problem_response
 from gateway.store import Record, Store, idem_key
@@ -77,7 +79,12 @@ class MessageIn(BaseModel):
         description="Statuses that make a callback; default: the account's (final ones)",
     )
     client_ref: str | None = Field(default=None, max_length=64)
-    send_at: dt.datetime | None = None
+    # Any: every value is judged by admission.parse_send_at (invalid_send_at).
+    send_at: Any = Field(
+        default=None, json_schema_extra={"anyOf": [{"type": "string", "format": "date-time"},
+                                      {"type": "null"}]},
+        description="RFC 3339 with an offset, at most http.send_at_horizon ahead",
+    )
     validity: int | None = Field(default=None, ge=1)
     encoding: Literal["auto", "gsm7", "ucs2"] = "auto"
 
@@ -107,7 +114,7 @@ _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _ACCEPTED_START = {"type": "http.response.start", "status": 202}
 
 
-def _json_type(content_type: str) -> bool:
+def json_type(content_type: str) -> bool:
     """FastAPI's test of a JSON body: main type `application`, subtype `json`
     or `…+json`, parameters and case ignored."""
     if content_type == "application/json":
@@ -121,8 +128,9 @@ def _json_type(content_type: str) -> bool:
 
 
 def parse_body(body: bytes, content_type: str | None) -> Any:
-    """The body as FastAPI handed it to validation: _MISSING when empty, the bytes
-    themselves unless the Content-Type says JSON, otherwise the parsed JSON.
+    """The body as FastAPI handed it to validation: _MISSING when empty, 415
+    `unsupported_media_type` unless the Content-Type says JSON, otherwise the
+    parsed JSON (400 `malformed_json` for anything that is not).
     orjson parses; what it refuses goes to the standard library's json, which
     FastAPI used, so the same bodies are accepted (NaN, a byte-order mark) and
     the rest fail the same way. orjson reads an integer beyond 64 bits as a
@@ -130,8 +138,9 @@ def parse_body(body: bytes, content_type: str | None) -> Any:
     library too."""
     if not body:
         return _MISSING
-    if not content_type or not _json_type(content_type):
-        return body
+    if not content_type or not json_type(content_type):
+        raise Problem(415, "unsupported_media_type",
+                      "send the body as Content-Type: application/json")
     if _LONG_DIGITS.search(body) is None:
         try:
             return orjson.loads(body)
@@ -141,8 +150,8 @@ def parse_body(body: bytes, content_type: str | None) -> Any:
         return json.loads(body)
     except json.JSONDecodeError:
         raise Problem(400, "malformed_json", "the body is not valid JSON") from None
-    except Exception:  # e.g. bytes that are not UTF-8
-        raise Problem(400, "http_error", "There was an error parsing the body") from None
+    except Exception:  # bytes that are not UTF-8, nesting too deep, a 5,000-digit number
+        raise Problem(400, "malformed_json", "the body is not valid JSON") from None
 
 
 def validate(data: Any, idempotency_key: str | None) -> tuple[MessageIn | None, list[Any]]:
@@ -162,7 +171,7 @@ def validate(data: Any, idempotency_key: str | None) -> tuple[MessageIn | None, 
     return (None if errors else body), errors
 
 
-def submission(body: MessageIn) -> Submission:
+def submission(body: MessageIn, send_at_horizon: float = 365 * 86400) -> Submission:
     """Every field of the request body, as admission takes it."""
     return Submission(
         to=body.to,
@@ -173,7 +182,7 @@ def submission(body: MessageIn) -> Submission:
         callback_url=body.callback_url,
         callback_events=body.callback_events,
         client_ref=body.client_ref,
-        send_at=body.send_at.timestamp() if body.send_at else None,
+        send_at=parse_send_at(body.send_at, send_at_horizon),
         validity=body.validity,
     )
 
@@ -227,6 +236,13 @@ async def persist(
 # --- the route ---------------------------------------------------------------------
 
 
+def _rate_limited(seconds: float) -> Problem:
+    wait = max(1, math.ceil(seconds))
+    return Problem(429, "rate_limited",
+                   f"too many failed API keys from this address; retry in {wait} s",
+                   headers={"Retry-After": str(wait), "Connection": "close"})
+
+
 def _opted_out(message: Message) -> AdmissionError:
     return AdmissionError("opted_out", f"{numbers.mask(message.to)} opted out of marketing", "to")
 
@@ -238,6 +254,8 @@ class Submitter:
                  keys: Keys) -> None:
         self.api, self.store, self.admission, self.keys = settings_http, store, admission, keys
         self.limit = settings_http.max_body_bytes
+        # Source addresses over the failed-key limit → time.monotonic() it ends.
+        self._blocked: dict[str, float] = {}
         # Requests in flight on this worker share their Redis round trips.
         self._enqueue: Coalescer[tuple[Record, tuple[str, str] | None], bool] = Coalescer(
             self._flush, max_batch=settings_http.batch_chunk
@@ -271,6 +289,8 @@ class Submitter:
         for name, value in scope["headers"]:
             if name in _WANTED and name not in headers:
                 headers[name] = value
+        authorization = headers.get(b"authorization")
+        name, account = await self._account(scope, authorization)
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.limit:
             return problem_response(413, "payload_too_large", f"body over {self.limit} bytes")
@@ -279,10 +299,6 @@ class Submitter:
             return None
         content_type = headers.get(b"content-type")
         data = parse_body(raw, content_type.decode("latin-1") if content_type else None)
-        authorization = headers.get(b"authorization")
-        name, account = account_for(
-            self.keys, bearer_token(authorization.decode("latin-1") if authorization else None)
-        )
         key = headers.get(b"idempotency-key")
         idempotency_key = key.decode("latin-1") if key is not None else None
         body, errors = validate(data, idempotency_key)
@@ -293,7 +309,7 @@ class Submitter:
             prior = await self.store.idempotent_response(idem[0])
             if prior is not None:
                 return replay(prior, idem[1])
-        message = self.admission.admit(name, account, submission(body))
+        message = self.admission.admit(name, account, submission(body, self.api.send_at_horizon))
         # Marketing is checked against the account's opt-out list: inside the
         # enqueue script for a request without a key, on its own before the key
         # is claimed for one with a key.
@@ -314,6 +330,60 @@ class Submitter:
         metrics.count_status("queued")
         log.debug("accepted", message_id=message.id, to=message.to, parts=message.parts)
         return accepted
+
+    async def authorize(self, scope: Scope) -> tuple[str, AccountSettings]:
+        """The account of a request's API key, from its headers alone (every
+        /v1 route asks this before its body is read)."""
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value
+                break
+        return await self._account(scope, authorization)
+
+    async def _account(
+        self, scope: Scope, authorization: bytes | None
+    ) -> tuple[str, AccountSettings]:
+        """The key's account; a source over `http.auth_failures` failed keys in
+        the window gets 429 `rate_limited`, right key or not, until it ends."""
+        client = scope.get("client")
+        source = client[0] if client else "unknown"
+        if self._blocked:
+            until = self._blocked.get(source)
+            if until is not None:
+                left = until - time.monotonic()
+                if left > 0:
+                    metrics.AUTH_FAILURES.labels("rate_limited").inc()
+                    raise _rate_limited(left)
+                del self._blocked[source]
+        token = bearer_token(authorization.decode("latin-1") if authorization else None)
+        try:
+            return account_for(self.keys, token)
+        except Problem as refused:
+            await self._failed(source, token, refused)
+            raise
+
+    async def _failed(self, source: str, token: str, refused: Problem) -> None:
+        """Count, log and meter one failed key; raises 429 once the source is over."""
+        key_hash = hashlib.sha256(token.strip().encode()).hexdigest()[:12] if token.strip() else ""
+        try:
+            count, left = await self.store.auth_failed(source, self.api.auth_failure_window)
+        except Exception as exc:  # Redis away: the 401 still stands
+            log.warning("auth_failed", source=source, key_sha256_prefix=key_hash,
+                        reason=refused.detail, counted=False, error=repr(exc))
+            metrics.AUTH_FAILURES.labels("unauthorized").inc()
+            return
+        over = count > self.api.auth_failures
+        log.warning("auth_failed", source=source, key_sha256_prefix=key_hash,
+                    reason=refused.detail, failures=count, rate_limited=over)
+        if not over:
+            metrics.AUTH_FAILURES.labels("unauthorized").inc()
+            return
+        metrics.AUTH_FAILURES.labels("rate_limited").inc()
+        if len(self._blocked) > 10_000:
+            self._blocked.clear()
+        self._blocked[source] = time.monotonic() + left
+        raise _rate_limited(left) from None
 
     async def _body(self, receive: Receive) -> bytes | None:
         """The whole body, counted as it arrives (413 past the limit); None if

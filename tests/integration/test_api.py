@@ -14,6 +14,8 @@ import pytest
 from loadtest.harness import GatewayProcess
 from tests.integration.conftest import AUTH, wait_final, wait_for
 
+JSON_TYPE = {"content-type": "application/json"}
+
 OTHER = {"Authorization": "Bearer other-key"}
 GOOD = {"to": "+8613800138000", "from": "SHOP", "text": "Your order shipped"}
 BODY_LIMIT = 1_000_000
@@ -27,6 +29,8 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
             "SMSGW_ACCOUNTS__OTHER__API_KEYS": '["other-key"]',
             "SMSGW_ACCOUNTS__OTHER__DEFAULT_REGION": "GB",
             "SMSGW_HTTP__MAX_BODY_BYTES": str(BODY_LIMIT),
+            # these tests send many wrong keys on purpose, all from 127.0.0.1
+            "SMSGW_HTTP__AUTH_FAILURES": "1000000",
         },
     )
     gw.start()
@@ -129,7 +133,7 @@ def test_the_same_idempotency_key_with_another_body_is_idempotency_mismatch(
         ({**GOOD, "class": "spam"}, "validation_error", "class"),
         ({**GOOD, "surprise": 1}, "validation_error", "surprise"),
         ({**GOOD, "callback_url": "ftp://x"}, "validation_error", "callback_url"),
-        ({**GOOD, "send_at": "yesterday"}, "validation_error", "send_at"),
+        ({**GOOD, "send_at": "yesterday"}, "invalid_send_at", "send_at"),
     ],
 )
 def test_invalid_messages_get_stable_codes_and_field_paths(
@@ -142,7 +146,8 @@ def test_invalid_messages_get_stable_codes_and_field_paths(
 def test_malformed_json_unknown_routes_and_methods_are_problems(api: httpx.Client) -> None:
     problem(api.post("/v1/messages", content=b"{", headers={"content-type": "application/json"}),
             400, "malformed_json")
-    problem(api.post("/v1/messages/batch", content=b"[1,", headers={}), 400, "malformed_json")
+    problem(api.post("/v1/messages/batch", content=b"[1,", headers=JSON_TYPE), 400,
+            "malformed_json")
     problem(api.get("/v1/nothing-here"), 404, "not_found")
     problem(api.put("/v1/messages"), 405, "method_not_allowed")
     problem(api.get("/v1/messages/0123456789abcdef0123456789ab"), 404, "not_found")
@@ -173,7 +178,8 @@ def test_bodies_over_the_limit_are_413_with_or_without_content_length(
         for _ in range(20):
             yield b" " * 100_000
 
-    problem(api.post("/v1/messages/batch", content=chunks()), 413, "payload_too_large")
+    problem(api.post("/v1/messages/batch", content=chunks(), headers=JSON_TYPE), 413,
+            "payload_too_large")
 
 
 # --- batches -----------------------------------------------------------------
