@@ -53,17 +53,17 @@ class RedisWatch(threading.Thread):
     def __init__(self, redis: EmbeddedRedis) -> None:
         super().__init__(name="redis-watch", daemon=True)
         self.redis = redis
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.restarts = 0
 
     def run(self) -> None:
-        while not self._stop.wait(0.2):
+        while not self._halt.wait(0.2):
             proc = self.redis.process
             if proc is None or proc.poll() is None:
                 continue
             log.error("embedded_redis_died", returncode=proc.returncode, pid=proc.pid)
             delay = 0.2
-            while not self._stop.wait(delay):
+            while not self._halt.wait(delay):
                 try:
                     url = self.redis.start()
                 except (EmbeddedRedisError, OSError) as exc:
@@ -77,7 +77,7 @@ class RedisWatch(threading.Thread):
                 break
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         if self.is_alive():
             self.join(20)
 
