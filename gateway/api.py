@@ -45,12 +45,7 @@ from gateway.problems import (
 )
 from gateway.store import Store
 from gateway.submit import (
-    _MISSING as MISSING,
-)
-from gateway.submit import (
-    PATH as SUBMIT_PATH,
-)
-from gateway.submit import (
+    MISSING,
     IdemKey,
     MessageAccepted,
     MessageIn,
@@ -60,6 +55,9 @@ from gateway.submit import (
     parse_body,
     persist,
     replay,
+)
+from gateway.submit import (
+    PATH as SUBMIT_PATH,
 )
 
 log = logs.get("smsgw.api")

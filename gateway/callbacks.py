@@ -107,6 +107,9 @@ class TargetPolicy:
     def __init__(self, allow: Iterable[str] = ()) -> None:
         self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         self.hosts: set[str] = set()
+        # URL → refused_url's answer: one-message requests name the same few
+        # receivers again and again (bounded: cleared when full).
+        self._judged: dict[str, str | None] = {}
         for entry in allow:
             try:
                 self.networks.append(ipaddress.ip_network(entry, strict=False))
@@ -121,6 +124,16 @@ class TargetPolicy:
     def refused_url(self, url: str) -> str | None:
         """Why `url` is refused before any DNS: its scheme, or a literal address
         in a refused range. Host names pass here; the resolver checks them."""
+        try:
+            return self._judged[url]
+        except KeyError:
+            pass
+        if len(self._judged) >= 10_000:
+            self._judged.clear()
+        reason = self._judged[url] = self._judge(url)
+        return reason
+
+    def _judge(self, url: str) -> str | None:
         try:
             parts = urlsplit(url)
             host = parts.hostname

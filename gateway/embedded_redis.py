@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis
 
-from gateway.processes import terminate
+from gateway.processes import is_redis, terminate
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -74,7 +74,7 @@ class EmbeddedRedis:
         except (FileNotFoundError, ValueError):
             return
         deadline = time.monotonic() + timeout
-        while _alive(pid) and _is_redis(pid):
+        while _alive(pid) and is_redis(pid):
             if time.monotonic() > deadline:
                 os.kill(pid, signal.SIGTERM)
                 deadline = time.monotonic() + timeout
@@ -149,9 +149,3 @@ def _alive(pid: int) -> bool:
         return True
     return True
 
-
-def _is_redis(pid: int) -> bool:
-    try:
-        return b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False

@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import redis.exceptions
 
 from gateway.config import Settings
 from gateway.model import new_id
-from gateway.store import Store
+from gateway.store import REDIS_AWAY, Store
 
 URL_FILE = "redis.url"
 
@@ -91,9 +90,6 @@ async def _dlq_replay(settings: Settings, ids: list[str], replay_all: bool) -> l
     return out
 
 
-REDIS_UNREACHABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
-
-
 def _unreachable(settings: Settings, exc: BaseException) -> int:
     """One line instead of a traceback: the gateway (its Redis) is not running."""
     url = settings.redis.url or find_redis_url(settings)
@@ -104,7 +100,7 @@ def _unreachable(settings: Settings, exc: BaseException) -> int:
 def status(settings: Settings) -> int:
     try:
         report = asyncio.run(_status(settings))
-    except REDIS_UNREACHABLE as exc:
+    except REDIS_AWAY as exc:
         return _unreachable(settings, exc)
     print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
     return 0
@@ -113,7 +109,7 @@ def status(settings: Settings) -> int:
 def dlq_list(settings: Settings, count: int) -> int:
     try:
         rows = asyncio.run(_dlq_list(settings, count))
-    except REDIS_UNREACHABLE as exc:
+    except REDIS_AWAY as exc:
         return _unreachable(settings, exc)
     for row in rows:
         print(orjson.dumps(row).decode())
@@ -126,7 +122,7 @@ def dlq_replay(settings: Settings, ids: list[str], replay_all: bool) -> int:
         return 2
     try:
         rows = asyncio.run(_dlq_replay(settings, ids, replay_all))
-    except REDIS_UNREACHABLE as exc:
+    except REDIS_AWAY as exc:
         return _unreachable(settings, exc)
     for row in rows:
         print(orjson.dumps(row).decode())

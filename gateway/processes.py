@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from pathlib import Path
 
 
 def terminate(proc: subprocess.Popen[bytes] | None, timeout: float) -> int | None:
@@ -21,3 +22,20 @@ def terminate(proc: subprocess.Popen[bytes] | None, timeout: float) -> int | Non
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+def gone(pid: int) -> bool:
+    """Not running (or a zombie left for its parent to reap)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def is_redis(pid: int) -> bool:
+    """Whether `pid` runs redis-server (a pid file may name a reused pid)."""
+    try:
+        return b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False

@@ -14,7 +14,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import redis.exceptions
 import uvicorn
 
 from gateway import logs, metrics, numbers
@@ -26,7 +25,7 @@ from gateway.httpserver import protocol_class
 from gateway.problems import problem_response
 from gateway.provider_receipts import ReceiptProblem, receipts_router
 from gateway.receipts import Receipts
-from gateway.store import Store
+from gateway.store import REDIS_AWAY, Store
 from gateway.webhooks import Webhooks
 
 log = logs.get("smsgw.server")
@@ -41,10 +40,6 @@ EXIT_TASKS_FAILING = 70
 TASK_BACKOFF_FIRST = 0.1
 TASK_BACKOFF_CAP = 2.0
 
-# Errors that mean "Redis is away" (killed, restarting, network): waiting and
-# trying again is the cure, a fresh worker would not do better.
-REDIS_AWAY = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-              redis.exceptions.BusyLoadingError, ConnectionError, TimeoutError, OSError)
 
 
 class TaskHealth:

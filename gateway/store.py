@@ -61,7 +61,9 @@ import msgpack
 import orjson
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.model import (
     ACCEPTED,
@@ -73,6 +75,11 @@ from gateway.model import (
     Message,
     MessageState,
 )
+
+# Errors that mean "Redis is away" (killed, restarting, loading, network):
+# waiting and trying again is the cure. The built-in ConnectionError and
+# TimeoutError are OSErrors.
+REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, OSError)
 
 PREFIX = "smsgw:"
 GROUP = "dispatch"

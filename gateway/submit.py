@@ -11,11 +11,11 @@ in this order:
 1. the API key, from the headers alone, before any body is read: 401
    `unauthorized` (and the connection closes);
 2. a Content-Length over `http.max_body_bytes`, or a body that grows past it
-   while it is read: 413 `payload_too_large` (gateway.httpserver refuses
-   these before the route runs; the route counts again);
-3. a body with a JSON Content-Type (`application/json`, `application/*+json`)
-   that is not JSON: 400 `malformed_json`; a body of another Content-Type is
-   validated as it is, and fails;
+   while it is read: 413 `payload_too_large`, answered by gateway.httpserver
+   before the route runs;
+3. a body whose Content-Type is not JSON (`application/json`,
+   `application/*+json`): 415 `unsupported_media_type`; a JSON body that does
+   not parse: 400 `malformed_json`;
 4. the `Idempotency-Key` header and the body against `MessageIn`, together:
    422 `validation_error` with every field path;
 5. an `Idempotency-Key` seen before: its first response, or 422
@@ -56,7 +56,7 @@ from gateway.auth import Keys, account_for, bearer_token
 from gateway.coalesce import Coalescer
 from gateway.config import AccountSettings, CallbackEvent, HttpSettings
 from gateway.model import Message, new_id
-from gateway.problems import Problem, error_response, invalid, problem_response
+from gateway.problems import Problem, error_response, invalid
 from gateway.store import Record, Store, idem_key
 
 log = logs.get("smsgw.api")
@@ -108,8 +108,8 @@ IdemKey = Annotated[
 _IDEM_KEY: TypeAdapter[str | None] = TypeAdapter(IdemKey)
 _IDEM_LOC = ("header", "Idempotency-Key")
 
-_MISSING = object()  # no body at all: FastAPI's "Field required" at the body's root
-_WANTED = frozenset({b"content-length", b"content-type", b"authorization", b"idempotency-key"})
+MISSING = object()  # no body at all: FastAPI's "Field required" at the body's root
+_WANTED = frozenset({b"content-type", b"authorization", b"idempotency-key"})
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 _ACCEPTED_START = {"type": "http.response.start", "status": 202}
 
@@ -128,7 +128,7 @@ def json_type(content_type: str) -> bool:
 
 
 def parse_body(body: bytes, content_type: str | None) -> Any:
-    """The body as FastAPI handed it to validation: _MISSING when empty, 415
+    """The body as FastAPI handed it to validation: MISSING when empty, 415
     `unsupported_media_type` unless the Content-Type says JSON, otherwise the
     parsed JSON (400 `malformed_json` for anything that is not).
     orjson parses; what it refuses goes to the standard library's json, which
@@ -137,7 +137,7 @@ def parse_body(body: bytes, content_type: str | None) -> Any:
     float, so a body with a run of 19 digits or more is read by the standard
     library too."""
     if not body:
-        return _MISSING
+        return MISSING
     if not content_type or not json_type(content_type):
         raise Problem(415, "unsupported_media_type",
                       "send the body as Content-Type: application/json")
@@ -162,7 +162,7 @@ def validate(data: Any, idempotency_key: str | None) -> tuple[MessageIn | None, 
             _IDEM_KEY.validate_python(idempotency_key)
         except ValidationError as exc:
             errors += [{"loc": (*_IDEM_LOC, *e["loc"]), "msg": e["msg"]} for e in exc.errors()]
-    if data is _MISSING:
+    if data is MISSING:
         return None, [*errors, {"loc": (), "msg": "Field required"}]
     try:
         body = MessageIn.model_validate(data, from_attributes=True)
@@ -253,7 +253,6 @@ class Submitter:
     def __init__(self, settings_http: HttpSettings, store: Store, admission: Admission,
                  keys: Keys) -> None:
         self.api, self.store, self.admission, self.keys = settings_http, store, admission, keys
-        self.limit = settings_http.max_body_bytes
         # Source addresses over the failed-key limit → time.monotonic() it ends.
         self._blocked: dict[str, float] = {}
         # Requests in flight on this worker share their Redis round trips.
@@ -291,9 +290,6 @@ class Submitter:
                 headers[name] = value
         authorization = headers.get(b"authorization")
         name, account = await self._account(scope, authorization)
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            return problem_response(413, "payload_too_large", f"body over {self.limit} bytes")
         raw = await self._body(receive)
         if raw is None:
             return None
@@ -386,18 +382,14 @@ class Submitter:
         raise _rate_limited(left) from None
 
     async def _body(self, receive: Receive) -> bytes | None:
-        """The whole body, counted as it arrives (413 past the limit); None if
-        the client disconnected."""
+        """The whole body (gateway.httpserver has held it to `max_body_bytes`);
+        None if the client disconnected."""
         chunks: list[bytes] = []
-        seen = 0
         while True:
             event = await receive()
             if event["type"] == "http.disconnect":
                 return None
             chunk = event.get("body", b"")
-            seen += len(chunk)
-            if seen > self.limit:
-                raise Problem(413, "payload_too_large", f"body over {self.limit} bytes")
             if not event.get("more_body", False):
                 return b"".join([*chunks, chunk]) if chunks else chunk
             chunks.append(chunk)

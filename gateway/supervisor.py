@@ -29,7 +29,7 @@ from gateway import logs
 from gateway.config import Settings
 from gateway.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from gateway.operations import redis_url_file
-from gateway.processes import terminate
+from gateway.processes import gone, is_redis, terminate
 
 log = logs.get("smsgw.supervisor")
 
@@ -86,15 +86,6 @@ LOCK_FILE = "smsgw.lock"
 WORKERS_FILE = "workers.pid"
 
 
-def _gone(pid: int) -> bool:
-    """Not running (or a zombie left for its parent to reap)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
-
-
 def guard(supervisor: int, redis_pidfile: Path, workers_file: Path,
           drain_deadline: float = 60.0) -> None:
     """`python -m gateway.supervisor`: a small process beside the embedded Redis.
@@ -110,13 +101,13 @@ def guard(supervisor: int, redis_pidfile: Path, workers_file: Path,
         pids = [int(line) for line in workers_file.read_text().split()]
     except (OSError, ValueError):
         pids = []
-    while any(not _gone(pid) for pid in pids) and time.monotonic() < deadline:
+    while any(not gone(pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     try:
         pid = int(redis_pidfile.read_text().strip())
     except (OSError, ValueError):
         return
-    if not _gone(pid) and b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes():
+    if not gone(pid) and is_redis(pid):
         os.kill(pid, signal.SIGTERM)
 
 
@@ -188,6 +179,17 @@ def run_worker(settings: Settings, redis_url: str, worker: int) -> None:
         asyncio.run(serve(settings, redis_url, worker))
 
 
+def _crash_looping(restarts: list[float], limit: int) -> bool:
+    """Count one more worker restart in `restarts` (kept to the last minute);
+    True, and logged, when that makes more than `limit`."""
+    now = time.monotonic()
+    restarts[:] = [t for t in restarts if now - t < 60] + [now]
+    if len(restarts) > limit:
+        log.error("workers_crash_looping", restarts_last_minute=len(restarts))
+        return True
+    return False
+
+
 def _run_in_process(settings: Settings, redis_url: str) -> int:
     """One worker in this process; one that exits because its tasks keep failing
     (`gateway.server.EXIT_TASKS_FAILING`) is started again, as a child would be."""
@@ -199,10 +201,7 @@ def _run_in_process(settings: Settings, redis_url: str) -> int:
         except SystemExit as exc:
             if exc.code in (0, None):
                 return 0
-            now = time.monotonic()
-            restarts = [t for t in restarts if now - t < 60] + [now]
-            if len(restarts) > 5:
-                log.error("workers_crash_looping", restarts_last_minute=len(restarts))
+            if _crash_looping(restarts, 5):
                 return 1
             log.warning("worker_died", worker=0, returncode=exc.code)
             time.sleep(1)
@@ -270,10 +269,7 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
                     continue
                 # A worker died (crash, OOM kill, kill -9): start another in its
                 # place. Its unacknowledged lane entries are reclaimed by XAUTOCLAIM.
-                now = time.monotonic()
-                restarts = [t for t in restarts if now - t < 60] + [now]
-                if len(restarts) > 5 * workers:
-                    log.error("workers_crash_looping", restarts_last_minute=len(restarts))
+                if _crash_looping(restarts, 5 * workers):
                     return 1
                 log.warning("worker_died", worker=index, returncode=child.returncode)
                 children[index] = spawn(index)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.embedded_redis import EmbeddedRedis, free_port
+from gateway.processes import gone
 from loadtest.loadgen import Options, Run, _children, _comm, execute
 from loadtest.yardstick import yardstick_ms
 
@@ -51,22 +52,10 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is gone for our purpose
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().split(") ", 1)[1][0] != "Z"
-    except OSError:
-        return False
-
-
 def _wait_gone(pids: list[int], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not any(_alive(p) for p in pids):
+        if all(gone(p) for p in pids):
             return True
         time.sleep(0.1)
     return False

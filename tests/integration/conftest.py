@@ -13,6 +13,7 @@ import pytest
 
 from gateway.model import FINAL_STATUSES
 from loadtest.harness import GatewayProcess, SimulatorProcess
+from tests.integration.receiver import Receiver
 
 API_KEY = "demo-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -94,3 +95,16 @@ def submit(client: httpx.Client, to: str = "+8613800138000", text: str = "hello"
     r = client.post("/v1/messages", json={"to": to, "from": "SHOP", "text": text, **fields})
     assert r.status_code == 202, r.text
     return str(r.json()["id"])
+
+
+SECRET = "demo-secret"  # the default config's callback_secret for account demo
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback that checks the demo account's signatures."""
+    r = Receiver(SECRET).start()
+    try:
+        yield r
+    finally:
+        r.stop()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from loadtest.harness import GatewayProcess
 from tests.integration.conftest import AUTH, wait_final, wait_for
 from tests.integration.receiver import Receiver
 
-SECRET = "demo-secret"
 FAST = {
     "SMSGW_WEBHOOKS__RETRY_BASE": "0.05",
     "SMSGW_WEBHOOKS__RETRY_MAX": "0.2",
@@ -36,14 +34,6 @@ REFUSED = [
 ]
 ONE = {"to": "+8613800138000", "from": "SHOP", "text": "hi"}
 
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver(SECRET).start()
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def _batch(url: str) -> dict[str, Any]:

@@ -18,8 +18,13 @@ import pytest
 
 from gateway.embedded_redis import EmbeddedRedis, free_port
 from loadtest.harness import GatewayProcess
-from tests.integration.conftest import AUTH, SimProcess, submit, wait_for, write_config
-from tests.integration.test_crash import audit, connector, final_bodies
+from tests.integration.conftest import AUTH, submit, wait_for
+from tests.integration.test_crash import (
+    audit,
+    final_bodies,
+    recorded_sim,
+    submit_burst,
+)
 
 N = 200
 
@@ -49,18 +54,13 @@ def readyz(gw: GatewayProcess) -> int:
 
 
 def test_killed_embedded_redis_is_restarted_and_delivery_resumes(tmp_path: Path) -> None:
-    record = tmp_path / "record.jsonl"
-    sim = SimProcess(tmp_path, "--record", str(record)).start()
-    config = write_config(tmp_path, connector(sim.port), '[[routes]]\nconnectors = ["sim"]',
-                          "[dispatch]\nclaim_idle_ms = 1000\n")
+    sim, record, config = recorded_sim(tmp_path)
     gw = GatewayProcess(tmp_path, config=config)
     try:
         gw.start()
         assert gw.process is not None
         supervisor = gw.process.pid
-        with httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
-            ids = [submit(client, to=f"+86138{i:08d}", text=f"redis loss {i}") for i in range(N)]
-        wait_for(lambda: sim.stats()["unique"] >= N // 4, 30)
+        ids = submit_burst(gw, sim, "redis loss", N)
         first = redis_pid(tmp_path)
         assert first is not None
         os.kill(first, signal.SIGKILL)
@@ -82,20 +82,15 @@ def test_killed_embedded_redis_is_restarted_and_delivery_resumes(tmp_path: Path)
 
 
 def test_external_redis_killed_and_back_delivery_resumes(tmp_path: Path) -> None:
-    record = tmp_path / "record.jsonl"
-    sim = SimProcess(tmp_path, "--record", str(record)).start()
     external = EmbeddedRedis(tmp_path / "external-redis", free_port())
     url = external.start()
-    config = write_config(tmp_path, connector(sim.port), '[[routes]]\nconnectors = ["sim"]',
-                          f'[dispatch]\nclaim_idle_ms = 1000\n\n[redis]\nurl = "{url}"\n')
+    sim, record, config = recorded_sim(tmp_path, f'\n[redis]\nurl = "{url}"\n')
     gw = GatewayProcess(tmp_path, config=config)
     try:
         gw.start()
         assert gw.process is not None
         supervisor = gw.process.pid
-        with httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
-            ids = [submit(client, to=f"+86138{i:08d}", text=f"external {i}") for i in range(N)]
-        wait_for(lambda: sim.stats()["unique"] >= N // 4, 30)
+        ids = submit_burst(gw, sim, "external", N)
         assert external.process is not None
         external.process.kill()  # kill -9
         external.process.wait()
@@ -167,10 +162,7 @@ def test_a_task_failing_repeatedly_ends_its_worker_and_a_new_one_delivers(
     accepts writes again everything queued goes out."""
     import redis as sync_redis
 
-    record = tmp_path / "record.jsonl"
-    sim = SimProcess(tmp_path, "--record", str(record)).start()
-    config = write_config(tmp_path, connector(sim.port), '[[routes]]\nconnectors = ["sim"]',
-                          "[dispatch]\nclaim_idle_ms = 1000\n")
+    sim, record, config = recorded_sim(tmp_path)
     gw = GatewayProcess(tmp_path, config=config, workers=2)
     try:
         gw.start()

@@ -10,12 +10,10 @@ import re
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from gateway.config import Settings
 from gateway.embedded_redis import free_port
@@ -24,10 +22,9 @@ from gateway.store import Store
 from gateway.webhooks import Webhooks, sign
 from loadtest.harness import GatewayProcess
 from protocols.smpp import CommandStatus, DeliverSm, Tag
-from tests.integration.conftest import AUTH, wait_final, wait_for
+from tests.integration.conftest import AUTH, SECRET, wait_final, wait_for
 from tests.integration.receiver import Receiver
 
-SECRET = "demo-secret"  # the default config's callback_secret for account demo
 FAST_RETRIES = {
     "SMSGW_WEBHOOKS__RETRY_BASE": "0.05",
     "SMSGW_WEBHOOKS__RETRY_MAX": "0.3",
@@ -35,14 +32,6 @@ FAST_RETRIES = {
 }
 LIFECYCLE = ["accepted", "queued", "submitted", "delivered"]
 
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver(SECRET).start()
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def submit(gw: GatewayProcess, url: str, **extra: Any) -> str:
