@@ -4,7 +4,7 @@ as child processes sharing the HTTP port (SO_REUSEPORT) for several.
 
 Workers and the simulator get PR_SET_PDEATHSIG, so even a `kill -9` of this
 process makes them stop (the workers drain). The embedded Redis does not: a
-guard process (`guard`, below) stops it cleanly (flushing its append-only file)
+guard process (`gateway.processes.guard`) stops it cleanly (flushing its append-only file)
 only once the workers are gone, so their drain never loses Redis. A dead
 embedded Redis is restarted (`RedisWatch`). One gateway per data dir
 (`lock_data_dir`) and per HTTP port (`check_port_free`).
@@ -29,7 +29,7 @@ from gateway import logs
 from gateway.config import Settings
 from gateway.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from gateway.operations import redis_url_file
-from gateway.processes import gone, is_redis, terminate
+from gateway.processes import terminate
 
 log = logs.get("smsgw.supervisor")
 
@@ -84,31 +84,6 @@ class RedisWatch(threading.Thread):
 
 LOCK_FILE = "smsgw.lock"
 WORKERS_FILE = "workers.pid"
-
-
-def guard(supervisor: int, redis_pidfile: Path, workers_file: Path,
-          drain_deadline: float = 60.0) -> None:
-    """`python -m gateway.supervisor`: a small process beside the embedded Redis.
-    While the supervisor lives it only waits (an ordered stop ends it before
-    Redis). If the supervisor dies (kill -9), its workers get SIGTERM from the
-    kernel (PDEATHSIG) and drain, sending what they started and recording it
-    in Redis; this guard waits until they are gone (at most `drain_deadline`)
-    and only then SIGTERMs Redis, which flushes its AOF and exits."""
-    while os.getppid() == supervisor:
-        time.sleep(0.2)
-    deadline = time.monotonic() + drain_deadline
-    try:
-        pids = [int(line) for line in workers_file.read_text().split()]
-    except (OSError, ValueError):
-        pids = []
-    while any(not gone(pid) for pid in pids) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    try:
-        pid = int(redis_pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return
-    if not gone(pid) and is_redis(pid):
-        os.kill(pid, signal.SIGTERM)
 
 
 def lock_data_dir(settings: Settings) -> int:
@@ -234,7 +209,7 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
             watch = RedisWatch(redis)
             watch.start()
             guardian = subprocess.Popen(
-                [sys.executable, "-m", "gateway.supervisor", str(os.getpid()),
+                [sys.executable, "-m", "gateway.processes", str(os.getpid()),
                  str(redis.data_dir / "redis.pid"), str(workers_file)],
                 stdin=subprocess.DEVNULL,
             )
@@ -292,7 +267,3 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
             redis.stop()
             log.info("embedded_redis_stopped")
         os.close(lock)
-
-
-if __name__ == "__main__":
-    guard(int(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]))
