@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from gateway.embedded_redis import EmbeddedRedis, free_port
 from loadtest.harness import GatewayProcess
@@ -152,14 +151,19 @@ def test_status_against_a_stopped_gateway_is_one_line(tmp_path: Path) -> None:
     assert "no running gateway" in lines[0]
 
 
-@pytest.mark.skip(reason="failed in the fresh-clone suite (no exit 70 within 60 s): maxmemory "
-                  "may not make the idle dispatcher's commands fail; to be reworked (issue 13)")
+def ready(client: httpx.Client) -> bool:
+    try:
+        return client.get("/readyz").status_code == 200
+    except httpx.TransportError:  # between a worker's exit and the next one's start
+        return False
+
+
 def test_a_task_failing_repeatedly_ends_its_worker_and_a_new_one_delivers(
         tmp_path: Path) -> None:
-    """Redis refusing writes (maxmemory reached: every XREADGROUP fails with an
-    OOM error, not a lost connection) makes the dispatchers fail again and
-    again: each worker exits 70, the supervisor starts others, and once Redis
-    accepts writes again everything queued goes out."""
+    """Redis answering but refusing the dispatcher's reads (an ACL that takes
+    XREADGROUP away: every read fails with NOPERM, not a lost connection) makes
+    the dispatchers fail again and again: a worker exits 70, the supervisor
+    starts another, and once the ACL is back everything queued goes out."""
     import redis as sync_redis
 
     sim, record, config = recorded_sim(tmp_path)
@@ -170,12 +174,13 @@ def test_a_task_failing_repeatedly_ends_its_worker_and_a_new_one_delivers(
         r = sync_redis.Redis.from_url(url)
         with httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
             wait_for(lambda: client.get("/readyz").status_code == 200, 20)
-            r.config_set("maxmemory", 1)  # noeviction: writes refused, nothing dropped
+            r.acl_setuser("default", enabled=True, commands=["-xreadgroup"])
             try:
                 wait_for(lambda: '"returncode":70' in gw.log_path.read_text(), 60)
                 assert "task_failing_repeatedly" in gw.log_path.read_text()
             finally:
-                r.config_set("maxmemory", 0)
+                r.acl_setuser("default", enabled=True, commands=["+xreadgroup"])
+            wait_for(lambda: ready(client), 60, interval=0.5)
             ids = [submit(client, to=f"+86138{i:08d}", text=f"after oom {i}")
                    for i in range(50)]
         with httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
