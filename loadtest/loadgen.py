@@ -156,14 +156,14 @@ class RawHttp:
             self._reader = self._writer = None
 
     async def request(self, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
-        if self._writer is None:
-            await self._connect()
-        assert self._reader is not None and self._writer is not None
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: {self.auth}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode()
         try:
+            if self._writer is None:  # a refused connection is an HttpError too
+                await self._connect()
+            assert self._reader is not None and self._writer is not None
             self._writer.write(head + body)
             raw = await asyncio.wait_for(self._reader.readuntil(b"\r\n\r\n"), self.timeout)
             status = int(raw[9:12])
