@@ -19,12 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import socket
 from collections.abc import Iterable
 from urllib.parse import urlsplit
-
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 
 from gateway.config import AccountSettings, ReceiverSettings
 from gateway.model import EVENT_BITS
@@ -74,8 +70,8 @@ class Receivers:
 # into its own network (SSRF): the gateway's Redis, a cloud metadata service, an
 # admin port on loopback. Literal addresses are refused at submit time; host
 # names are checked on every address DNS gives for them when a connection is
-# made (`GuardedResolver`), so an answer that changes after submit (DNS
-# rebinding) is refused too. docs/security.md.
+# made (`TargetPolicy.allowed_addresses`, asked by gateway.webhook_client), so
+# an answer that changes after submit (DNS rebinding) is refused too. docs/security.md.
 
 # Ranges `ipaddress` has no property for: CGNAT (RFC 6598), and the cloud
 # metadata addresses (AWS's IPv6 one is inside ULA, but say it by name).
@@ -121,9 +117,26 @@ class TargetPolicy:
             return None
         return refused_address(address)
 
+    def allowed_addresses(self, host: str, found: list[str]) -> list[str]:
+        """The addresses `host` resolved to that a callback may connect to;
+        RefusedTarget if none is (a host named in the allowlist keeps all)."""
+        if host.lower().rstrip(".") in self.hosts:
+            return found
+        kept, reasons = [], []
+        for address in found:
+            reason = self.refused(ipaddress.ip_address(address.partition("%")[0]))
+            if reason is None:
+                kept.append(address)
+            else:
+                reasons.append(reason)
+        if not kept:
+            raise RefusedTarget(f"{host} resolves only to refused addresses: "
+                                + "; ".join(reasons))
+        return kept
+
     def refused_url(self, url: str) -> str | None:
         """Why `url` is refused before any DNS: its scheme, or a literal address
-        in a refused range. Host names pass here; the resolver checks them."""
+        in a refused range. Host names pass here; their addresses are checked on connecting."""
         try:
             return self._judged[url]
         except KeyError:
@@ -173,34 +186,3 @@ def refused_target(account: AccountSettings, url: str | None) -> str | None:
 
 class RefusedTarget(OSError):
     """A callback host resolved only to refused addresses."""
-
-
-class GuardedResolver(AbstractResolver):
-    """The default resolver, with the addresses a callback may not reach taken
-    out; none left raises `RefusedTarget`. aiohttp asks it each time it opens a
-    connection to a host name (its DNS cache holds only what is left), and a
-    pooled connection is one this check let through."""
-
-    def __init__(self, policy: TargetPolicy) -> None:
-        self.policy = policy
-        self._inner = DefaultResolver()
-
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
-        found = await self._inner.resolve(host, port, family)
-        if host.lower().rstrip(".") in self.policy.hosts:
-            return found
-        kept, reasons = [], []
-        for result in found:
-            reason = self.policy.refused(ipaddress.ip_address(result["host"]))
-            if reason is None:
-                kept.append(result)
-            else:
-                reasons.append(reason)
-        if not kept:
-            raise RefusedTarget(f"{host} resolves only to refused addresses: "
-                                + "; ".join(reasons))
-        return kept
-
-    async def close(self) -> None:
-        await self._inner.close()

@@ -18,6 +18,9 @@ requests in flight, through:
   each failed import searches all of ``sys.path`` again. With the ``None``
   entry the import fails at once, as it would with sniffio present: the row
   shows what that search costs, without installing anything;
+- ``smsgw``: the webhook sender's own client (`gateway.webhook_client`),
+  pooled per host with up to C idle connections, loopback let through by an
+  allowlist as the tests' receivers are;
 - ``raw``: the load generator's own client (`loadgen.RawHttp`, one connection
   per task), as a floor: an HTTP/1.1 request written by hand.
 
@@ -47,7 +50,7 @@ import orjson
 from loadtest.harness import ReceiverProcess
 from loadtest.yardstick import yardstick_ms
 
-CLIENTS = ("httpx", "httpx-nosniff", "aiohttp", "aiosonic", "raw")
+CLIENTS = ("httpx", "httpx-nosniff", "aiohttp", "aiosonic", "smsgw", "raw")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -190,6 +193,24 @@ async def bench_one(client: str, url: str, n: int, concurrency: int,
             return await _drive(aiosonic_post, n, concurrency, warmup)
         finally:
             await sonic.connector.cleanup()
+    if client == "smsgw":
+        from gateway.callbacks import TargetPolicy
+        from gateway.webhook_client import WebhookClient
+
+        ours = WebhookClient(TargetPolicy(["127.0.0.0/8"]), headers["User-Agent"], 10.0,
+                             max_answer=65536, max_idle=concurrency)
+        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items()
+                        if k != "User-Agent").encode()
+
+        def smsgw_post() -> Post:
+            async def post() -> int:
+                return await ours.post(url, lines, body)
+            return post
+
+        try:
+            return await _drive(smsgw_post, n, concurrency, warmup)
+        finally:
+            await ours.close()
     if client == "raw":
         from urllib.parse import urlsplit
 
@@ -239,7 +260,7 @@ def run_one(args: argparse.Namespace) -> int:
 
 
 def _version(client: str) -> str:
-    if client == "raw":
+    if client in ("raw", "smsgw"):
         return "-"
     from importlib.metadata import PackageNotFoundError, version
 

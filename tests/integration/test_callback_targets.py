@@ -6,7 +6,6 @@ receiver on loopback, the system resolver."""
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.callbacks import GuardedResolver, RefusedTarget, TargetPolicy, refused_address
+from gateway.callbacks import RefusedTarget, TargetPolicy, refused_address
 from loadtest.harness import GatewayProcess
 from tests.integration.conftest import AUTH, wait_final, wait_for
 from tests.integration.receiver import Receiver
@@ -98,17 +97,16 @@ def test_a_host_name_resolving_to_loopback_is_refused_when_sent_and_not_retried(
     assert 'smsgw_webhook_failures_total{reason="refused_target"} 1.0' in metrics
 
 
-def test_the_resolver_drops_refused_answers_and_keeps_allowed_ones() -> None:
-    async def resolve(policy: TargetPolicy, host: str) -> list[str]:
-        resolver = GuardedResolver(policy)
-        try:
-            return [r["host"] for r in await resolver.resolve(host, 80)]
-        finally:
-            await resolver.close()
-
+def test_the_resolved_addresses_lose_refused_answers_and_keep_allowed_ones() -> None:
+    found = ["127.0.0.1", "93.184.216.34", "10.0.0.7"]
+    assert TargetPolicy().allowed_addresses("example.com", found) == ["93.184.216.34"]
     with pytest.raises(RefusedTarget):
-        asyncio.run(resolve(TargetPolicy(), "localhost"))
-    assert asyncio.run(resolve(TargetPolicy(["localhost"]), "localhost")) == ["127.0.0.1"]
-    assert asyncio.run(resolve(TargetPolicy(["127.0.0.0/8"]), "localhost")) == ["127.0.0.1"]
+        TargetPolicy().allowed_addresses("localhost", ["127.0.0.1", "::1"])
+    assert TargetPolicy(["localhost"]).allowed_addresses("localhost", ["127.0.0.1"]) == [
+        "127.0.0.1"]
+    assert TargetPolicy(["127.0.0.0/8"]).allowed_addresses("localhost", ["127.0.0.1", "::1"]) \
+        == ["127.0.0.1"]
+    assert TargetPolicy().allowed_addresses("h", ["fe80::1%eth0", "2606:4700::1"]) == [
+        "2606:4700::1"]
     assert refused_address(ipaddress.ip_address("8.8.8.8")) is None
     assert refused_address(ipaddress.ip_address("169.254.169.254")) is not None
