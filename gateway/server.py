@@ -26,6 +26,7 @@ from gateway.problems import problem_response
 from gateway.provider_receipts import ReceiptProblem, receipts_router
 from gateway.receipts import Receipts
 from gateway.store import REDIS_AWAY, Store
+from gateway.submit import PATH as SUBMIT_PATH
 from gateway.webhooks import Webhooks
 
 log = logs.get("smsgw.server")
@@ -164,7 +165,11 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
             log_config=None,
             access_log=False,
             lifespan="off",
-            http=protocol_class(settings.http),
+            http=protocol_class(settings.http, {SUBMIT_PATH.encode(): app.submitter.answer}),
+            # The client address is the TCP peer's: X-Forwarded-For from
+            # loopback would let anyone there pick the source that failed-key
+            # counting blocks (docs/security.md).
+            proxy_headers=False,
             timeout_keep_alive=settings.http.keepalive_timeout,  # type: ignore[arg-type]
             timeout_graceful_shutdown=5,
             ssl_certfile=settings.http.tls_cert,  # HTTPS when set (docs/security.md)

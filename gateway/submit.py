@@ -42,6 +42,7 @@ import json
 import math
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -111,7 +112,6 @@ _IDEM_LOC = ("header", "Idempotency-Key")
 MISSING = object()  # no body at all: FastAPI's "Field required" at the body's root
 _WANTED = frozenset({b"content-type", b"authorization", b"idempotency-key"})
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
-_ACCEPTED_START = {"type": "http.response.start", "status": 202}
 
 
 def json_type(content_type: str) -> bool:
@@ -268,29 +268,50 @@ class Submitter:
         return [i in left_out for i in range(len(items))]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI route: a request gateway.httpserver did not answer directly
+        (one pipelined behind another on its connection)."""
+        async def body() -> bytes | None:
+            return await self._body(receive)
+
+        answer = await self.answer(scope.get("client"), scope["headers"], body)
+        if answer is None:
+            return
+        status, headers, content = answer
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    async def answer(
+        self, client: tuple[str, int] | None, headers: list[tuple[bytes, bytes]],
+        body: Callable[[], Awaitable[bytes | None]],
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes] | None:
+        """The whole response (status, header lines, body) to one request, or
+        None when the client went away before its body arrived. Called by
+        gateway.httpserver for a request it answers without ASGI, and by the
+        ASGI route above."""
         try:
-            answer = await self.submit(scope, receive)
+            answer = await self.submit(client, headers, body)
         except Exception as exc:
             answer = error_response(exc)
         if isinstance(answer, bytes):
-            await send({**_ACCEPTED_START, "headers": [
-                (b"content-length", str(len(answer)).encode()),
-                (b"content-type", b"application/json"),
-            ]})
-            await send({"type": "http.response.body", "body": answer})
-        elif answer is not None:
-            await answer(scope, receive, send)
+            return 202, [(b"content-length", str(len(answer)).encode()),
+                         (b"content-type", b"application/json")], answer
+        if answer is None:
+            return None
+        return answer.status_code, answer.raw_headers, bytes(answer.body)
 
-    async def submit(self, scope: Scope, receive: Receive) -> bytes | Response | None:
+    async def submit(
+        self, client: tuple[str, int] | None, request_headers: list[tuple[bytes, bytes]],
+        read_body: Callable[[], Awaitable[bytes | None]],
+    ) -> bytes | Response | None:
         """The 202 body of an accepted message, a Response for anything else, or
         None when the client went away before its body arrived."""
         headers: dict[bytes, bytes] = {}
-        for name, value in scope["headers"]:
+        for name, value in request_headers:
             if name in _WANTED and name not in headers:
                 headers[name] = value
         authorization = headers.get(b"authorization")
-        name, account = await self._account(scope, authorization)
-        raw = await self._body(receive)
+        name, account = await self._account(client, authorization)
+        raw = await read_body()
         if raw is None:
             return None
         content_type = headers.get(b"content-type")
@@ -335,14 +356,13 @@ class Submitter:
             if name == b"authorization":
                 authorization = value
                 break
-        return await self._account(scope, authorization)
+        return await self._account(scope.get("client"), authorization)
 
     async def _account(
-        self, scope: Scope, authorization: bytes | None
+        self, client: tuple[str, int] | None, authorization: bytes | None
     ) -> tuple[str, AccountSettings]:
         """The key's account; a source over `http.auth_failures` failed keys in
         the window gets 429 `rate_limited`, right key or not, until it ends."""
-        client = scope.get("client")
         source = client[0] if client else "unknown"
         if self._blocked:
             until = self._blocked.get(source)

@@ -263,3 +263,90 @@ def test_guessing_keys_gets_the_source_429_and_leaves_others_alone(tmp_path: Pat
     assert any(hashlib.sha256(guess.encode()).hexdigest()[:12] in line for line in failures)
     assert 'smsgw_auth_failures_total{outcome="rate_limited"}' in metrics_text
     assert 'smsgw_auth_failures_total{outcome="unauthorized"}' in metrics_text
+
+
+# --- POST /v1/messages answered by the protocol itself (gateway.httpserver) ----------
+
+MESSAGE = b'{"to": "+8613800138000", "from": "SHOP", "text": "hello"}'
+
+
+def post_message(path: str = "/v1/messages", version: str = "1.1", extra: str = "") -> bytes:
+    return (f"POST {path} HTTP/{version}\r\nHost: gw\r\nAuthorization: Bearer {API_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(MESSAGE)}\r\n{extra}\r\n"
+            ).encode() + MESSAGE
+
+
+def read_responses(sock: socket.socket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """`count` responses with a Content-Length each, in the order they came."""
+    data, out = b"", []
+    while len(out) < count:
+        head_end = data.find(b"\r\n\r\n")
+        if head_end >= 0:
+            status, headers, _ = response(data[:head_end + 4])
+            end = head_end + 4 + int(headers.get("content-length", "0"))
+            if len(data) >= end:
+                out.append((status, headers, data[head_end + 4:end]))
+                data = data[end:]
+                continue
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {len(out)} of {count} responses"
+        data += chunk
+    return out
+
+
+def test_pipelined_requests_are_answered_in_order(gw: GatewayProcess) -> None:
+    """Two submissions and a GET in one write: the second submission goes the
+    ASGI way behind the first, and the answers leave in request order."""
+    with connect(gw) as sock:
+        send_all(sock, post_message() + post_message()
+                 + head(method="GET", path="/v1/optouts") + b"\r\n")
+        answers = read_responses(sock, 3)
+    assert [status for status, _, _ in answers] == [202, 202, 200]
+    first, second = (json.loads(body)["id"] for _, _, body in answers[:2])
+    assert first != second
+    assert "numbers" in json.loads(answers[2][2])
+
+
+def test_the_direct_answer_matches_the_asgi_one(gw: GatewayProcess) -> None:
+    """The same submission answered by the protocol and (with a query string,
+    which only the ASGI route takes) by uvicorn: same status and header names."""
+    with connect(gw) as sock:
+        send_all(sock, post_message())
+        direct = read_responses(sock, 1)[0]
+        send_all(sock, post_message("/v1/messages?via=asgi"))
+        asgi = read_responses(sock, 1)[0]
+    assert direct[0] == asgi[0] == 202
+    assert sorted(direct[1]) == sorted(asgi[1])
+    assert set(json.loads(direct[2])) == set(json.loads(asgi[2])) == {
+        "id", "status", "parts", "encoding"}
+
+
+def test_expect_100_continue_is_answered_before_the_body(gw: GatewayProcess) -> None:
+    with connect(gw) as sock:
+        request = post_message(extra="Expect: 100-continue\r\n")
+        send_all(sock, request[:-len(MESSAGE)])
+        interim = sock.recv(65536)
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), interim
+        send_all(sock, MESSAGE)
+        rest = interim[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+        status, _, body = response(rest or read_until_closed(sock))
+    assert status == 202, body
+
+
+def test_an_http_1_0_submission_is_answered_and_closed(gw: GatewayProcess) -> None:
+    with connect(gw) as sock:
+        send_all(sock, post_message(version="1.0"))
+        status, headers, body = response(read_until_closed(sock))
+    assert status == 202, body
+    assert headers["connection"] == "close"
+    assert json.loads(body)["status"] == "accepted"
+
+
+def test_a_client_gone_before_its_body_leaves_the_connection_closed(gw: GatewayProcess) -> None:
+    with connect(gw) as sock:
+        send_all(sock, post_message()[:-10])
+    # the worker is still answering others
+    with connect(gw) as sock:
+        send_all(sock, post_message(extra="Connection: close\r\n"))
+        status, _, _ = response(read_until_closed(sock))
+    assert status == 202
