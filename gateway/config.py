@@ -151,6 +151,22 @@ class AccountSettings(_Section):
     callback_allow: list[str] = Field(default_factory=list)
     default_region: str = Field(default="CN", min_length=2, max_length=2)
 
+    @model_validator(mode="after")
+    def _callback_targets(self) -> AccountSettings:
+        """The account's own callback URLs by the rules each message's URL is
+        held to at submit (gateway.targets): refused at load, not at the first
+        callback."""
+        from gateway.targets import TargetPolicy  # pure rules, no gateway imports
+
+        policy = TargetPolicy(self.callback_allow)
+        named = [("callback_url", self.callback_url), ("mo_url", self.mo_url)]
+        named += [(f"callback_receivers.{url!r}", url) for url in self.callback_receivers]
+        for key, url in named:
+            reason = policy.refused_url(url) if url else None
+            if reason is not None:
+                raise ValueError(f"{key}: {reason}")
+        return self
+
     @field_validator("api_keys")
     @classmethod
     def _keys_not_blank(cls, keys: list[str]) -> list[str]:

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from gateway.callbacks import RefusedTarget, TargetPolicy
+from gateway.targets import RefusedTarget, TargetPolicy
 
 
 class HttpFailure(Exception):

@@ -49,7 +49,7 @@ import msgpack
 import orjson
 
 from gateway import logs, metrics
-from gateway.callbacks import Receivers, RefusedTarget, target_policy
+from gateway.callbacks import Receivers, target_policy
 from gateway.coalesce import Coalescer
 from gateway.config import AccountSettings, Settings
 from gateway.model import FINAL_STATUSES, Message, new_id
@@ -61,6 +61,7 @@ from gateway.store import (
     Store,
     wh_queue_receiver,
 )
+from gateway.targets import RefusedTarget
 from gateway.webhook_client import HttpFailure, WebhookClient
 from protocols.smpp import DeliverSm, Tag
 from protocols.text import Udh, decode_short_message, join_parts

@@ -194,7 +194,7 @@ async def bench_one(client: str, url: str, n: int, concurrency: int,
         finally:
             await sonic.connector.cleanup()
     if client == "smsgw":
-        from gateway.callbacks import TargetPolicy
+        from gateway.targets import TargetPolicy
         from gateway.webhook_client import WebhookClient
 
         ours = WebhookClient(TargetPolicy(["127.0.0.0/8"]), headers["User-Agent"], 10.0,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from gateway.callbacks import RefusedTarget, TargetPolicy
+from gateway.targets import RefusedTarget, TargetPolicy
 from gateway.webhook_client import HttpFailure, WebhookClient
 
 LOOPBACK = TargetPolicy(["127.0.0.0/8"])

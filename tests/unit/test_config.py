@@ -57,12 +57,31 @@ def test_env_overrides_nested_keys(tmp_path: Path) -> None:
         (GOOD.replace('api_keys = ["k1"]', "api_keys = []"), "accounts.shop.api_keys:"),
         ("[http]\nport = 1\n", "accounts: Field required"),
         ("not toml = = =", "not valid TOML"),
+        (GOOD.replace('api_keys = ["k1"]', 'api_keys = ["k1"]\ncallback_url = "http://127.0.0.1:6379/"'),
+         "accounts.shop: callback_url: 127.0.0.1 is a loopback address"),
+        (GOOD.replace('api_keys = ["k1"]', 'api_keys = ["k1"]\nmo_url = "http://169.254.169.254/x"'),
+         "accounts.shop: mo_url: 169.254.169.254 is a private address"),
+        (GOOD.replace('api_keys = ["k1"]', 'api_keys = ["k1"]\nmo_url = "ftp://example.com/"'),
+         "accounts.shop: mo_url: must be an http(s) URL with a host"),
+        (GOOD.replace('api_keys = ["k1"]', 'api_keys = ["k1"]\n'
+                      '[accounts.shop.callback_receivers."http://10.1.2.3/cb"]\nconcurrency = 2'),
+         "accounts.shop: callback_receivers.'http://10.1.2.3/cb': 10.1.2.3 is a private address"),
     ],
 )
 def test_errors_name_their_key_path(tmp_path: Path, text: str, expected: str) -> None:
     with pytest.raises(ConfigError) as info:
         load_settings(write(tmp_path, text), environ={})
     assert any(expected in line for line in info.value.errors), info.value.errors
+
+
+def test_account_callback_urls_allowed_by_callback_allow_or_public_load(tmp_path: Path) -> None:
+    text = GOOD.replace('api_keys = ["k1"]', 'api_keys = ["k1"]\n'
+                        'callback_url = "http://127.0.0.1:8000/cb"\n'
+                        'mo_url = "https://receiver.example.com/mo"\n'
+                        'callback_allow = ["127.0.0.1"]')
+    settings = load_settings(write(tmp_path, text), environ={})
+    assert settings.accounts["shop"].callback_url == "http://127.0.0.1:8000/cb"
+    assert settings.accounts["shop"].mo_url == "https://receiver.example.com/mo"
 
 
 def test_env_override_errors_name_the_key(tmp_path: Path) -> None:
