@@ -181,38 +181,67 @@ class SmppConnector:
     async def _keep_bound(
         self, index: int, kind: type[BindTransceiver | BindTransmitter | BindReceiver]
     ) -> None:
+        """Hold one bind for as long as the connector runs: reconnect with
+        backoff when it fails or closes. An error nobody expected (a bug, an
+        SMSC answer we do not handle) is logged at once with its traceback and
+        treated like a failed bind, so the bind comes back instead of the task
+        ending silently."""
         attempt = 0
         label = f"{kind.__name__}#{index}"
         while not self._stopping:
             try:
-                bind = await self._bind_once(kind)
+                await self._hold_bind(kind, label)
+                attempt = 0
+                continue
+            except asyncio.CancelledError:
+                raise
             except (OSError, TimeoutError, ConnectionError, SmppError) as exc:
                 attempt += 1
                 delay = reconnect_delay(attempt)
                 log.warning("bind_failed", connector=self.name, bind=label, error=str(exc),
                             retry_in=round(delay, 2))
-                await asyncio.sleep(delay)
-                continue
-            attempt = 0
-            sends = kind is not BindReceiver
+            except Exception as exc:
+                attempt += 1
+                delay = reconnect_delay(attempt)
+                log.error("bind_task_failed", connector=self.name, bind=label,
+                          error=repr(exc), exc_info=exc, retry_in=round(delay, 2))
+            await asyncio.sleep(delay)
+
+    async def _hold_bind(
+        self, kind: type[BindTransceiver | BindTransmitter | BindReceiver], label: str
+    ) -> None:
+        """Bind, and serve until the bind closes."""
+        bind = await self._bind_once(kind)
+        sends = kind is not BindReceiver
+        if sends:
+            self.senders.append(bind)
+            self._set_bound()
+        log.info("bound", connector=self.name, bind=label)
+        keepalive = asyncio.create_task(
+            bind.keepalive(self.settings.enquire_link_interval, self.settings.response_timeout)
+        )
+        keepalive.add_done_callback(lambda task: self._keepalive_ended(task, bind, label))
+        try:
+            await bind.closed
+        except asyncio.CancelledError:
+            await bind.unbind()
+            raise
+        finally:
+            keepalive.cancel()
             if sends:
-                self.senders.append(bind)
+                self.senders.remove(bind)
                 self._set_bound()
-            log.info("bound", connector=self.name, bind=label)
-            keepalive = asyncio.create_task(
-                bind.keepalive(self.settings.enquire_link_interval, self.settings.response_timeout)
-            )
-            try:
-                await bind.closed
-            except asyncio.CancelledError:
-                await bind.unbind()
-                raise
-            finally:
-                keepalive.cancel()
-                if sends:
-                    self.senders.remove(bind)
-                    self._set_bound()
-            log.warning("unbound", connector=self.name, bind=label)
+        log.warning("unbound", connector=self.name, bind=label)
+
+    def _keepalive_ended(self, task: asyncio.Task[None], bind: _Bind, label: str) -> None:
+        """A keep-alive that failed unexpectedly closes its bind (which then
+        reconnects) rather than leave it unwatched."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        log.error("keepalive_failed", connector=self.name, bind=label, error=repr(exc),
+                  exc_info=exc)
+        bind.close()
 
     def _set_bound(self) -> None:
         metrics.CONNECTOR_BOUND.labels(self.name).set(len(self.senders))
@@ -240,8 +269,11 @@ class SmppConnector:
                 batch, self._delivered = self._delivered, []
                 try:
                     statuses = await self.on_deliver(self.name, [pdu for _, pdu in batch])
+                    if len(statuses) != len(batch):
+                        raise RuntimeError(f"{len(statuses)} statuses for {len(batch)} PDUs")
                 except Exception as exc:  # keep the binds alive; the SMSC will retry
-                    log.error("deliver_sm_failed", connector=self.name, error=repr(exc))
+                    log.error("deliver_sm_failed", connector=self.name, error=repr(exc),
+                              exc_info=exc)
                     statuses = [CommandStatus.ESME_RSYSERR] * len(batch)
                 for (bind, pdu), status in zip(batch, statuses, strict=True):
                     if bind.transport is None:
@@ -250,8 +282,12 @@ class SmppConnector:
                         bind.send(pdu.make_resp(command_status=status))
                     except SmppError:
                         continue  # the session is closing
+        except Exception as exc:  # never silent: what was not answered, the SMSC resends
+            log.error("deliver_task_failed", connector=self.name, error=repr(exc), exc_info=exc)
         finally:
             self._delivering = None
+            if self._delivered and not self._stopping:  # arrived while this one was failing
+                self._delivering = asyncio.get_running_loop().create_task(self._deliver())
 
     # --- sending ----------------------------------------------------------------
 

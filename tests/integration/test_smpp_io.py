@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from gateway.config import ConnectorSettings
 from gateway.connectors.smpp import SmppConnector
@@ -126,3 +128,117 @@ async def test_deliver_sm_from_every_bind_is_stored_together_and_answered_on_its
     assert len(calls) == 2
     assert answers == {b"a1": CommandStatus.ESME_ROK, b"b1": CommandStatus.ESME_ROK,
                        b"b2": CommandStatus.ESME_RX_T_APPN}
+
+
+# --- the connector's own tasks: nothing ends silently ---------------------------------
+
+
+async def _wait(predicate: Any, seconds: float = 10.0) -> bool:
+    for _ in range(int(seconds / 0.01)):
+        if predicate():
+            return True
+        await asyncio.sleep(0.01)
+    return predicate()
+
+
+@pytest.fixture
+def events() -> Iterator[list[dict[str, Any]]]:
+    """The log events of the test, as structlog hands them over."""
+    with capture_logs() as captured:
+        yield captured
+
+
+def _logged(events: list[dict[str, Any]], event: str) -> bool:
+    return any(e["event"] == event and e.get("connector") == "sim" for e in events)
+
+
+async def test_an_unexpected_error_while_binding_is_logged_and_the_bind_comes_back(
+        monkeypatch: pytest.MonkeyPatch, events: list[dict[str, Any]]) -> None:
+    loop = asyncio.get_running_loop()
+    bound: list[_Smsc] = []
+    server = await loop.create_server(lambda: _Smsc(bound), "127.0.0.1", 0)
+    settings = ConnectorSettings(system_id="t", password="p",
+                                 port=server.sockets[0].getsockname()[1], binds=1)
+
+    async def no_deliver(connector: str, pdus: list[DeliverSm]) -> list[int]:
+        return [CommandStatus.ESME_ROK for _ in pdus]
+
+    connector = SmppConnector("sim", settings, no_deliver)
+    real, calls = connector._bind_once, []
+
+    async def buggy_once(kind: Any) -> Any:
+        calls.append(kind)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the bind path")
+        return await real(kind)
+
+    monkeypatch.setattr(connector, "_bind_once", buggy_once)
+    connector.start()
+    try:
+        assert await connector.wait_bound(10)
+        assert len(calls) == 2 and len(bound) == 1
+        assert _logged(events, "bind_task_failed")
+    finally:
+        await connector.stop()
+        server.close()
+
+
+async def test_a_keepalive_that_fails_unexpectedly_closes_its_bind_which_rebinds(
+        monkeypatch: pytest.MonkeyPatch, events: list[dict[str, Any]]) -> None:
+    from gateway.connectors import smpp as smpp_connector
+
+    loop = asyncio.get_running_loop()
+    bound: list[_Smsc] = []
+    server = await loop.create_server(lambda: _Smsc(bound), "127.0.0.1", 0)
+    settings = ConnectorSettings(system_id="t", password="p",
+                                 port=server.sockets[0].getsockname()[1], binds=1)
+    real, calls = smpp_connector._Bind.keepalive, []
+
+    async def buggy_keepalive(self: Any, interval: float, timeout: float) -> None:
+        calls.append(self)
+        if len(calls) == 1:
+            raise RuntimeError("a bug in the keep-alive")
+        await real(self, interval, timeout)
+
+    monkeypatch.setattr(smpp_connector._Bind, "keepalive", buggy_keepalive)
+
+    async def no_deliver(connector: str, pdus: list[DeliverSm]) -> list[int]:
+        return [CommandStatus.ESME_ROK for _ in pdus]
+
+    connector = SmppConnector("sim", settings, no_deliver)
+    connector.start()
+    try:
+        assert await _wait(lambda: len(calls) == 2 and len(connector.senders) == 1)
+        assert len(bound) == 2  # the first bind was closed and a new one made
+        assert _logged(events, "keepalive_failed")
+    finally:
+        await connector.stop()
+        server.close()
+
+
+async def test_a_receipt_handler_answering_the_wrong_count_is_logged_and_nacked(
+        events: list[dict[str, Any]]) -> None:
+    loop = asyncio.get_running_loop()
+    bound: list[_Smsc] = []
+    server = await loop.create_server(lambda: _Smsc(bound), "127.0.0.1", 0)
+    settings = ConnectorSettings(system_id="t", password="p",
+                                 port=server.sockets[0].getsockname()[1], binds=1)
+
+    async def on_deliver(connector: str, pdus: list[DeliverSm]) -> list[int]:
+        if pdus[0].short_message == b"bug":
+            return []  # a bug: no status for the PDU
+        return [CommandStatus.ESME_ROK for _ in pdus]
+
+    connector = SmppConnector("sim", settings, on_deliver)
+    connector.start()
+    try:
+        assert await connector.wait_bound(10) and await _wait(lambda: len(bound) == 1)
+        smsc = bound[0]
+        first = await smsc.request(DeliverSm(short_message=b"bug"), 5)
+        second = await smsc.request(DeliverSm(short_message=b"fine"), 5)
+    finally:
+        await connector.stop()
+        server.close()
+    assert first.command_status == CommandStatus.ESME_RSYSERR  # the SMSC will resend it
+    assert second.command_status == CommandStatus.ESME_ROK
+    assert _logged(events, "deliver_sm_failed")
