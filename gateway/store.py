@@ -13,7 +13,9 @@ Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
   resend), ``b`` batch key, ``w`` callbacks wanted (``<mask of EVENT_BITS>
   <receiver queue>``), ``c`` connector, ``n``
   parts as that connector cut the text (absent: 1), ``e`` error code,
-  ``i<k>`` SMSC id of part k, ``p<k>`` final state of part k, ``f<k>`` part k
+  ``i<k>`` SMSC id of part k exactly as the SMSC wrote it in submit_sm_resp
+  (what users see; the normalised form lives only in the correlation key),
+  ``p<k>`` final state of part k, ``f<k>`` part k
   was resent on a fallback, ``d`` the lane entry the message left (deferred or
   rerouted out of an entry it shared).
 - ``smsgw:lane:{<connector>}:<class>`` stream, consumer group ``dispatch``;
@@ -25,7 +27,8 @@ Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
   behind the oldest entry in flight.
 - ``smsgw:depth`` hash — lane key → its messages, waiting or in flight.
 - ``smsgw:corr:<connector>:<smsc id>`` → ``<id>|<part>`` with a TTL: receipt
-  correlation after per-connector id normalisation; or, prefixed with
+  correlation, the id in its per-connector normalised form (receipts are
+  normalised the same way, so both meet here); or, prefixed with
   PARKED (``~``), a receipt that beat its submit_sm_resp.
 - ``smsgw:b:{<batch>}`` hash — counts by status.
 - ``smsgw:expiry`` sorted set — members are the comma-joined ids of messages
@@ -331,10 +334,11 @@ end
 # in the correlation key, marked PARKED, and the SET ... GET that writes the
 # correlation returns it): a `delivered` one is applied here; any other is
 # handed back for the receipt rules (it may be resent on a fallback). ARGV: ts,
-# and one msgpack array of 7 strings per part: message id, correlation key,
-# part, smsc id, ttl, connector, parts in total (as this connector cut the
-# text). Returns per part '' (no early receipt), '=' or '=<new status>'
-# (applied), or the receipt payload.
+# and one msgpack array of 7 strings per part: message id, correlation key
+# (of the normalised id), part, smsc id as the SMSC wrote it (for i<k> and the
+# history), ttl, connector, parts in total (as this connector cut the text).
+# Returns per part '' (no early receipt), '=' or '=<new status>' (applied), or
+# the receipt payload.
 _SUBMITTED = (
     _STATUS_LUA
     + _PART_FINAL_FN
@@ -864,17 +868,18 @@ class Store:
             args += [name, value]
         return bool(await self._set_status(keys=[msg_key(message_id)], args=args))
 
-    async def parts_submitted(
-        self, parts: Sequence[tuple[str, str, int, str, int, int]]
-    ) -> list[bytes | None]:
-        """Record acknowledged parts, (connector, message id, part, smsc id, ttl,
-        parts in total) each, in one script call. Per part: None, or what became of a receipt that
-        arrived early: b"=<status>" / b"=" if it was applied, else its payload."""
+    async def parts_submitted(self, parts: Sequence[AckedPart]) -> list[bytes | None]:
+        """Record acknowledged parts, (connector, message id, part, smsc id as the
+        SMSC wrote it, the same id normalised for correlation, ttl, parts in
+        total) each, in one script call. The message keeps the id as written (it
+        is what the carrier's records show); receipts are matched on the
+        normalised one. Per part: None, or what became of a receipt that arrived
+        early: b"=<status>" / b"=" if it was applied, else its payload."""
         flat: list[str] = []
-        for connector, message_id, part, smsc_id, ttl, total in parts:
+        for connector, message_id, part, smsc_id, match_id, ttl, total in parts:
             flat += (
-                message_id, corr_key(connector, smsc_id), str(part), smsc_id, str(max(ttl, 60)),
-                connector, str(total),
+                message_id, corr_key(connector, match_id), str(part), smsc_id,
+                str(max(ttl, 60)), connector, str(total),
             )
         # One packed argument: redis-py's per-argument packing was the cost.
         packed = msgpack.packb(flat, use_bin_type=False)
@@ -1458,6 +1463,13 @@ class Settle(NamedTuple):
     dead: int = 0  # entries after those that are given up
     reason: str = ""  # why they were given up
     retry_at: float | None = None  # the (new) head failed: try again then
+
+
+# An acknowledged part, as Store.parts_submitted takes it: connector, message
+# id, part, SMSC id as written in submit_sm_resp, that id normalised (the
+# correlation key's), ttl, parts in total. A plain tuple: the dispatcher builds
+# one per part on its hot path.
+AckedPart = tuple[str, str, int, str, str, int, int]
 
 
 class LaneEntry(NamedTuple):
