@@ -1272,8 +1272,9 @@ class Store:
         with the attempts of its head and its first entries (a batch for a
         batching receiver, up to `single` for one taking single events). A
         status entry comes with the fields of its message a callback needs
-        (WH_FIELDS; None where the message is gone). With nothing due: ([], the
-        time the next queue falls due, or None)."""
+        (WH_FIELDS, then the SMSC ids of parts 2..n if it has more parts; None
+        where a field or the message is gone). With nothing due: ([], the time
+        the next queue falls due, or None)."""
         flat = await self._api_scripts["wh_claim"](
             keys=[], args=[_ts(now), _ts(now + lease), limit, token, single, *skip]
         )
@@ -1291,8 +1292,10 @@ class Store:
                     entries.append((entry, None))
                     i += 1
                 else:
-                    entries.append((entry, flat[i + 1 : i + 1 + width]))
-                    i += 1 + width
+                    more = flat[i + 1 + width]  # ids of parts 2.. after the fields
+                    entries.append((entry, flat[i + 1 : i + 1 + width]
+                                    + flat[i + 2 + width : i + 2 + width + more]))
+                    i += 2 + width + more
             claims.append(Claim(queue, attempts, entries))
         return claims, None
 
@@ -1449,7 +1452,8 @@ class Store:
 
 class Claim(NamedTuple):
     """A leased receiver queue: its name, failed attempts of its head, and its
-    first entries with, for a status entry, its message's WH_FIELDS."""
+    first entries with, for a status entry, its message's WH_FIELDS (and the
+    SMSC ids of parts 2..n after them)."""
 
     queue: str
     attempts: int
@@ -1575,7 +1579,11 @@ def wh_queue_receiver(queue: str) -> tuple[int, str, str]:
 # What a status callback needs of its message, read when it is sent: the record,
 # connector, error code, and the history lines of admission, queued (after a
 # schedule), submitted and the final status.
-WH_FIELDS = ("r", "c", "e", "h", "h2", "h3", "h4")
+# A status callback's message fields, read by the claim that leases its queue:
+# record, connector, error, the history lines of admission, submitted and the
+# finals, parts as the connector cut the text, and the SMSC ids of parts 0 and
+# 1. The claim appends the ids of parts 2..n of a message of more parts.
+WH_FIELDS = ("r", "c", "e", "h", "h2", "h3", "h4", "n", "i0", "i1")
 # First byte of a queue entry that carries its whole body (an MO message).
 WH_RENDERED = b"!"
 
@@ -1759,8 +1767,10 @@ _WH_FIELDS_LUA = ", ".join(f"'{f}'" for f in WH_FIELDS)
 # per claim of a single-event queue, then receivers ("<rid>:<account>") to skip
 # (they hold their share of this worker's requests). Returns per queue: name,
 # attempts of its head, entry count, then each entry followed (unless it is
-# rendered) by its message's WH_FIELDS; or, with nothing due, 'next' and the
-# score of the next queue to fall due (if any).
+# rendered) by its message's WH_FIELDS, a count k and the SMSC ids of parts 2
+# to k + 1 (k = 0 unless the message has more than one part: a second HMGET
+# then, in the same script, not a round trip per callback); or, with nothing
+# due, 'next' and the score of the next queue to fall due (if any).
 _WH_CLAIM = f"""
 local now, lease, limit, token = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local single = tonumber(ARGV[5])
@@ -1790,8 +1800,17 @@ for _, q in ipairs(due) do
         out[#out + 1] = e
         if string.byte(e) ~= {WH_RENDERED[0]} then
           local id = string.match(e, '^([^|]*)')
-          local f = redis.call('HMGET', '{PREFIX}m:{{' .. id .. '}}', {_WH_FIELDS_LUA})
+          local mkey = '{PREFIX}m:{{' .. id .. '}}'
+          local f = redis.call('HMGET', mkey, {_WH_FIELDS_LUA})
           for j = 1, {len(WH_FIELDS)} do out[#out + 1] = f[j] end
+          local n = tonumber(f[{WH_FIELDS.index("n") + 1}]) or 1
+          out[#out + 1] = n > 1 and n - 1 or 0
+          if n > 1 then
+            local names = {{}}
+            for p = 2, n do names[#names + 1] = 'i' .. p end
+            local more = redis.call('HMGET', mkey, unpack(names))
+            for j = 1, n - 1 do out[#out + 1] = more[j] end
+          end
         end
       end
     end
