@@ -81,7 +81,14 @@ class MessageOut(BaseModel):
     message_class: str = Field(alias="class")
     connector: str | None
     carrier: str
-    smsc_message_ids: dict[str, str]
+    smsc_message_ids: dict[str, str] = Field(
+        description="The SMSC's own message id of each part it acknowledged, by part number "
+        "(0: a provider that took the whole text), exactly as it wrote it in submit_sm_resp "
+        "(or the HTTP provider's response): not normalised, so it can be looked up in the "
+        "carrier's records. Receipts are matched on a normalised form (hex/decimal, case, "
+        "leading zeros) that is never shown.",
+        examples=[{"1": "0c2800000001", "2": "0c2800000002"}],
+    )
     error_code: str | None
     client_ref: str | None
     batch_id: str | None
@@ -457,7 +464,8 @@ def create_app(settings: Settings, store: Store, worker: int = 0) -> Api:
         responses=_problems(401, 404, 422), tags=["messages"],
     )
     async def get_message(message_id: str, auth: Auth) -> Response:
-        """Current status, parts, connector, carrier, SMSC ids, error code and history."""
+        """Current status, parts, connector, carrier, SMSC ids (as the SMSC wrote
+        them), error code and history."""
         state = await store.get(message_id) if len(message_id) <= 64 else None
         if state is None or state.message.account != auth[0]:
             # Another account's message is indistinguishable from a missing one.

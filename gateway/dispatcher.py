@@ -30,7 +30,7 @@ from gateway.limits import SharedRate
 from gateway.model import EXPIRED, FAILED, FINAL_STATUSES, MessageState
 from gateway.receipts import Receipts
 from gateway.slots import Slots
-from gateway.store import LANES, LaneEntry, Store
+from gateway.store import LANES, AckedPart, LaneEntry, Store
 from protocols.text import Part
 
 log = logs.get("smsgw.dispatch")
@@ -84,7 +84,7 @@ class Dispatcher:
         tps = self.conn_settings.tps
         self.rate = SharedRate(store, f"connector:{name}", tps) if tps else None
         # Per-message Redis writes, batched across every message in flight.
-        self._submitted = Coalescer(store.parts_submitted)
+        self._submitted: Coalescer[AckedPart, bytes | None] = Coalescer(store.parts_submitted)
         self._acks = Coalescer(self._ack_many)
         self._per_minute = settings.throttle.recipient_per_minute
         self._try_send = getattr(connector, "try_send", None)  # SMPP connectors have it
@@ -220,10 +220,11 @@ class Dispatcher:
         if result.outcome is not Outcome.OK:
             self._spawn(self._send(entry, state, first=result), entry)  # keeps the slot
             return
-        smsc_id = self.receipts.normalize_resp(self.name, result.provider_id)
+        smsc_id = result.provider_id
         ttl = int(m.expires_at - time.time()) + 24 * 3600
         self._submitted.push(
-            (self.name, m.id, part.seq, smsc_id, ttl, part.total or m.parts),
+            (self.name, m.id, part.seq, smsc_id, self.receipts.normalize_resp(self.name, smsc_id),
+             ttl, part.total or m.parts),
             partial(self._recorded_now, entry, m.id, part.seq),
         )
 
@@ -322,9 +323,12 @@ class Dispatcher:
                     return
                 await asyncio.sleep(
                     backoff(self.settings.retry, attempt, result.throttled, priority))
-            smsc_id = self.receipts.normalize_resp(self.name, result.provider_id)
+            # Stored as the SMSC wrote it (users look it up in the carrier's
+            # records); receipts are matched on the normalised form.
+            smsc_id = result.provider_id
             early = await self._submitted.submit(
-                (self.name, m.id, part.seq, smsc_id, ttl, part.total or m.parts)
+                (self.name, m.id, part.seq, smsc_id,
+                 self.receipts.normalize_resp(self.name, smsc_id), ttl, part.total or m.parts)
             )
             if part.seq <= 1:
                 metrics.count_status("submitted")

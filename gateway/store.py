@@ -13,7 +13,9 @@ Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
   resend), ``b`` batch key, ``w`` callbacks wanted (``<mask of EVENT_BITS>
   <receiver queue>``), ``c`` connector, ``n``
   parts as that connector cut the text (absent: 1), ``e`` error code,
-  ``i<k>`` SMSC id of part k, ``p<k>`` final state of part k, ``f<k>`` part k
+  ``i<k>`` SMSC id of part k exactly as the SMSC wrote it in submit_sm_resp
+  (what users see; the normalised form lives only in the correlation key),
+  ``p<k>`` final state of part k, ``f<k>`` part k
   was resent on a fallback, ``d`` the lane entry the message left (deferred or
   rerouted out of an entry it shared).
 - ``smsgw:lane:{<connector>}:<class>`` stream, consumer group ``dispatch``;
@@ -25,7 +27,8 @@ Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
   behind the oldest entry in flight.
 - ``smsgw:depth`` hash — lane key → its messages, waiting or in flight.
 - ``smsgw:corr:<connector>:<smsc id>`` → ``<id>|<part>`` with a TTL: receipt
-  correlation after per-connector id normalisation; or, prefixed with
+  correlation, the id in its per-connector normalised form (receipts are
+  normalised the same way, so both meet here); or, prefixed with
   PARKED (``~``), a receipt that beat its submit_sm_resp.
 - ``smsgw:b:{<batch>}`` hash — counts by status.
 - ``smsgw:expiry`` sorted set — members are the comma-joined ids of messages
@@ -331,10 +334,11 @@ end
 # in the correlation key, marked PARKED, and the SET ... GET that writes the
 # correlation returns it): a `delivered` one is applied here; any other is
 # handed back for the receipt rules (it may be resent on a fallback). ARGV: ts,
-# and one msgpack array of 7 strings per part: message id, correlation key,
-# part, smsc id, ttl, connector, parts in total (as this connector cut the
-# text). Returns per part '' (no early receipt), '=' or '=<new status>'
-# (applied), or the receipt payload.
+# and one msgpack array of 7 strings per part: message id, correlation key
+# (of the normalised id), part, smsc id as the SMSC wrote it (for i<k> and the
+# history), ttl, connector, parts in total (as this connector cut the text).
+# Returns per part '' (no early receipt), '=' or '=<new status>' (applied), or
+# the receipt payload.
 _SUBMITTED = (
     _STATUS_LUA
     + _PART_FINAL_FN
@@ -864,17 +868,18 @@ class Store:
             args += [name, value]
         return bool(await self._set_status(keys=[msg_key(message_id)], args=args))
 
-    async def parts_submitted(
-        self, parts: Sequence[tuple[str, str, int, str, int, int]]
-    ) -> list[bytes | None]:
-        """Record acknowledged parts, (connector, message id, part, smsc id, ttl,
-        parts in total) each, in one script call. Per part: None, or what became of a receipt that
-        arrived early: b"=<status>" / b"=" if it was applied, else its payload."""
+    async def parts_submitted(self, parts: Sequence[AckedPart]) -> list[bytes | None]:
+        """Record acknowledged parts, (connector, message id, part, smsc id as the
+        SMSC wrote it, the same id normalised for correlation, ttl, parts in
+        total) each, in one script call. The message keeps the id as written (it
+        is what the carrier's records show); receipts are matched on the
+        normalised one. Per part: None, or what became of a receipt that arrived
+        early: b"=<status>" / b"=" if it was applied, else its payload."""
         flat: list[str] = []
-        for connector, message_id, part, smsc_id, ttl, total in parts:
+        for connector, message_id, part, smsc_id, match_id, ttl, total in parts:
             flat += (
-                message_id, corr_key(connector, smsc_id), str(part), smsc_id, str(max(ttl, 60)),
-                connector, str(total),
+                message_id, corr_key(connector, match_id), str(part), smsc_id,
+                str(max(ttl, 60)), connector, str(total),
             )
         # One packed argument: redis-py's per-argument packing was the cost.
         packed = msgpack.packb(flat, use_bin_type=False)
@@ -1267,8 +1272,9 @@ class Store:
         with the attempts of its head and its first entries (a batch for a
         batching receiver, up to `single` for one taking single events). A
         status entry comes with the fields of its message a callback needs
-        (WH_FIELDS; None where the message is gone). With nothing due: ([], the
-        time the next queue falls due, or None)."""
+        (WH_FIELDS, then the SMSC ids of parts 2..n if it has more parts; None
+        where a field or the message is gone). With nothing due: ([], the time
+        the next queue falls due, or None)."""
         flat = await self._api_scripts["wh_claim"](
             keys=[], args=[_ts(now), _ts(now + lease), limit, token, single, *skip]
         )
@@ -1286,8 +1292,10 @@ class Store:
                     entries.append((entry, None))
                     i += 1
                 else:
-                    entries.append((entry, flat[i + 1 : i + 1 + width]))
-                    i += 1 + width
+                    more = flat[i + 1 + width]  # ids of parts 2.. after the fields
+                    entries.append((entry, flat[i + 1 : i + 1 + width]
+                                    + flat[i + 2 + width : i + 2 + width + more]))
+                    i += 2 + width + more
             claims.append(Claim(queue, attempts, entries))
         return claims, None
 
@@ -1444,7 +1452,8 @@ class Store:
 
 class Claim(NamedTuple):
     """A leased receiver queue: its name, failed attempts of its head, and its
-    first entries with, for a status entry, its message's WH_FIELDS."""
+    first entries with, for a status entry, its message's WH_FIELDS (and the
+    SMSC ids of parts 2..n after them)."""
 
     queue: str
     attempts: int
@@ -1458,6 +1467,13 @@ class Settle(NamedTuple):
     dead: int = 0  # entries after those that are given up
     reason: str = ""  # why they were given up
     retry_at: float | None = None  # the (new) head failed: try again then
+
+
+# An acknowledged part, as Store.parts_submitted takes it: connector, message
+# id, part, SMSC id as written in submit_sm_resp, that id normalised (the
+# correlation key's), ttl, parts in total. A plain tuple: the dispatcher builds
+# one per part on its hot path.
+AckedPart = tuple[str, str, int, str, str, int, int]
 
 
 class LaneEntry(NamedTuple):
@@ -1563,7 +1579,11 @@ def wh_queue_receiver(queue: str) -> tuple[int, str, str]:
 # What a status callback needs of its message, read when it is sent: the record,
 # connector, error code, and the history lines of admission, queued (after a
 # schedule), submitted and the final status.
-WH_FIELDS = ("r", "c", "e", "h", "h2", "h3", "h4")
+# A status callback's message fields, read by the claim that leases its queue:
+# record, connector, error, the history lines of admission, submitted and the
+# finals, parts as the connector cut the text, and the SMSC ids of parts 0 and
+# 1. The claim appends the ids of parts 2..n of a message of more parts.
+WH_FIELDS = ("r", "c", "e", "h", "h2", "h3", "h4", "n", "i0", "i1")
 # First byte of a queue entry that carries its whole body (an MO message).
 WH_RENDERED = b"!"
 
@@ -1747,8 +1767,10 @@ _WH_FIELDS_LUA = ", ".join(f"'{f}'" for f in WH_FIELDS)
 # per claim of a single-event queue, then receivers ("<rid>:<account>") to skip
 # (they hold their share of this worker's requests). Returns per queue: name,
 # attempts of its head, entry count, then each entry followed (unless it is
-# rendered) by its message's WH_FIELDS; or, with nothing due, 'next' and the
-# score of the next queue to fall due (if any).
+# rendered) by its message's WH_FIELDS, a count k and the SMSC ids of parts 2
+# to k + 1 (k = 0 unless the message has more than one part: a second HMGET
+# then, in the same script, not a round trip per callback); or, with nothing
+# due, 'next' and the score of the next queue to fall due (if any).
 _WH_CLAIM = f"""
 local now, lease, limit, token = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local single = tonumber(ARGV[5])
@@ -1778,8 +1800,17 @@ for _, q in ipairs(due) do
         out[#out + 1] = e
         if string.byte(e) ~= {WH_RENDERED[0]} then
           local id = string.match(e, '^([^|]*)')
-          local f = redis.call('HMGET', '{PREFIX}m:{{' .. id .. '}}', {_WH_FIELDS_LUA})
+          local mkey = '{PREFIX}m:{{' .. id .. '}}'
+          local f = redis.call('HMGET', mkey, {_WH_FIELDS_LUA})
           for j = 1, {len(WH_FIELDS)} do out[#out + 1] = f[j] end
+          local n = tonumber(f[{WH_FIELDS.index("n") + 1}]) or 1
+          out[#out + 1] = n > 1 and n - 1 or 0
+          if n > 1 then
+            local names = {{}}
+            for p = 2, n do names[#names + 1] = 'i' .. p end
+            local more = redis.call('HMGET', mkey, unpack(names))
+            for j = 1, n - 1 do out[#out + 1] = more[j] end
+          end
         end
       end
     end

@@ -55,6 +55,7 @@ from gateway.config import AccountSettings, Settings
 from gateway.model import FINAL_STATUSES, Message, new_id
 from gateway.store import (
     HISTORY_RANK,
+    WH_FIELDS,
     WH_RENDERED,
     Claim,
     Settle,
@@ -78,6 +79,10 @@ SINGLE_RUN = 32
 REFUSED = "refused_target"
 _DELIVERED = metrics.WEBHOOKS.labels("delivered")
 _BEFORE_ROUTING = frozenset({"accepted", "queued", "scheduled"})
+# Where a claim's fields hold the later history lines, and the SMSC ids (part
+# 0, 1, then 2.. as the claim appended them).
+_LATER_LINES = slice(WH_FIELDS.index("h2"), WH_FIELDS.index("h4") + 1)
+_FIRST_ID = WH_FIELDS.index("i0")
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -117,7 +122,7 @@ def _history(fields: list[bytes | None]) -> list[tuple[str, str]]:
             for line in text.splitlines():
                 ts, status, _ = line.split("\t", 2)
                 out.append((status, ts))
-    for raw in fields[4:]:
+    for raw in fields[_LATER_LINES]:
         if raw:
             ts, status, _ = raw.decode().split("\t", 2)
             out.append((status, ts))
@@ -145,6 +150,10 @@ def render(entry: bytes, fields: list[bytes | None] | None) -> Callback | None:
             timestamps[s] = _iso(float(at))
     timestamps.setdefault(status, _iso(ts))
     connector, error = fields[1], fields[2]
+    routed = status not in _BEFORE_ROUTING
+    smsc_ids: dict[str, str] = {}
+    if routed:  # as the SMSC wrote them in submit_sm_resp, by part (as GET shows them)
+        smsc_ids = {str(k): raw.decode() for k, raw in enumerate(fields[_FIRST_ID:]) if raw}
     event_id = f"{mid}.{status}"
     body = orjson.dumps({
         "type": "status",
@@ -155,9 +164,9 @@ def render(entry: bytes, fields: list[bytes | None] | None) -> Callback | None:
         "status": status,
         "error_code": error.decode() if error and status in FINAL_STATUSES else None,
         "parts": m.parts,
-        "connector": connector.decode() if connector and status not in _BEFORE_ROUTING
-        else None,
+        "connector": connector.decode() if connector and routed else None,
         "carrier": m.carrier,
+        "smsc_message_ids": smsc_ids,
         "timestamps": timestamps,
     })
     return Callback(m.callback_url, body, ts, event_id)

@@ -37,7 +37,8 @@ async def measure(url: str, count: int) -> float:
             chunk = messages[i:i + 1000]
             await store.enqueue(chunk)
             await store.parts_submitted(
-                [("sim", m.id, 1, f"{i + j:x}", 86_400, 1) for j, m in enumerate(chunk)]
+                [("sim", m.id, 1, f"{i + j:x}", f"{i + j:x}", 86_400, 1)
+                 for j, m in enumerate(chunk)]
             )
             await store.apply_receipts(
                 [("sim", f"{i + j:x}", b"delivered|000|DELIVRD") for j in range(len(chunk))],

@@ -156,7 +156,7 @@ async def run(url: str, count: int, parts: int, callbacks: bool, chunk: int,
             calls = 0
             for i in range(0, len(flat_parts), batch):
                 out = await store.parts_submitted([
-                    (CONNECTOR, m.id, k, sid, 90_000, parts)
+                    (CONNECTOR, m.id, k, sid, sid, 90_000, parts)
                     for m, k, sid in flat_parts[i : i + batch]
                 ])
                 if any(out):

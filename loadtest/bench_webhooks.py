@@ -60,7 +60,7 @@ async def run(url: str, receiver: ReceiverProcess, count: int, batch_size: int,
         batch = [admit(f"+86138{i:08d}", f"Your order {i} has shipped", str(i))
                  for i in range(start, min(count, start + 1000))]
         await store.enqueue(batch)
-        acks = [("sim", m.id, 1, f"s{m.id}", ttl, 1) for m in batch]
+        acks = [("sim", m.id, 1, f"s{m.id}", f"s{m.id}", ttl, 1) for m in batch]
         await store.parts_submitted(acks)
         await store.apply_receipts([("sim", f"s{m.id}", b"delivered|000|DELIVRD")
                                     for m in batch], ttl)

@@ -22,6 +22,11 @@ Failure injection, all off by default (see docs/simulator.md):
   down (drops every connection, refuses binds), SIGUSR2 brings it back;
 - ``--mo-rate`` generates mobile-originated deliver_sm.
 
+Message ids are a random 16-bit prefix and a counter, in lower-case hex;
+``--first-id 0c2800000001`` makes them count up from that id instead, keeping
+its width (leading zeros) and case, for tests of ids that normalisation would
+change.
+
 It counts what it saw — submits, unique and duplicate messages by
 (destination_addr, short_message), acks per command_status, receipts per stat —
 and writes a JSON summary to ``--stats-file`` (every second and on exit) and to
@@ -41,6 +46,7 @@ import os
 import random
 import signal
 import ssl
+import string
 import struct
 import sys
 import time
@@ -109,6 +115,9 @@ class SimConfig:
     drop_count: int = 0  # 0: every connection drops after drop_after submits
     drop_taken: bool = False  # unanswered submits were taken (counted, receipted) or lost
     receipt_ids: str = "hex"  # "dec": receipts carry the id in decimal
+    # The first message id handed out, hex; the next ones count up from it with
+    # its width and case. Empty: a random 16-bit prefix and a counter.
+    first_id: str = ""
     refuse_binds: bool = False
     start_down: bool = False
     mo_rate: float = 0.0
@@ -131,6 +140,10 @@ class SimConfig:
             raise ValueError("receipt_dist is one of fixed, uniform, exponential")
         if not self.stat_mix or abs(sum(r for _, r in self.stat_mix) - 1) > 1e-6:
             raise ValueError("stat mix ratios must add up to 1")
+        # SMPP 3.4 §5.2.23: message_id is a C-Octet String of up to 65 octets.
+        if self.first_id and (len(self.first_id) > 64
+                              or any(c not in string.hexdigits for c in self.first_id)):
+            raise ValueError("first id is up to 64 hex digits, e.g. 0c2800000001")
 
 
 @dataclass
@@ -237,7 +250,13 @@ class SmscSimulator:
         self.seen: set[bytes] = set()
         self.connections: list[_SmscConnection] = []
         self._counter = 0
-        self._prefix = int.from_bytes(os.urandom(2), "big") << 32
+        first = config.first_id
+        if first:
+            self._prefix = int(first, 16) - 1
+            self._id_format = f"0{len(first)}{'X' if first != first.lower() else 'x'}"
+        else:
+            self._prefix = int.from_bytes(os.urandom(2), "big") << 32
+            self._id_format = "x"
         self.server: asyncio.Server | None = None
         self._acks: Counter[int] = Counter()
         self._receipt_stats: Counter[str] = Counter()
@@ -276,7 +295,7 @@ class SmscSimulator:
 
     def next_id(self) -> str:
         self._counter += 1
-        return f"{self._prefix | self._counter:x}"
+        return format(self._prefix + self._counter, self._id_format)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -821,6 +840,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--drop-count", type=int, default=0, help="drop at most this many connections (0: all)")
     a("--receipt-ids", choices=("hex", "dec"), default="hex",
       help="how receipts write the message id (submit_sm_resp always uses hex)")
+    a("--first-id", default="", metavar="HEX",
+      help="the first message id handed out; the next count up from it, keeping its width "
+           "and case (e.g. 0c2800000001, 0c2800000002, ...); default: a random prefix")
     a("--refuse-binds", action="store_true",
       help="answer every bind ESME_RBINDFAIL (SIGUSR1: go down, SIGUSR2: come back up)")
     a("--start-down", action="store_true",
@@ -850,7 +872,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         receipt_before_resp=args.receipt_before_resp, drop_receipts=args.drop_receipts,
         drop_after=args.drop_after, drop_unanswered=args.drop_unanswered,
         drop_taken=args.drop_taken, drop_count=args.drop_count, refuse_binds=args.refuse_binds,
-        receipt_ids=args.receipt_ids,
+        receipt_ids=args.receipt_ids, first_id=args.first_id,
         start_down=args.start_down,
         mo_rate=args.mo_rate, mo_text=args.mo_text,
         mo_from=[x.strip() for x in args.mo_from.split(",") if x.strip()],

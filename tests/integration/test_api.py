@@ -353,6 +353,8 @@ def test_openapi_declares_auth_problems_and_every_route(api: httpx.Client) -> No
     batch_body = ops["POST", "/v1/messages/batch"]["requestBody"]
     assert batch_body["content"]["application/json"]["schema"]["$ref"].endswith("/BatchIn")
     assert doc["components"]["schemas"]["BatchIn"]["properties"]["messages"]["maxItems"] == 10_000
+    smsc_ids = doc["components"]["schemas"]["MessageOut"]["properties"]["smsc_message_ids"]
+    assert "not normalised" in smsc_ids["description"]  # the SMSC's own ids, as written
 
 
 

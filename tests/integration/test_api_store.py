@@ -7,6 +7,8 @@ from __future__ import annotations
 import math
 import time
 
+import orjson
+
 from gateway.callbacks import Receivers, events_mask
 from gateway.config import AccountSettings
 from gateway.model import Message, new_id
@@ -22,6 +24,7 @@ from gateway.store import (
     wh_queue_key,
     wh_queue_name,
 )
+from gateway.webhooks import render
 
 ACCOUNT = AccountSettings(api_keys=["k"])
 RECEIVERS = Receivers()
@@ -137,6 +140,29 @@ async def test_a_claim_reads_a_status_callback_with_its_message_and_skips_a_busy
     assert claim.queue == queue and entry.startswith(f"{m.id}|queued|".encode())
     assert fields is not None and Message.unpack(fields[0]) == m  # r, then c, e, h...
     assert len(fields) == len(WH_FIELDS)
+
+
+async def test_a_status_callback_carries_every_part_s_smsc_id_as_the_smsc_wrote_it(
+    store: Store,
+) -> None:
+    """The claim that reads a callback's message fields brings the SMSC ids of
+    all its parts with them (parts 2.. by a second HMGET in the same script):
+    the receiver sees 0C2800000001, not the normalised c2800000001."""
+    m = _message(callback="http://x/hook", events=("queued", "submitted"))
+    m.parts = 3
+    await store.enqueue_api("demo", [[store.record(m)]])
+    await store.parts_submitted(
+        [("sim", m.id, k, f"0C28{k:08X}", f"c28{k:08x}", 600, 3) for k in (1, 2, 3)]
+    )
+    claims, _ = await store.webhook_claim(10**10, 30, 10, "t", single=8)
+    [claim] = claims
+    bodies = [orjson.loads(c.body) for c in (render(e, f) for e, f in claim.entries) if c]
+    assert [b["status"] for b in bodies] == ["queued", "submitted"]
+    assert bodies[0]["smsc_message_ids"] == {}  # not routed yet when it was queued
+    assert bodies[1]["smsc_message_ids"] == {
+        "1": "0C2800000001", "2": "0C2800000002", "3": "0C2800000003"
+    }
+    assert list(bodies[1]["smsc_message_ids"]) == ["1", "2", "3"]  # in part order
 
 
 async def test_single_messages_of_several_accounts_share_a_call_and_opt_outs_leave_one_out(

@@ -166,7 +166,9 @@ def test_http_provider_connector_and_its_receipts(tmp_path: Path, provider: Prov
                                         "ref": mid}
         wait_for(lambda: client.get(f"/v1/messages/{mid}").json()["status"] == "submitted", 20)
 
-        report = {"sid": "P1", "state": "delivered"}
+        # The provider answered "P1" and reports "p1": matched after normalising
+        # both, while the message keeps the provider's own "P1".
+        report = {"sid": "p1", "state": "delivered"}
         bad = httpx.post(f"{gw.base_url}/v1/receipts/prov", json=report,
                          headers={"Authorization": "Bearer wrong"})
         assert bad.status_code == 401 and bad.json()["code"] == "unauthorized"
@@ -175,7 +177,7 @@ def test_http_provider_connector_and_its_receipts(tmp_path: Path, provider: Prov
         assert ok.status_code == 204
         body = wait_final(client, mid)
         assert body["status"] == "delivered" and body["parts"] == 2
-        assert body["smsc_message_ids"] == {"0": "p1"}
+        assert body["smsc_message_ids"] == {"0": "P1"}
 
 
 def test_exhausted_retries_dead_letter_then_replay(tmp_path: Path, provider: Provider) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import httpx
 
 from loadtest.harness import GatewayProcess
-from tests.integration.conftest import AUTH, wait_final, wait_for
+from tests.integration.conftest import AUTH, SimProcess, submit, wait_final, wait_for
+from tests.integration.receiver import Receiver
 
 
 def test_message_is_delivered_with_smsc_id_in_history(
@@ -45,6 +46,46 @@ def test_message_is_delivered_with_smsc_id_in_history(
 
     metrics = client.get("/metrics").text
     assert 'smsgw_messages_total{status="delivered"} 1.0' in metrics
+
+
+def test_the_smsc_s_own_id_is_shown_as_it_wrote_it_and_its_receipts_still_match(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    """An SMSC that answers submit_sm with 0c2800000001 (a leading zero that
+    receipt matching strips): GET, the history and the webhook bodies show
+    0c2800000001, so the user finds it in the carrier's records, and the
+    receipt, matched on the normalised id, still delivers the message."""
+    sim = SimProcess(tmp_path, "--first-id", "0c2800000001").start()
+    gw = GatewayProcess(tmp_path, sim_port=sim.port, env={"SMSGW_SIMULATOR__ENABLED": "false"})
+    events = ["submitted", "delivered"]
+    try:
+        with gw, httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
+            one = submit(client, text="Your order shipped", callback_url=receiver.url,
+                         callback_events=events)
+            body = wait_final(client, one)
+            assert body["status"] == "delivered"
+            assert body["smsc_message_ids"] == {"1": "0c2800000001"}
+            assert [(h["status"], h["detail"]) for h in body["history"]][2] == (
+                "submitted", "sim 0c2800000001")
+
+            # Two parts, sent one after the other: the ids in part order.
+            two = submit(client, text="x" * 200, callback_url=receiver.url,
+                         callback_events=events)
+            body = wait_final(client, two)
+            assert body["status"] == "delivered" and body["parts"] == 2
+            assert body["smsc_message_ids"] == {"1": "0c2800000002", "2": "0c2800000003"}
+            wait_for(lambda: receiver.statuses(one) == events
+                     and receiver.statuses(two) == events)
+    finally:
+        sim.stop()
+    hooks = {(e["id"], e["status"]): e["smsc_message_ids"] for e in receiver.taken()}
+    assert hooks[one, "submitted"] == hooks[one, "delivered"] == {"1": "0c2800000001"}
+    assert hooks[two, "delivered"] == {"1": "0c2800000002", "2": "0c2800000003"}
+    # rendered when sent, so the submitted event may already show part 2 too
+    assert hooks[two, "submitted"].items() <= hooks[two, "delivered"].items()
+    assert hooks[two, "submitted"]["1"] == "0c2800000002"
+    stats = sim.stats()  # as written when it stopped
+    assert stats["receipts_acked"] == 3 and stats["duplicates"] == 0
 
 
 def test_ucs2_message_of_201_characters_reaches_the_smsc_as_3_parts(

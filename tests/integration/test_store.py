@@ -12,9 +12,13 @@ from gateway.store import WH_DUE, Store, batch_key, batch_owner_key, msg_key, wh
 
 
 async def part_submitted(store: Store, connector: str, message_id: str, part: int,
-                         smsc_id: str, ttl: int, total: int = 1) -> bytes | None:
-    """One acknowledged part, as the dispatcher records them (in batches)."""
-    return (await store.parts_submitted([(connector, message_id, part, smsc_id, ttl, total)]))[0]
+                         smsc_id: str, ttl: int, total: int = 1,
+                         match_id: str | None = None) -> bytes | None:
+    """One acknowledged part, as the dispatcher records them (in batches);
+    `match_id` is the id normalised for correlation (default: `smsc_id`, for
+    ids that normalisation leaves alone)."""
+    acked = (connector, message_id, part, smsc_id, match_id or smsc_id, ttl, total)
+    return (await store.parts_submitted([acked]))[0]
 
 
 def message(parts: int = 1, callback: str | None = None, batch: str | None = None) -> Message:
@@ -62,6 +66,35 @@ async def test_multipart_delivered_only_when_every_part_is(store: Store) -> None
     state = await store.get(m.id)
     assert state is not None and state.status == "delivered"
     assert state.smsc_ids == {1: "s1", 2: "s2", 3: "s3"}
+
+
+async def test_a_part_keeps_its_smsc_id_as_written_and_receipts_meet_it_normalised(
+    store: Store,
+) -> None:
+    """The SMSC answered 0C2800000001: that is what the message shows (in its
+    ids and its history), while receipts, normalised the same way, find it
+    under c2800000001 — whether they come after the response or before it."""
+    m, early = message(parts=2), message()
+    await store.enqueue([m, early])
+    assert await part_submitted(store, "sim", m.id, 1, "0C2800000001", 600, 2,
+                                match_id="c2800000001") is None
+    assert await part_submitted(store, "sim", m.id, 2, "0C2800000002", 600, 2,
+                                match_id="c2800000002") is None
+    state = await store.get(m.id)
+    assert state is not None
+    assert state.smsc_ids == {1: "0C2800000001", 2: "0C2800000002"}
+    assert state.history[2][1:] == ("submitted", "sim 0C2800000001")
+    out = await store.apply_receipts([("sim", "c2800000001", b"delivered|000|DELIVRD"),
+                                      ("sim", "c2800000002", b"delivered|000|DELIVRD")], 600)
+    assert out == [(m.id, None), (m.id, "delivered")]
+    assert await store.correlate("sim", "0C2800000001", b"x", 600) is None  # raw: no match
+
+    assert await store.correlate("sim", "c2800000003", b"delivered|000|DELIVRD", 600) is None
+    assert await part_submitted(store, "sim", early.id, 1, "0c2800000003", 600,
+                                match_id="c2800000003") == b"=delivered"
+    state = await store.get(early.id)
+    assert state is not None and state.status == "delivered"
+    assert state.smsc_ids == {1: "0c2800000003"}
 
 
 async def test_one_failed_part_makes_the_message_undelivered_and_final(store: Store) -> None:
@@ -135,7 +168,7 @@ async def test_failed_early_receipt_is_handed_back_for_the_resend_rules(store: S
 async def test_batched_receipts_apply_or_park(store: Store) -> None:
     a, b = message(), message()
     await store.enqueue([a, b])
-    await store.parts_submitted([("sim", a.id, 1, "ida", 600, 1)])
+    await store.parts_submitted([("sim", a.id, 1, "ida", "ida", 600, 1)])
     out = await store.apply_receipts(
         [("sim", "ida", b"delivered|000|DELIVRD"), ("sim", "idb", b"delivered|000|DELIVRD")], 600
     )
@@ -216,7 +249,8 @@ async def test_retention_deletes_records_and_batch_counts_after_their_expiry(
 async def test_parts_of_one_message_acknowledged_together(store: Store) -> None:
     m = message(parts=3, batch="b8")
     await store.enqueue([m])
-    out = await store.parts_submitted([("sim", m.id, k, f"t{k}", 600, 3) for k in (1, 3)])
+    out = await store.parts_submitted([("sim", m.id, k, f"t{k}", f"t{k}", 600, 3)
+                                       for k in (1, 3)])
     assert out == [None, None]
     [view] = await store.dispatch_view([m.id])
     assert view is not None and view.status == "submitted" and set(view.smsc_ids) == {1, 3}
@@ -251,7 +285,8 @@ async def test_part_zero_stands_for_every_part(store: Store) -> None:
 async def test_batch_counts_stay_exact_when_one_call_moves_many_messages(store: Store) -> None:
     ms = [message(batch="b7") for _ in range(4)]
     await store.enqueue(ms)
-    await store.parts_submitted([("sim", m.id, 1, f"x{i}", 600, 1) for i, m in enumerate(ms)])
+    await store.parts_submitted([("sim", m.id, 1, f"x{i}", f"x{i}", 600, 1)
+                                 for i, m in enumerate(ms)])
     assert await store.batch_counts("b7") == {"total": 4, "queued": 0, "submitted": 4}
     receipts = [("sim", "x0", b"delivered|000|DELIVRD"), ("sim", "x1", b"undelivered|011|UNDELIV"),
                 ("sim", "x2", b"delivered|000|DELIVRD"), ("sim", "x0", b"delivered|000|DELIVRD")]

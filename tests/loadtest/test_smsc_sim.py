@@ -131,6 +131,31 @@ def test_stat_mix_and_err_codes_in_receipts(sim_factory) -> None:
     assert stats["receipts"] == dict(stats_seen)
 
 
+def test_first_id_sets_the_ids_handed_out_leading_zeros_and_case_kept(sim_factory) -> None:
+    # window 1: the ids are handed out in submit order.
+    sim = sim_factory("--first-id", "0c2800000001", "--receipt-delay", "0")
+    esme = Esme(sim.port)
+    esme.submit_all(messages(3), window=1)
+    esme.read_for(3, until=lambda: len(esme.of("receipt")) >= 3)
+    esme.close()
+    assert esme.acked == {0: "0c2800000001", 1: "0c2800000002", 2: "0c2800000003"}
+    # the receipt says the same id, zero included
+    ids = {re.search(rb"id:(\S+)", r.text).group(1).decode() for r in esme.of("receipt")}
+    assert ids == set(esme.acked.values())
+
+    upper = sim_factory("--first-id", "00FFFFFFFF")
+    esme = Esme(upper.port, registered_delivery=0)
+    esme.submit_all(messages(2), window=1)
+    esme.close()
+    assert esme.acked == {0: "00FFFFFFFF", 1: "0100000000"}
+
+
+def test_first_id_that_is_not_hex_is_refused() -> None:
+    for bad in ("0x0c28", "zz", "1" * 65):
+        with pytest.raises(ValueError, match="hex digits"):
+            SimConfig(first_id=bad)
+
+
 def test_receipt_before_response(sim_factory) -> None:
     sim = sim_factory("--receipt-before-resp", "1", "--receipt-delay", "0")
     esme = Esme(sim.port)
