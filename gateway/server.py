@@ -192,6 +192,9 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     watch("metrics", lambda: _publish_metrics(store, worker, stop))
     if settings.webhooks.enabled:
         watch("webhooks", webhooks.run)
+    if server is not None:
+        submitter = app.submitter
+        watch("auth_blocks", lambda: submitter.follow_blocks(stop))
     log.info("worker_started", worker=worker, http=f"{settings.http.host}:{settings.http.port}")
 
     await stop.wait()

@@ -85,6 +85,7 @@ from gateway.model import (
 REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, OSError)
 
 PREFIX = "smsgw:"
+AUTH_BLOCKED = f"{PREFIX}authblocked"
 GROUP = "dispatch"
 LANES = ("otp", "transactional", "marketing")  # read in this order: OTP first
 
@@ -1188,6 +1189,23 @@ class Store:
             script = self._auth_failed = self.redis.register_script(_AUTH_FAILED)
         count, ttl = await script(keys=[f"{PREFIX}authfail:{source}"], args=[window])
         return int(count), max(1, int(ttl))
+
+    async def auth_block(self, source: str, seconds: float) -> None:
+        """Tell every worker and host that `source` is blocked for `seconds`
+        (`smsgw:authblocked`, a sorted set of sources by the time their block
+        ends)."""
+        await self.redis.zadd(AUTH_BLOCKED, {source: time.time() + seconds})
+
+    async def auth_blocked(self) -> dict[str, float]:
+        """Sources blocked now → seconds their block still runs; ended ones
+        are dropped from the set."""
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(AUTH_BLOCKED, "-inf", now)
+            pipe.zrangebyscore(AUTH_BLOCKED, now, "+inf", withscores=True)
+            _, blocked = await pipe.execute()
+        return {(m.decode() if isinstance(m, bytes) else m): until - now
+                for m, until in blocked}
 
     # --- opt-outs ----------------------------------------------------------
 

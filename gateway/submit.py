@@ -36,6 +36,7 @@ The OpenAPI document still describes the route (gateway.api declares it from
 
 from __future__ import annotations
 
+import asyncio
 import email.message
 import hashlib
 import json
@@ -396,10 +397,29 @@ class Submitter:
             metrics.AUTH_FAILURES.labels("unauthorized").inc()
             return
         metrics.AUTH_FAILURES.labels("rate_limited").inc()
+        self._block(source, left)
+        try:
+            await self.store.auth_block(source, left)  # every other worker and host
+        except Exception as exc:
+            log.warning("auth_block_not_shared", source=source, error=repr(exc))
+        raise _rate_limited(left) from None
+
+    def _block(self, source: str, seconds: float) -> None:
         if len(self._blocked) > 10_000:
             self._blocked.clear()
-        self._blocked[source] = time.monotonic() + left
-        raise _rate_limited(left) from None
+        self._blocked[source] = time.monotonic() + seconds
+
+    async def follow_blocks(self, stop: asyncio.Event, interval: float = 0.5) -> None:
+        """Take on the sources other workers and hosts blocked (Store.auth_block),
+        every `interval` seconds, so the right key from a blocked source is
+        refused whichever worker its connection reaches."""
+        while not stop.is_set():
+            for source, left in (await self.store.auth_blocked()).items():
+                self._block(source, left)
+            try:
+                await asyncio.wait_for(stop.wait(), interval)
+            except TimeoutError:
+                pass
 
     async def _body(self, receive: Receive) -> bytes | None:
         """The whole body (gateway.httpserver has held it to `max_body_bytes`);

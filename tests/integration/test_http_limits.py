@@ -350,3 +350,37 @@ def test_a_client_gone_before_its_body_leaves_the_connection_closed(gw: GatewayP
         send_all(sock, post_message(extra="Connection: close\r\n"))
         status, _, _ = response(read_until_closed(sock))
     assert status == 202
+
+
+def test_a_source_blocked_on_one_host_is_blocked_on_another(tmp_path: Path) -> None:
+    """Two gateways (two hosts) on one Redis: guessing against the first gets
+    the source refused by the second too, right key and all, while another
+    source still gets in there."""
+    from gateway.embedded_redis import EmbeddedRedis
+
+    redis_server = EmbeddedRedis(tmp_path / "redis")
+    url = redis_server.start()
+    env = {"SMSGW_HTTP__AUTH_FAILURES": "3", "SMSGW_HTTP__AUTH_FAILURE_WINDOW": "60",
+           "SMSGW_REDIS__URL": url}
+    try:
+        with GatewayProcess(tmp_path / "a", env=env) as a, \
+                GatewayProcess(tmp_path / "b", env=env) as b:
+            with client_from(b, "127.0.0.3", API_KEY) as right_on_b:
+                assert right_on_b.get("/v1/optouts").status_code == 200  # not blocked yet
+            with client_from(a, "127.0.0.3", "guess-not-a-key") as attacker:
+                statuses = [attacker.get("/v1/optouts").status_code for _ in range(4)]
+            assert statuses == [401, 401, 401, 429]
+            seen = []
+            with client_from(b, "127.0.0.3", API_KEY) as right_on_b:
+                for _ in range(100):  # b reads the blocks twice a second
+                    seen.append(right_on_b.get("/v1/optouts").status_code)
+                    if seen[-1] == 429:
+                        break
+                    time.sleep(0.05)
+                r = right_on_b.get("/v1/optouts")
+            assert seen[-1] == 429 and r.status_code == 429, seen
+            assert 1 <= int(r.headers["Retry-After"]) <= 60
+            with client_from(b, "127.0.0.1", API_KEY) as other:
+                assert other.get("/v1/optouts").status_code == 200
+    finally:
+        redis_server.stop()
