@@ -568,11 +568,6 @@ return out
 """
 )
 
-# Take over entries idle for ARGV[2] ms (their consumer died), at most ARGV[3]
-# per lane, for consumer ARGV[1], from the lanes ARGV[4...]. Messages that had
-# left an entry before (deferred, rerouted) are not handed out again; an entry
-# with none left is acknowledged. Returns per entry: lane, entry id, the ids
-# still to look at (joined by commas), k, messages in the entry.
 # Reset the idle time of entries this consumer still holds (XCLAIM JUSTID to
 # itself), skipping any another consumer has taken over meanwhile.
 # ARGV: consumer, then per lane: lane, n, n entry ids. Returns the entries touched.
@@ -592,31 +587,44 @@ end
 return touched
 """
 
-_RECLAIM = (
+# An entry claimed from a consumer that is gone, as the reclaim takes it.
+# Messages that had left the entry before (deferred, rerouted: their `d` is this
+# entry) are not handed out again; an entry with none left is acknowledged.
+# Appends to `out`: lane, entry id, the ids still to look at (joined by commas),
+# k, messages in the entry.
+_CLAIMED_LUA = (
     _FINAL_LUA
     + _LANE_LUA
+    + """
+local function claimed(lane, e, out)
+  if not e then return end  -- false: deleted while pending
+  local eid = e[1]
+  local m, k = fields(e[2])
+  local kept, total = {}, 0
+  for id in string.gmatch(m, '[^,]+') do
+    total = total + 1
+    if redis.call('HGET', msg(id), 'd') ~= eid then kept[#kept + 1] = id end
+  end
+  if #kept == 0 then
+    leave(lane, eid, true, total, '')
+  else
+    out[#out + 1], out[#out + 2], out[#out + 3] = lane, eid, table.concat(kept, ',')
+    out[#out + 1], out[#out + 2] = k, total
+  end
+end
+"""
+)
+
+# Take over entries idle for ARGV[2] ms (their consumer died), at most ARGV[3]
+# per lane, for consumer ARGV[1], from the lanes ARGV[4...].
+_RECLAIM = (
+    _CLAIMED_LUA
     + """
 local out = {}
 for i = 4, #ARGV do
   local lane = ARGV[i]
   local r = redis.call('XAUTOCLAIM', lane, GROUP, ARGV[1], ARGV[2], '0', 'COUNT', ARGV[3])
-  for _, e in ipairs(r[2]) do
-    if e then  -- false: deleted while pending
-      local eid = e[1]
-      local m, k = fields(e[2])
-      local kept, total = {}, 0
-      for id in string.gmatch(m, '[^,]+') do
-        total = total + 1
-        if redis.call('HGET', msg(id), 'd') ~= eid then kept[#kept + 1] = id end
-      end
-      if #kept == 0 then
-        leave(lane, eid, true, total, '')
-      else
-        out[#out + 1], out[#out + 2], out[#out + 3] = lane, eid, table.concat(kept, ',')
-        out[#out + 1], out[#out + 2] = k, total
-      end
-    end
-  end
+  for _, e in ipairs(r[2]) do claimed(lane, e, out) end
 end
 return out
 """
