@@ -10,9 +10,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from gateway.processes import certainly_dead, consumer_name, identity, start_time
+from gateway.takeover import dead
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
@@ -80,6 +82,8 @@ def test_an_incomplete_or_garbled_record_is_not_judged() -> None:
     for broken in ({}, {**me, "boot": ""}, {**me, "pid": "1"}, {**me, "pid": 0},
                    {**me, "start": 0}, {k: v for k, v in me.items() if k != "start"}):
         assert not certainly_dead(broken), broken
+    assert not dead(None, me) and not dead(b"", me) and not dead(b"{not json", me)
+    assert not dead(b"[1, 2]", me)
 
 
 def test_start_time_survives_a_process_name_with_spaces_and_parentheses() -> None:
@@ -93,6 +97,7 @@ def test_start_time_survives_a_process_name_with_spaces_and_parentheses() -> Non
             time.sleep(0.01)
         record = identity(proc.pid)
         assert not certainly_dead(record)
+        assert dead(orjson.dumps(record), identity()) is False
     finally:
         proc.kill()
         proc.wait()
