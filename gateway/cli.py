@@ -32,7 +32,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _load(args.config)
     logs.configure(settings.log.level)
-    supervisor.run_worker(settings, args.redis_url, args.index)
+    supervisor.run_worker(settings, args.redis_url, args.index, args.claim_from)
     return 0
 
 
@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("-c", "--config", default=None)
     worker.add_argument("--redis-url", required=True)
     worker.add_argument("--index", type=int, default=0)
+    # The consumer name of a dead worker this one replaces: it takes that one's
+    # lane entries over at once (gateway/takeover.py).
+    worker.add_argument("--claim-from", action="append", default=[], metavar="CONSUMER")
     worker.set_defaults(func=cmd_worker)
 
     check = sub.add_parser("check-config", help="validate a config file; exit 1 on error")

@@ -2,9 +2,10 @@
 
 A lane entry is acknowledged only when every part has its submit_sm_resp (or the
 message has ended, or moved on), so a process killed mid-send leaves the entry
-pending and another process reclaims it with XAUTOCLAIM. Parts whose SMSC id is
-already stored are never sent again: at-least-once into the gateway,
-at-most-once for what the SMSC acknowledged.
+pending and another process reclaims it with XAUTOCLAIM, or takes it over at
+once when it can tell the dead process is certainly gone (gateway/takeover.py).
+Parts whose SMSC id is already stored are never sent again: at-least-once into
+the gateway, at-most-once for what the SMSC acknowledged.
 
 Failure handling (docs/delivery.md): transient errors retry in place with
 full-jitter backoff, which keeps the parts of a message in order; a connector
@@ -31,6 +32,7 @@ from gateway.model import EXPIRED, FAILED, FINAL_STATUSES, MessageState
 from gateway.receipts import Receipts
 from gateway.slots import Slots
 from gateway.store import LANES, AckedPart, LaneEntry, Store
+from gateway.takeover import Takeover
 from protocols.text import Part
 
 log = logs.get("smsgw.dispatch")
@@ -63,6 +65,7 @@ class Dispatcher:
         connector,  # SmppConnector | HttpConnector  # type: ignore[no-untyped-def]
         receipts: Receipts,
         consumer: str,
+        takeover: Takeover | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
@@ -71,6 +74,7 @@ class Dispatcher:
         self.connector = connector
         self.receipts = receipts
         self.consumer = consumer
+        self.takeover = takeover
         self._stopping = False
         # Messages in flight: as many as the binds' windows hold (or the HTTP
         # connector's concurrency). Only as many entries as there are free slots
@@ -119,7 +123,10 @@ class Dispatcher:
                 await self.connector.wait_bound(0.5)
                 continue
             entries: list[LaneEntry] = []
-            if time.monotonic() >= next_reclaim:
+            if self.takeover is not None and self.takeover.pending(self.name):
+                # A dead worker's entries, at once (gateway/takeover.py).
+                entries = await self.takeover.next(self.name, dispatch.batch)
+            elif time.monotonic() >= next_reclaim:
                 next_reclaim = time.monotonic() + dispatch.claim_idle_ms / 2000
                 entries = await self.store.reclaim(
                     self.name, self.consumer, dispatch.claim_idle_ms, dispatch.batch
@@ -339,17 +346,23 @@ class Dispatcher:
 class Housekeeper:
     """Moves due deferrals back into their lanes, expires messages whose
     validity (plus receipt grace) has passed, and keeps this worker's claim on
-    the lane entries it is still working on (`Store.keep_claimed`). Every worker runs one; the Lua
+    the lane entries it is still working on (`Store.keep_claimed`) and its
+    identity record alive (`Store.record_consumer`). Every worker runs one; the Lua
     behind both steps is atomic, so they never step on each other."""
 
     def __init__(self, store: Store, interval: float = 0.5, consumer: str = "",
-                 claim_idle_ms: int = 30_000, retention: int = 0) -> None:
+                 claim_idle_ms: int = 30_000, retention: int = 0,
+                 identity: bytes = b"") -> None:
         self.store = store
+        # This worker's identity record (gateway/takeover.py), renewed with the claims.
+        self.identity = identity
         self.retention = retention
         self.interval = interval
         self.consumer = consumer
         # Held entries are touched three times per reclaim threshold.
         self.keep_every = claim_idle_ms / 3000
+        # The identity record lives a day (CONSUMER_TTL): renewed at least hourly.
+        self.renew_every = min(self.keep_every, 3600.0)
         self._stopping = False
 
     def stop(self) -> None:
@@ -357,6 +370,7 @@ class Housekeeper:
 
     async def run(self) -> None:
         next_keep = time.monotonic() + self.keep_every
+        next_renew = time.monotonic() + self.renew_every
         while not self._stopping:
             try:
                 await self.store.promote_due()
@@ -365,6 +379,9 @@ class Housekeeper:
                 if self.consumer and time.monotonic() >= next_keep:
                     next_keep = time.monotonic() + self.keep_every
                     await self.store.keep_claimed(self.consumer)
+                if self.identity and time.monotonic() >= next_renew:
+                    next_renew = time.monotonic() + self.renew_every
+                    await self.store.record_consumer(self.consumer, self.identity)
             except Exception as exc:  # Redis restarting: try again next round
                 log.warning("housekeeping_failed", error=repr(exc))
             await asyncio.sleep(self.interval)

@@ -1,9 +1,12 @@
-"""Child processes (Redis, the simulator, workers) end the same way everywhere."""
+"""Child processes (Redis, the simulator, workers) end the same way everywhere,
+and a worker's identity: enough to tell later, from another process, that it is
+certainly dead (its lane entries can be taken over at once)."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -34,6 +37,71 @@ def gone(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
+
+
+def consumer_name(pid: int | None = None) -> str:
+    """The lane consumer (and webhook lease holder) name of the worker `pid`
+    (default: this process) on this host."""
+    return f"{socket.gethostname()}-{os.getpid() if pid is None else pid}"
+
+
+def start_time(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot (field 22 of /proc/<pid>/stat;
+    the command name in field 2 may hold spaces and parentheses, hence the split
+    at the last one); None if no such process is visible."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _read(path: str, link: bool = False) -> str:
+    try:
+        return os.readlink(path) if link else Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def identity(pid: int | None = None) -> dict[str, str | int]:
+    """Who this process is, as another process on the same machine and in the
+    same pid namespace can check it: boot id, pid namespace, uid, pid, start
+    time. A pid alone is not enough: it is reused, and it means nothing on
+    another host or in another container."""
+    pid = os.getpid() if pid is None else pid
+    return {
+        "boot": _read("/proc/sys/kernel/random/boot_id"),
+        "pidns": _read("/proc/self/ns/pid", link=True),
+        "uid": os.getuid(),
+        "pid": pid,
+        "start": start_time(pid) or 0,
+    }
+
+
+def certainly_dead(record: dict[str, object], here: dict[str, str | int] | None = None) -> bool:
+    """Whether the process `record` (an `identity()`) describes has certainly
+    ended: recorded on this boot of this machine and in our pid namespace
+    (`here`, default: this process's), and its pid either runs no more (or is a
+    zombie) or now runs a process that started at another time (a reused pid).
+    Anything else is not certain — another host, another container, a record
+    without a boot id (/proc unreadable), a process we may not see (hidden by
+    `hidepid` when it belongs to another uid) — and False."""
+    here = identity() if here is None else here
+    boot, pidns = record.get("boot"), record.get("pidns")
+    if not boot or not pidns or boot != here["boot"] or pidns != here["pidns"]:
+        return False
+    pid, started = record.get("pid"), record.get("start")
+    if not isinstance(pid, int) or not isinstance(started, int) or pid <= 0 or started <= 0:
+        return False
+    now = start_time(pid)
+    if now is None:  # not visible: ended, or another uid's hidden from us (hidepid)
+        return record.get("uid") == here["uid"]
+    if now != started:
+        return True  # the pid was reused: the recorded process is gone
+    return gone(pid)  # the same process, ended and not reaped yet (a zombie)
 
 
 def is_redis(pid: int) -> bool:

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
 import random
 import signal
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import uvicorn
@@ -23,10 +22,12 @@ from gateway.connectors import make_connector
 from gateway.dispatcher import Dispatcher, Housekeeper
 from gateway.httpserver import protocol_class
 from gateway.problems import problem_response
+from gateway.processes import consumer_name
 from gateway.provider_receipts import ReceiptProblem, receipts_router
 from gateway.receipts import Receipts
 from gateway.store import REDIS_AWAY, Store
 from gateway.submit import PATH as SUBMIT_PATH
+from gateway.takeover import Takeover
 from gateway.webhooks import Webhooks
 
 log = logs.get("smsgw.server")
@@ -124,7 +125,11 @@ def add_provider_receipts(app: Any, settings: Settings, receipts: Receipts) -> N
     app.add_exception_handler(ReceiptProblem, _problem)
 
 
-async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
+async def serve(settings: Settings, redis_url: str, worker: int = 0,
+                claim_from: Sequence[str] = ()) -> None:
+    """Run one worker until SIGTERM/SIGINT. `claim_from`: consumer names of dead
+    workers whose lane entries this one takes over at once (the supervisor
+    names the worker this one replaces; gateway/takeover.py)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -140,18 +145,21 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0) -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     store = Store.from_url(redis_url, settings.messages.receipt_grace)
-    consumer = f"{socket.gethostname()}-{os.getpid()}"
+    consumer = consumer_name()
     webhooks = Webhooks(settings, store, consumer)
     receipts = Receipts(store, settings, on_mo=webhooks.on_mo)
     connectors = {}
     dispatchers: list[Dispatcher] = []
+    takeover = Takeover(store, consumer, settings.connectors, claim_from)
     housekeeper = Housekeeper(store, consumer=consumer,
                               claim_idle_ms=settings.dispatch.claim_idle_ms,
-                              retention=settings.messages.retention)
+                              retention=settings.messages.retention,
+                              identity=takeover.record)
     for name, conn in settings.connectors.items():
         connector = make_connector(name, conn, receipts.on_deliver)
         connectors[name] = connector
-        dispatchers.append(Dispatcher(name, settings, store, connector, receipts, consumer))
+        dispatchers.append(Dispatcher(name, settings, store, connector, receipts, consumer,
+                                      takeover))
 
     tasks: list[asyncio.Task[None]] = []
     health = TaskHealth()

@@ -39,6 +39,11 @@ Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
   scheduled sends and deferrals waiting to go back into a lane.
 - ``smsgw:dlq`` stream — messages that ended because their retries ran out.
 - ``smsgw:rate:<name>`` — GCRA state (theoretical arrival time) of a shared limiter.
+- ``smsgw:consumer:<consumer>`` — JSON identity of the worker reading lanes as
+  that consumer (``gateway.processes.identity``: boot id, pid namespace, uid,
+  pid, start time), for a day, renewed by its housekeeper: what lets another
+  worker tell that it is certainly dead and take its lane entries over at once
+  (``Store.take_over``).
 - ``smsgw:wh:*`` — status callbacks and MO webhooks waiting for their
   receivers (see "HTTP API and webhooks" below). A status change that the
   message's ``w`` asks for is queued by the same script that makes it.
@@ -104,6 +109,14 @@ def corr_key(connector: str, smsc_id: str) -> str:
 
 def batch_key(batch_id: str) -> str:
     return f"{PREFIX}b:{{{batch_id}}}"
+
+
+def consumer_key(consumer: str) -> str:
+    return f"{PREFIX}consumer:{consumer}"
+
+
+# A worker's identity record lives this long unless its housekeeper renews it.
+CONSUMER_TTL = 24 * 3600
 
 
 # Webhooks (see the section "HTTP API and webhooks" at the end of the file).
@@ -573,11 +586,6 @@ return out
 """
 )
 
-# Take over entries idle for ARGV[2] ms (their consumer died), at most ARGV[3]
-# per lane, for consumer ARGV[1], from the lanes ARGV[4...]. Messages that had
-# left an entry before (deferred, rerouted) are not handed out again; an entry
-# with none left is acknowledged. Returns per entry: lane, entry id, the ids
-# still to look at (joined by commas), k, messages in the entry.
 # Reset the idle time of entries this consumer still holds (XCLAIM JUSTID to
 # itself), skipping any another consumer has taken over meanwhile.
 # ARGV: consumer, then per lane: lane, n, n entry ids. Returns the entries touched.
@@ -597,35 +605,94 @@ end
 return touched
 """
 
-_RECLAIM = (
+# An entry claimed from a consumer that is gone (reclaim or take-over), shared by
+# the two scripts below. Messages that had left the entry before (deferred,
+# rerouted: their `d` is this entry) are not handed out again; an entry with
+# none left is acknowledged. Appends to `out`: lane, entry id, the ids still to
+# look at (joined by commas), k, messages in the entry.
+_CLAIMED_LUA = (
     _FINAL_LUA
     + _LANE_LUA
+    + """
+local function claimed(lane, e, out)
+  if not e then return end  -- false: deleted while pending
+  local eid = e[1]
+  local m, k = fields(e[2])
+  local kept, total = {}, 0
+  for id in string.gmatch(m, '[^,]+') do
+    total = total + 1
+    if redis.call('HGET', msg(id), 'd') ~= eid then kept[#kept + 1] = id end
+  end
+  if #kept == 0 then
+    leave(lane, eid, true, total, '')
+  else
+    out[#out + 1], out[#out + 2], out[#out + 3] = lane, eid, table.concat(kept, ',')
+    out[#out + 1], out[#out + 2] = k, total
+  end
+end
+"""
+)
+
+# Take over entries idle for ARGV[2] ms (their consumer died), at most ARGV[3]
+# per lane, for consumer ARGV[1], from the lanes ARGV[4...].
+_RECLAIM = (
+    _CLAIMED_LUA
     + """
 local out = {}
 for i = 4, #ARGV do
   local lane = ARGV[i]
   local r = redis.call('XAUTOCLAIM', lane, GROUP, ARGV[1], ARGV[2], '0', 'COUNT', ARGV[3])
-  for _, e in ipairs(r[2]) do
-    if e then  -- false: deleted while pending
-      local eid = e[1]
-      local m, k = fields(e[2])
-      local kept, total = {}, 0
-      for id in string.gmatch(m, '[^,]+') do
-        total = total + 1
-        if redis.call('HGET', msg(id), 'd') ~= eid then kept[#kept + 1] = id end
-      end
-      if #kept == 0 then
-        leave(lane, eid, true, total, '')
-      else
-        out[#out + 1], out[#out + 2], out[#out + 3] = lane, eid, table.concat(kept, ',')
-        out[#out + 1], out[#out + 2] = k, total
-      end
-    end
-  end
+  for _, e in ipairs(r[2]) do claimed(lane, e, out) end
 end
 return out
 """
 )
+
+# Take over, for consumer ARGV[1], the entries consumer ARGV[2] holds (it is
+# certainly dead: `gateway.takeover`), at most ARGV[3] per lane, from the lanes
+# ARGV[5...], at once instead of after the reclaim's idle time. ARGV[4] is the
+# dead one's identity record (KEYS[1]) as the caller saw it ('' for none): if
+# another is there now, a new process took the name (a reused pid) and nothing
+# is taken. A record gone meanwhile is fine: another taker finished and deleted
+# it, and a new process records itself before it reads a lane. Never our own
+# name. From a lane where it holds nothing more the dead consumer is deleted
+# (XGROUP DELCONSUMER, which would drop what it still held, is never called
+# before). Returns -1 if refused, else 1 when the dead consumer holds nothing
+# more in these lanes (0: call again), then the entries as _RECLAIM returns them.
+_TAKE_OVER = (
+    _CLAIMED_LUA
+    + """
+local me, dead, count = ARGV[1], ARGV[2], ARGV[3]
+local now = redis.call('GET', KEYS[1])
+if dead == me or (now and now ~= ARGV[4]) then return {-1} end
+local out, drained = {1}, 1
+for i = 5, #ARGV do
+  local lane = ARGV[i]
+  local p = redis.call('XPENDING', lane, GROUP, '-', '+', count, dead)
+  if #p > 0 then
+    local ids = {}
+    for j, x in ipairs(p) do ids[j] = x[1] end
+    for _, e in ipairs(redis.call('XCLAIM', lane, GROUP, me, 0, unpack(ids))) do
+      claimed(lane, e, out)
+    end
+  end
+  if #redis.call('XPENDING', lane, GROUP, '-', '+', 1, dead) == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', lane, GROUP, dead)
+  else
+    drained = 0
+  end
+end
+out[1] = drained
+return out
+"""
+)
+
+# Delete consumer KEYS[1]'s identity record if it is still ARGV[1] (not a new
+# process's that took the name meanwhile).
+_FORGET_CONSUMER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 # Move due deferrals back into their lanes. ARGV: now, limit.
 # A scheduled message that comes due moves to `queued`. ARGV: now, limit, ts.
@@ -787,6 +854,8 @@ class Store:
         self._read = client.register_script(_READ)
         self._reclaim = client.register_script(_RECLAIM)
         self._keep_claimed = client.register_script(_KEEP_CLAIMED)
+        self._take_over = client.register_script(_TAKE_OVER)
+        self._forget_consumer = client.register_script(_FORGET_CONSUMER)
         # (lane, entry id) → [its messages handed out here and not done yet,
         # messages in the entry]
         self._in_flight: dict[tuple[str, bytes], list[int]] = {}
@@ -987,6 +1056,61 @@ class Store:
             keys=[], args=[consumer, idle_ms, -(-count // LANE_GROUP), *lanes]
         )
         return self._handed_out(flat, 5)
+
+    async def take_over(
+        self, dead: str, connector: str, consumer: str, count: int, record: bytes = b""
+    ) -> tuple[bool | None, list[LaneEntry]]:
+        """Take over at once, for `consumer`, the entries of `connector`'s lanes
+        that `dead` holds (about `count` messages per lane), as `reclaim` would
+        after `dispatch.claim_idle_ms`: without the messages that had left
+        them. Only for a consumer known to be dead (`gateway.takeover`):
+        `record` is its identity record as read when that was decided (b"" for
+        none); if another has been recorded since, a new process has the name
+        and nothing is taken. Returns (None if refused, else whether `dead`
+        holds nothing more here, in which case it is removed from these lanes'
+        group), and the entries."""
+        lanes = [lane_key(connector, c) for c in LANES]
+        flat = await self._take_over(
+            keys=[consumer_key(dead)],
+            args=[consumer, dead, -(-count // LANE_GROUP), record, *lanes],
+        )
+        if int(flat[0]) < 0:
+            return None, []
+        return bool(int(flat[0])), self._handed_out(flat[1:], 5)
+
+    async def record_consumer(self, consumer: str, identity: bytes) -> None:
+        """Write (or renew) the identity record of the worker reading as `consumer`."""
+        await self.redis.set(consumer_key(consumer), identity, ex=CONSUMER_TTL)
+
+    async def consumer_records(self, consumers: Sequence[str]) -> list[bytes | None]:
+        if not consumers:
+            return []
+        return list(await self.redis.mget([consumer_key(c) for c in consumers]))
+
+    async def forget_consumer(self, consumer: str, record: bytes) -> bool:
+        """Delete a dead consumer's identity record, unless a new process has
+        recorded itself under that name since `record` was read."""
+        if not record:
+            return False
+        return bool(await self._forget_consumer(keys=[consumer_key(consumer)], args=[record]))
+
+    async def group_consumers(self, connectors: Iterable[str]) -> set[str]:
+        """Every consumer of the `dispatch` group of these connectors' lanes (a
+        lane not created yet has none)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for connector in connectors:
+            for msg_class in LANES:
+                pipe.xinfo_consumers(lane_key(connector, msg_class), GROUP)
+        names: set[str] = set()
+        for reply in await pipe.execute(raise_on_error=False):
+            if isinstance(reply, ResponseError):
+                continue  # no such lane or group yet
+            if isinstance(reply, Exception):
+                raise reply
+            for c in reply:
+                name = c["name"]
+                names.add(name.decode() if isinstance(name, bytes) else name)
+        return names
 
     def _handed_out(self, flat: Sequence[bytes | str], width: int) -> list[LaneEntry]:
         """LaneEntries, one per message, from flat (lane, entry id, ids, hop[,

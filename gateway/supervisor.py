@@ -23,13 +23,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from gateway import logs
 from gateway.config import Settings
 from gateway.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from gateway.operations import redis_url_file
-from gateway.processes import terminate
+from gateway.processes import consumer_name, terminate
 
 log = logs.get("smsgw.supervisor")
 
@@ -143,15 +144,16 @@ def start_simulator(settings: Settings) -> subprocess.Popen[bytes]:
     )
 
 
-def run_worker(settings: Settings, redis_url: str, worker: int) -> None:
+def run_worker(settings: Settings, redis_url: str, worker: int,
+               claim_from: Sequence[str] = ()) -> None:
     from gateway.server import serve
 
     try:
         import uvloop
 
-        uvloop.run(serve(settings, redis_url, worker))
+        uvloop.run(serve(settings, redis_url, worker, claim_from))
     except ImportError:
-        asyncio.run(serve(settings, redis_url, worker))
+        asyncio.run(serve(settings, redis_url, worker, claim_from))
 
 
 def _crash_looping(restarts: list[float], limit: int) -> bool:
@@ -220,9 +222,10 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
         args = [sys.executable, "-m", "gateway.cli", "worker", "--redis-url", redis_url]
         if config_path is not None:
             args += ["-c", str(config_path)]
-        args.append("--index")
-        def spawn(index: int) -> subprocess.Popen[bytes]:
-            return subprocess.Popen([*args, str(index)], preexec_fn=die_with_parent)
+        def spawn(index: int, claim_from: str = "") -> subprocess.Popen[bytes]:
+            extra = ["--claim-from", claim_from] if claim_from else []
+            return subprocess.Popen([*args, "--index", str(index), *extra],
+                                    preexec_fn=die_with_parent)
 
         def publish() -> None:  # where the guard looks for workers still draining
             workers_file.write_text("".join(f"{c.pid}\n" for c in children))
@@ -243,11 +246,14 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
                 if child.poll() is None or stop["flag"]:
                     continue
                 # A worker died (crash, OOM kill, kill -9): start another in its
-                # place. Its unacknowledged lane entries are reclaimed by XAUTOCLAIM.
+                # place, which takes the dead one's unacknowledged lane entries
+                # over at once (gateway/takeover.py) instead of leaving them to
+                # the reclaim after `dispatch.claim_idle_ms`. It was reaped just
+                # now (poll), so it is certainly dead.
                 if _crash_looping(restarts, 5 * workers):
                     return 1
                 log.warning("worker_died", worker=index, returncode=child.returncode)
-                children[index] = spawn(index)
+                children[index] = spawn(index, claim_from=consumer_name(child.pid))
                 publish()
         return 0
     finally:
