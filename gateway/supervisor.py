@@ -144,6 +144,21 @@ def start_simulator(settings: Settings) -> subprocess.Popen[bytes]:
     )
 
 
+def wait_listening(proc: subprocess.Popen[bytes], host: str, port: int,
+                   timeout: float = 15.0) -> bool:
+    """Until `proc` accepts connections on host:port (False if it exited or the
+    time ran out). Workers start after this, so the connector never tries a
+    port nobody listens on yet."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
 def run_worker(settings: Settings, redis_url: str, worker: int,
                claim_from: Sequence[str] = ()) -> None:
     from gateway.server import serve
@@ -217,6 +232,9 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
             )
         if settings.simulator.enabled:
             sim = start_simulator(settings)
+            if not wait_listening(sim, settings.simulator.host, settings.simulator.port):
+                log.warning("simulator_not_listening", host=settings.simulator.host,
+                            port=settings.simulator.port, exited=sim.poll() is not None)
         if workers == 1:
             return _run_in_process(settings, redis_url)
         args = [sys.executable, "-m", "gateway.cli", "worker", "--redis-url", redis_url]

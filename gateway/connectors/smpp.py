@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import ssl
+import struct
 import time
 import zlib
 from collections.abc import Awaitable, Callable
@@ -159,11 +161,20 @@ class SmppConnector:
     ) -> _Bind:
         s = self.settings
         loop = asyncio.get_running_loop()
-        _transport, bind = await asyncio.wait_for(
+        transport, bind = await asyncio.wait_for(
             loop.create_connection(lambda: _Bind(self), s.host, s.port, ssl=self._tls,
                                    server_hostname=s.host if self._tls else None),
             s.response_timeout,
         )
+        if transport.get_extra_info("sockname") == transport.get_extra_info("peername"):
+            # No SMSC listening on a port of the local ephemeral range: TCP
+            # connected the socket to itself, and holding it would keep the
+            # SMSC from ever binding that port. Reset, not closed: no TIME_WAIT.
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+            raise ConnectionError(f"connected to itself on {s.host}:{s.port}: no SMSC listening")
         try:
             resp = await bind.request(
                 kind(system_id=s.system_id, password=s.password, system_type=s.system_type,

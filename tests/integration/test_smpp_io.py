@@ -242,3 +242,50 @@ async def test_a_receipt_handler_answering_the_wrong_count_is_logged_and_nacked(
     assert first.command_status == CommandStatus.ESME_RSYSERR  # the SMSC will resend it
     assert second.command_status == CommandStatus.ESME_ROK
     assert _logged(events, "deliver_sm_failed")
+
+
+async def test_a_connection_to_itself_is_dropped_so_the_smsc_can_listen_there_later(
+        monkeypatch: pytest.MonkeyPatch, events: list[dict[str, Any]]) -> None:
+    """Nothing listens on the SMSC's port yet, and the connection's local end
+    is that same port (what the kernel may pick in its ephemeral range): TCP
+    connects the socket to itself. The connector drops it, so the port is free
+    for the SMSC, and binds once the SMSC listens."""
+    from gateway.embedded_redis import free_port
+
+    port = free_port()
+    loop = asyncio.get_running_loop()
+    real = loop.create_connection
+    forced: list[int] = []
+
+    async def from_the_same_port(*args: Any, **kwargs: Any) -> Any:
+        if not forced:  # the first attempt only, as the kernel's pick would be
+            forced.append(port)
+            kwargs["local_addr"] = ("127.0.0.1", port)
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "create_connection", from_the_same_port)
+
+    async def no_deliver(connector: str, pdus: list[DeliverSm]) -> list[int]:
+        return [CommandStatus.ESME_ROK for _ in pdus]
+
+    settings = ConnectorSettings(system_id="t", password="p", port=port, binds=1)
+    connector = SmppConnector("sim", settings, no_deliver)
+    connector.start()
+    server = None
+    try:
+        assert await _wait(lambda: any("connected to itself" in str(e.get("error"))
+                                       for e in events))
+        bound: list[_Smsc] = []
+        for _ in range(100):  # the dropped socket is closed on the loop's next turns
+            try:
+                server = await loop.create_server(lambda: _Smsc(bound), "127.0.0.1", port)
+                break
+            except OSError:
+                await asyncio.sleep(0.05)
+        assert server is not None, f"port {port} still held"
+        assert await connector.wait_bound(15)
+        assert len(bound) == 1
+    finally:
+        await connector.stop()
+        if server is not None:
+            server.close()
