@@ -64,7 +64,7 @@ class SimRecord:
 
 
 def observed_from_state(state: Any) -> Observed:
-    """From a gateway.model.MessageState (read through gateway.store.Store)."""
+    """From a gateway.core.model.MessageState (read through gateway.store.Store)."""
     return observed_from_history(
         state.message.id, state.message.msg_class, state.status, state.history,
         list(state.smsc_ids.values()),

@@ -3,7 +3,7 @@
 Starts the embedded redis-server (as `smsgw run` does) and `smsgw smsc-sim` as
 its own process, queues N marketing messages through the store's enqueue
 script, then runs the gateway's delivery side in this process — the SMPP
-connector, the dispatcher and the receipt handler, as `gateway.server` wires
+connector, the dispatcher and the receipt handler, as `gateway.run.worker` wires
 them — until every message is final. Prints messages per second and the CPU
 microseconds per message of this process (dispatch + receipts), of Redis and
 of the simulator, so a change to the delivery path can be judged on its own.
@@ -23,13 +23,13 @@ from pathlib import Path
 import psutil
 import uvloop
 
-from gateway.admission import Admission
-from gateway.config import load_settings
+from gateway.admission.admit import Admission
 from gateway.connectors import make_connector
-from gateway.dispatcher import Dispatcher
-from gateway.embedded_redis import EmbeddedRedis
-from gateway.model import FINAL_STATUSES
-from gateway.receipts import Receipts
+from gateway.core.config import load_settings
+from gateway.core.model import FINAL_STATUSES
+from gateway.dispatch.dispatcher import Dispatcher
+from gateway.receipts.dlr import Receipts
+from gateway.run.embedded_redis import EmbeddedRedis
 from gateway.store import Store
 from loadtest.harness import SimulatorProcess
 

@@ -46,10 +46,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.config import ConnectorSettings
 from gateway.connectors import Outcome
 from gateway.connectors.smpp import SmppConnector
-from gateway.model import Message, new_id
+from gateway.core.config import ConnectorSettings
+from gateway.core.model import Message, new_id
 from loadtest.harness import SimulatorProcess
 
 HOST = "127.0.0.1"
@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.messages < 1 or a.window < 1:
         ap.error("--messages and --window must be positive")
 
-    from gateway import logs
+    from gateway.core import logs
 
     logs.configure("warning", stream=sys.stderr)
     messages = build_messages(a.messages)

@@ -14,7 +14,7 @@ Targets:
     fastapi        a bare FastAPI app on uvicorn (httptools, uvloop), one POST
                    route that reads the body and returns fixed bytes
     fastapi-model  the same route with the gateway's shape: a pydantic body
-                   model (gateway.submit.MessageIn) and a bearer dependency
+                   model (gateway.ingress.http.submit.MessageIn) and a bearer dependency
     asgi           a raw ASGI callable on uvicorn (httptools, uvloop)
     protocol       an asyncio.Protocol on httptools with a fixed answer:
                    no ASGI, no task per request
@@ -51,9 +51,9 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from gateway.embedded_redis import free_port
-from gateway.processes import terminate
-from gateway.submit import MessageIn
+from gateway.ingress.http.submit import MessageIn
+from gateway.run.embedded_redis import free_port
+from gateway.run.processes import terminate
 from loadtest.loadgen import (
     DEFAULT_API_KEY,
     HttpError,

@@ -18,7 +18,7 @@ requests in flight, through:
   each failed import searches all of ``sys.path`` again. With the ``None``
   entry the import fails at once, as it would with sniffio present: the row
   shows what that search costs, without installing anything;
-- ``smsgw``: the webhook sender's own client (`gateway.webhook_client`),
+- ``smsgw``: the webhook sender's own client (`gateway.notify.client`),
   pooled per host with up to C idle connections, loopback let through by an
   allowlist as the tests' receivers are;
 - ``raw``: the load generator's own client (`loadgen.RawHttp`, one connection
@@ -55,7 +55,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def callback_body() -> bytes:
-    """A delivered callback shaped like the gateway's (gateway.webhooks.status_body)."""
+    """A delivered callback shaped like the gateway's (gateway.notify.webhooks.status_body)."""
     body = orjson.dumps({
         "type": "status",
         "event_id": "01JD3W8ZK4Q9X7M2N5B6C1V0RT",
@@ -194,8 +194,8 @@ async def bench_one(client: str, url: str, n: int, concurrency: int,
         finally:
             await sonic.connector.cleanup()
     if client == "smsgw":
-        from gateway.targets import TargetPolicy
-        from gateway.webhook_client import WebhookClient
+        from gateway.core.targets import TargetPolicy
+        from gateway.notify.client import WebhookClient
 
         ours = WebhookClient(TargetPolicy(["127.0.0.0/8"]), headers["User-Agent"], 10.0,
                              max_answer=65536, max_idle=concurrency)

@@ -13,9 +13,9 @@ import asyncio
 import tempfile
 from pathlib import Path
 
-from gateway.admission import Admission, Submission
-from gateway.config import load_settings
-from gateway.embedded_redis import EmbeddedRedis
+from gateway.admission.admit import Admission, Submission
+from gateway.core.config import load_settings
+from gateway.run.embedded_redis import EmbeddedRedis
 from gateway.store import Store, lane_key
 
 

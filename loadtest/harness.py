@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 
-from gateway.embedded_redis import free_port
-from gateway.processes import terminate
+from gateway.run.embedded_redis import free_port
+from gateway.run.processes import terminate
 
 
 @dataclass
@@ -69,7 +69,7 @@ class GatewayProcess:
             env["SMSGW_SIMULATOR__PORT"] = str(self.sim_port)
             env["SMSGW_CONNECTORS__SIM__PORT"] = str(self.sim_port)
         env.update(self.env)
-        args = [sys.executable, "-m", "gateway.cli", "run", "--workers", str(self.workers)]
+        args = [sys.executable, "-m", "gateway.run.cli", "run", "--workers", str(self.workers)]
         if self.config is not None:
             args += ["-c", str(self.config)]
         with open(self.log_path, "ab") as log:
@@ -143,7 +143,7 @@ class SimulatorProcess:
 
     def start(self, timeout: float = 15.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "gateway.cli", "smsc-sim", "--port", str(self.port),
+        args = [sys.executable, "-m", "gateway.run.cli", "smsc-sim", "--port", str(self.port),
                 "--stats-file", str(self.stats_path), *self.args]
         if self.record:
             args += ["--record", str(self.record_path)]

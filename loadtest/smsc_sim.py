@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from gateway.smpp_io import SmppProtocol
+from gateway.core.smpp_transport import SmppProtocol
 from protocols.receipt import message_state_for
 from protocols.smpp import (
     BindReceiver,

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from enum import Enum
 
-from gateway.config import ConnectorSettings
+from gateway.core.config import ConnectorSettings
 
 
 class Outcome(Enum):

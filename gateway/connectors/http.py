@@ -3,7 +3,7 @@
 The whole text goes in one request (providers split it themselves), built from
 a JSON body template; the provider's message id is read from its answer by a
 dotted path. Receipts come back to `POST /v1/receipts/{connector}` and are
-correlated like SMPP ones (see gateway/provider_receipts.py).
+correlated like SMPP ones (see gateway/receipts/provider_http.py).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 
 import httpx
 
-from gateway import metrics
-from gateway.config import ConnectorSettings
 from gateway.connectors import Health, Outcome, SendResult
-from gateway.model import Message
+from gateway.core import metrics
+from gateway.core.config import ConnectorSettings
+from gateway.core.model import Message
 from protocols.text import Part
 
 TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})

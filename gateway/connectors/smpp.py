@@ -3,7 +3,7 @@ transmitter plus a receiver each), a window of outstanding submit_sm per bind,
 enquire_link, and reconnects with jittered exponential backoff (so a carrier
 outage does not become a reconnect storm).
 
-It stands on our own `protocols.smpp` through `gateway.smpp_io`; see
+It stands on our own `protocols.smpp` through `gateway.core.smpp_transport`; see
 docs/delivery.md for why not aiosmpplib or smpp34 on this path.
 """
 
@@ -19,12 +19,12 @@ import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway import logs, metrics
-from gateway.config import ConnectorSettings
 from gateway.connectors import Health, Outcome, SendResult
-from gateway.model import Message
-from gateway.slots import Slots
-from gateway.smpp_io import SmppProtocol
+from gateway.core import logs, metrics
+from gateway.core.config import ConnectorSettings
+from gateway.core.model import Message
+from gateway.core.slots import Slots
+from gateway.core.smpp_transport import SmppProtocol
 from protocols.smpp import (
     BindReceiver,
     BindTransceiver,

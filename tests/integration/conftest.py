@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.model import FINAL_STATUSES
+from gateway.core.model import FINAL_STATUSES
 from loadtest.harness import GatewayProcess, SimulatorProcess
 from tests.integration.receiver import Receiver
 

@@ -9,9 +9,10 @@ import time
 
 import orjson
 
-from gateway.callbacks import Receivers, events_mask
-from gateway.config import AccountSettings
-from gateway.model import Message, new_id
+from gateway.admission.callbacks import Receivers, events_mask
+from gateway.core.config import AccountSettings
+from gateway.core.model import Message, new_id
+from gateway.notify.webhooks import render
 from gateway.store import (
     WH_DEAD,
     WH_DUE,
@@ -24,7 +25,6 @@ from gateway.store import (
     wh_queue_key,
     wh_queue_name,
 )
-from gateway.webhooks import render
 
 ACCOUNT = AccountSettings(api_keys=["k"])
 RECEIVERS = Receivers()

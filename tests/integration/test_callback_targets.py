@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.targets import RefusedTarget, TargetPolicy, refused_address
+from gateway.core.targets import RefusedTarget, TargetPolicy, refused_address
 from loadtest.harness import GatewayProcess
 from tests.integration.conftest import AUTH, wait_final, wait_for
 from tests.integration.receiver import Receiver

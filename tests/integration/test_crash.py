@@ -13,8 +13,8 @@ from typing import Any
 
 import httpx
 
-from gateway.model import FINAL_STATUSES
-from gateway.processes import gone
+from gateway.core.model import FINAL_STATUSES
+from gateway.run.processes import gone
 from loadtest.harness import GatewayProcess
 from protocols.receipt import normalize_message_id
 from tests.integration.conftest import AUTH, SimProcess, submit, wait_for, write_config
@@ -86,14 +86,14 @@ def audit(bodies: list[dict[str, Any]], record: Path) -> dict[str, int]:
 
 # Lane entries of a dead worker are reclaimed only after 10 minutes here, so
 # messages that all end within TAKEOVER_BOUND seconds of a kill can only have
-# been taken over at once (gateway/takeover.py). The bound is generous for a
+# been taken over at once (gateway/dispatch/takeover.py). The bound is generous for a
 # busy 2-core machine and still a tenth of the reclaim's wait.
 CLAIM_IDLE_MS = 600_000
 TAKEOVER_BOUND = 60.0
 
 
 def workers_of(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid), "-f", "gateway.cli worker"],
+    out = subprocess.run(["pgrep", "-P", str(pid), "-f", "gateway.run.cli worker"],
                          capture_output=True, text=True, check=False).stdout
     return [int(p) for p in out.split()]
 

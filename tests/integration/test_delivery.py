@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.embedded_redis import free_port
+from gateway.run.embedded_redis import free_port
 from loadtest.harness import GatewayProcess
 from tests.integration.conftest import AUTH, SimProcess, submit, wait_final, wait_for, write_config
 
@@ -194,7 +194,7 @@ def test_exhausted_retries_dead_letter_then_replay(tmp_path: Path, provider: Pro
         assert body["error_code"].startswith("retries_exhausted")
         assert len(provider.requests) == 2
 
-        cli = [sys.executable, "-m", "gateway.cli", "dlq"]
+        cli = [sys.executable, "-m", "gateway.run.cli", "dlq"]
         env_cmd = {"env": {**__import__("os").environ, "SMSGW_DATA_DIR": str(tmp_path / "data")}}
         listed = subprocess.run([*cli, "-c", str(config), "list"], capture_output=True, text=True,
                                 check=True, **env_cmd)
@@ -284,7 +284,7 @@ def test_status_command_reports_connectors_and_queues(tmp_path: Path) -> None:
         env = {**os.environ, "SMSGW_DATA_DIR": str(tmp_path / "data")}
 
         def report() -> dict[str, Any]:
-            out = subprocess.run([sys.executable, "-m", "gateway.cli", "status"], env=env,
+            out = subprocess.run([sys.executable, "-m", "gateway.run.cli", "status"], env=env,
                                  capture_output=True, text=True, check=True).stdout
             return dict(json.loads(out))
 

@@ -10,14 +10,14 @@ from pathlib import Path
 
 import httpx
 
-from gateway.embedded_redis import free_port
+from gateway.run.embedded_redis import free_port
 from loadtest.harness import GatewayProcess
 
 
 def second_run(data_dir: Path, http_port: int) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SMSGW_DATA_DIR": str(data_dir), "SMSGW_HTTP__PORT": str(http_port),
            "SMSGW_SIMULATOR__PORT": str(free_port())}
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "run"], env=env,
+    return subprocess.run([sys.executable, "-m", "gateway.run.cli", "run"], env=env,
                           capture_output=True, text=True, timeout=30, check=False)
 
 

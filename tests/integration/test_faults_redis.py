@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from gateway.embedded_redis import EmbeddedRedis, free_port
+from gateway.run.embedded_redis import EmbeddedRedis, free_port
 from loadtest.harness import GatewayProcess
 from tests.integration.conftest import AUTH, submit, wait_for
 from tests.integration.test_crash import (
@@ -119,7 +119,7 @@ def test_external_redis_killed_and_back_delivery_resumes(tmp_path: Path) -> None
 def status_of(tmp_path: Path, http_port: int) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "SMSGW_DATA_DIR": str(tmp_path / "data"),
            "SMSGW_HTTP__PORT": str(http_port)}
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "status"],
+    return subprocess.run([sys.executable, "-m", "gateway.run.cli", "status"],
                           env=env, capture_output=True, text=True, timeout=60, check=False)
 
 

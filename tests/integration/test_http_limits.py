@@ -1,4 +1,4 @@
-"""The HTTP server's own limits (gateway.httpserver), against a real gateway
+"""The HTTP server's own limits (gateway.ingress.http.protocol), against a real gateway
 process over raw sockets: oversized and too many headers, long request lines,
 bodies over the limit (chunked or not), slowloris heads and bodies, idle
 keep-alive, connections per worker, and the API key checked before any body
@@ -265,7 +265,7 @@ def test_guessing_keys_gets_the_source_429_and_leaves_others_alone(tmp_path: Pat
     assert 'smsgw_auth_failures_total{outcome="unauthorized"}' in metrics_text
 
 
-# --- POST /v1/messages answered by the protocol itself (gateway.httpserver) ----------
+# --- POST /v1/messages answered by the protocol itself (gateway.ingress.http.protocol) ----------
 
 MESSAGE = b'{"to": "+8613800138000", "from": "SHOP", "text": "hello"}'
 
@@ -356,7 +356,7 @@ def test_a_source_blocked_on_one_host_is_blocked_on_another(tmp_path: Path) -> N
     """Two gateways (two hosts) on one Redis: guessing against the first gets
     the source refused by the second too, right key and all, while another
     source still gets in there."""
-    from gateway.embedded_redis import EmbeddedRedis
+    from gateway.run.embedded_redis import EmbeddedRedis
 
     redis_server = EmbeddedRedis(tmp_path / "redis")
     url = redis_server.start()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.limits import SharedRate
+from gateway.dispatch.rates import SharedRate
 from gateway.store import Store
 
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from gateway.config import ConnectorSettings
 from gateway.connectors.smpp import SmppConnector
-from gateway.smpp_io import SmppProtocol
+from gateway.core.config import ConnectorSettings
+from gateway.core.smpp_transport import SmppProtocol
 from protocols.smpp import BindTransceiver, CommandStatus, DeliverSm, EnquireLink, Role
 
 
@@ -250,7 +250,7 @@ async def test_a_connection_to_itself_is_dropped_so_the_smsc_can_listen_there_la
     is that same port (what the kernel may pick in its ephemeral range): TCP
     connects the socket to itself. The connector drops it, so the port is free
     for the SMSC, and binds once the SMSC listens."""
-    from gateway.embedded_redis import free_port
+    from gateway.run.embedded_redis import free_port
 
     port = free_port()
     loop = asyncio.get_running_loop()

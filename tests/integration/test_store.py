@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from gateway.callbacks import Receivers, events_mask
-from gateway.config import AccountSettings
-from gateway.model import Message, new_id
+from gateway.admission.callbacks import Receivers, events_mask
+from gateway.core.config import AccountSettings
+from gateway.core.model import Message, new_id
 from gateway.store import WH_DUE, Store, batch_key, batch_owner_key, msg_key, wh_queue_key
 
 

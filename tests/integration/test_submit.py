@@ -1,4 +1,4 @@
-"""`POST /v1/messages` as served in front of FastAPI (gateway.submit), against a
+"""`POST /v1/messages` as served in front of FastAPI (gateway.ingress.http.submit), against a
 real gateway process with its embedded redis-server: the answers are the ones
 the FastAPI route gave (captured from it before the change, status, code and
 field paths), every body field reaches the stored message, concurrent requests

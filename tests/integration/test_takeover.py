@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from gateway.processes import identity
+from gateway.dispatch.takeover import Takeover
+from gateway.run.processes import identity
 from gateway.store import GROUP, Store, consumer_key, msg_key
-from gateway.takeover import Takeover
 from tests.integration.test_store import message
 
 

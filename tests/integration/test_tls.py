@@ -20,8 +20,8 @@ import pytest
 import redis.exceptions
 import trustme
 
-from gateway.config import DEFAULT_CONFIG, ConfigError, load_settings
-from gateway.embedded_redis import free_port
+from gateway.core.config import DEFAULT_CONFIG, ConfigError, load_settings
+from gateway.run.embedded_redis import free_port
 from gateway.store import Store
 from loadtest.harness import GatewayProcess
 from tests.integration.conftest import AUTH, SimProcess, submit, wait_final, wait_for, write_config

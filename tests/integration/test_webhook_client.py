@@ -1,4 +1,4 @@
-"""gateway.webhook_client against real servers on loopback: keep-alive reuse, a
+"""gateway.notify.client against real servers on loopback: keep-alive reuse, a
 pooled connection the server closed, chunked and oversized answers, a server
 that never answers, TLS with a CA the test makes, refused addresses."""
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import trustme
 
-from gateway.targets import RefusedTarget, TargetPolicy
-from gateway.webhook_client import HttpFailure, WebhookClient
+from gateway.core.targets import RefusedTarget, TargetPolicy
+from gateway.notify.client import HttpFailure, WebhookClient
 
 LOOPBACK = TargetPolicy(["127.0.0.0/8"])
 HEADERS = b"Content-Type: application/json\r\n"

@@ -15,11 +15,11 @@ from typing import Any
 
 import httpx
 
-from gateway.config import Settings
-from gateway.embedded_redis import free_port
-from gateway.receipts import Receipts
+from gateway.core.config import Settings
+from gateway.notify.webhooks import Webhooks, sign
+from gateway.receipts.dlr import Receipts
+from gateway.run.embedded_redis import free_port
 from gateway.store import Store
-from gateway.webhooks import Webhooks, sign
 from loadtest.harness import GatewayProcess
 from protocols.smpp import CommandStatus, DeliverSm, Tag
 from tests.integration.conftest import AUTH, SECRET, wait_final, wait_for
@@ -223,7 +223,7 @@ def test_a_hanging_receiver_keeps_only_its_share_and_another_gets_everything(
 
 
 def _workers_of(pid: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(pid), "-f", "gateway.cli worker"],
+    out = subprocess.run(["pgrep", "-P", str(pid), "-f", "gateway.run.cli worker"],
                          capture_output=True, text=True, check=False).stdout
     return [int(p) for p in out.split()]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import random
 
-from gateway.config import RetrySettings
-from gateway.dispatcher import PRIORITY, backoff
+from gateway.core.config import RetrySettings
+from gateway.dispatch.dispatcher import PRIORITY, backoff
 
 
 def test_throttled_otp_and_transactional_retry_within_the_base_delay() -> None:

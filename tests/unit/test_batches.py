@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.batches import Template
+from gateway.ingress.http.batches import Template
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import DEFAULT_CONFIG, ConfigError, load_settings
+from gateway.core.config import DEFAULT_CONFIG, ConfigError, load_settings
 
 GOOD = """
 [accounts.shop]
@@ -102,14 +102,14 @@ def test_duplicate_api_key_across_accounts(tmp_path: Path) -> None:
 
 def test_check_config_cli_exit_codes(tmp_path: Path) -> None:
     ok = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "check-config", "-c", str(write(tmp_path, GOOD))],
+        [sys.executable, "-m", "gateway.run.cli", "check-config", "-c", str(write(tmp_path, GOOD))],
         capture_output=True, text=True, check=False,
     )
     assert ok.returncode == 0, ok.stderr
     bad = tmp_path / "bad.toml"
     bad.write_text(GOOD + "[http]\nport = -1\n[dispatch]\nbatch = 0\n")
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "check-config", "-c", str(bad)],
+        [sys.executable, "-m", "gateway.run.cli", "check-config", "-c", str(bad)],
         capture_output=True, text=True, check=False,
     )
     assert result.returncode == 1
@@ -126,7 +126,7 @@ def test_cli_output_to_a_reader_that_went_away_is_no_traceback(tmp_path: Path) -
     os.close(read_end)  # the reader has gone before we write
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "gateway.cli", "check-config", "-c",
+            [sys.executable, "-m", "gateway.run.cli", "check-config", "-c",
              str(write(tmp_path, GOOD))],
             stdout=write_end, stderr=subprocess.PIPE, text=True, check=False,
         )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from gateway.config import load_settings
+from gateway.core.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from gateway.config import DEFAULT_CONFIG, ConfigError, load_settings
+from gateway.core.config import DEFAULT_CONFIG, ConfigError, load_settings
 
 
 def test_a_bad_value_names_the_variable_and_the_key_path() -> None:

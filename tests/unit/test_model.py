@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.model import id_sequence, new_id
+from gateway.core.model import id_sequence, new_id
 
 
 def test_a_batch_sequence_gives_unique_ordered_ids_of_the_single_id_shape() -> None:

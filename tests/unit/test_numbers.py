@@ -1,4 +1,4 @@
-"""gateway.numbers gives exactly what the plain phonenumbers calls give, on both
+"""gateway.core.numbers gives exactly what the plain phonenumbers calls give, on both
 of its paths: the full one (phonenumbers.parse) and the fast one for numbers
 written "+<digits>" (its own parse of the digits over phonenumbers' data)."""
 
@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers import carrier, timezone
 
-from gateway import numbers
+from gateway.core import numbers
 
 
 def reference(raw: str, region: str) -> tuple[str, str, str] | None:

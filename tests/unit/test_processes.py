@@ -1,5 +1,5 @@
 """A worker's identity, and when another process may call it certainly dead:
-only then are its lane entries taken over at once (gateway/takeover.py)."""
+only then are its lane entries taken over at once (gateway/dispatch/takeover.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gateway.processes import certainly_dead, consumer_name, identity, start_time
-from gateway.takeover import dead
+from gateway.dispatch.takeover import dead
+from gateway.run.processes import certainly_dead, consumer_name, identity, start_time
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 

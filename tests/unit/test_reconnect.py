@@ -8,8 +8,8 @@ import random
 import statistics
 import time
 
-from gateway.config import ConnectorSettings
 from gateway.connectors.smpp import RECONNECT_CAP, SmppConnector, reconnect_delay
+from gateway.core.config import ConnectorSettings
 
 
 def test_delays_grow_with_attempts_up_to_the_cap() -> None:

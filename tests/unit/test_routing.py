@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
-from gateway.config import RouteSettings, WeightedConnector
-from gateway.routing import NoRoute, Router
+from gateway.admission.routing import NoRoute, Router
+from gateway.core.config import RouteSettings, WeightedConnector
 
 
 def rule(**kw: object) -> RouteSettings:

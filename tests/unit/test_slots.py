@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.slots import Slots
+from gateway.core.slots import Slots
 
 
 def test_take_release_and_fifo_hand_over() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from gateway.config import ConnectorSettings
 from gateway.connectors.smpp import SmppConnector
-from gateway.model import Message
+from gateway.core.config import ConnectorSettings
+from gateway.core.model import Message
 from protocols.smpp import Tag
 
 

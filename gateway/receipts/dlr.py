@@ -1,0 +1,179 @@
+"""Delivery receipts: SMSC deliver_sm → (message, part) → status machine.
+
+Every part asks for its own receipt; the message is `delivered` when all its
+parts are and takes the first failed part's state otherwise (Jasmin keeps only
+the last part's receipt and Kannel asks only on the first; both lose failures).
+A receipt that arrives before its submit_sm_resp is parked in Redis and
+applied when the response is recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from gateway.core import logs, metrics
+from gateway.core.config import ResendRule, Settings
+from gateway.store import Store
+from protocols.receipt import merge_receipt_tlvs, normalize_message_id, parse_receipt
+from protocols.smpp import CommandStatus, DeliverSm, Tag
+
+log = logs.get("smsgw.receipts")
+
+ESM_RECEIPT = 0x04  # esm_class bits 2-5 = 0001: SMSC delivery receipt (SMPP 3.4 §5.2.12)
+# Receipt stat → the state of that part. Intermediate states (ENROUTE,
+# ACCEPTD) change nothing: a final receipt follows them.
+STAT_TO_STATE = {
+    "DELIVRD": "delivered",
+    "UNDELIV": "undelivered",
+    "EXPIRED": "expired",
+    "REJECTD": "rejected",
+    "DELETED": "undelivered",
+    "UNKNOWN": "undelivered",
+}
+EARLY_RECEIPT_TTL = 24 * 3600
+
+
+def error_number(err: str) -> int | None:
+    """Receipt `err` as a number: "011" is 11, "0x0B" is 11; None if neither."""
+    err = err.strip()
+    try:
+        return int(err, 16) if err[:2].lower() == "0x" else int(err, 10)
+    except ValueError:
+        return None
+
+
+def resend_wanted(rules: list[ResendRule], stat: str, err: str) -> bool:
+    code = error_number(err)
+    return any(r.stat == stat and (not r.err or code in r.err) for r in rules)
+
+
+class Receipts:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        on_mo: Callable[[str, DeliverSm], Awaitable[None]] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.connectors = settings.connectors
+        self.on_mo = on_mo  # MO messages: gateway.notify.webhooks.Webhooks.on_mo
+        self._receipt_counters: dict[tuple[str, str], object] = {}
+
+    # An SMSC may write ids one way in submit_sm_resp and another in receipts
+    # (hex vs decimal); each side is normalised by its own setting.
+    def normalize_resp(self, connector: str, smsc_id: str) -> str:
+        return normalize_message_id(smsc_id, self.connectors[connector].resp_id_format)
+
+    def normalize_receipt(self, connector: str, smsc_id: str) -> str:
+        return normalize_message_id(smsc_id, self.connectors[connector].receipt_id_format)
+
+    async def on_deliver(self, connector: str, pdus: list[DeliverSm]) -> list[int]:
+        """Handle the deliver_sm that arrived together on one bind; returns the
+        command_status to answer each with. Ordinary receipts are correlated and
+        applied in one script call; MO and receipts that a resend rule may catch
+        go one by one."""
+        statuses: list[int] = []
+        batch: list[tuple[str, str, bytes]] = []
+        for pdu in pdus:
+            statuses.append(CommandStatus.ESME_ROK)
+            if not pdu.esm_class & ESM_RECEIPT:
+                log.info("mo_received", connector=connector, source_addr=pdu.source_addr)
+                if self.on_mo is not None:
+                    await self.on_mo(connector, pdu)  # durable before the deliver_sm_resp
+                continue
+            state_tlv = pdu.get(Tag.MESSAGE_STATE)
+            id_tlv = pdu.get(Tag.RECEIPTED_MESSAGE_ID)
+            receipt = merge_receipt_tlvs(
+                parse_receipt(pdu.short_message),
+                id_tlv if isinstance(id_tlv, str) else None,
+                state_tlv if isinstance(state_tlv, int) else None,
+            )
+            if receipt is None or not receipt.id:
+                log.warning("receipt_unreadable", connector=connector)
+                continue
+            item = self._prepare(connector, receipt.id, receipt.stat, receipt.err or "")
+            if item is None:
+                continue
+            if item[2].startswith(b"delivered|"):
+                batch.append(item)
+            else:
+                await self._apply_one(item)
+        if batch:
+            for result in await self.store.apply_receipts(batch, EARLY_RECEIPT_TTL):
+                if result is not None and result[1] is not None:
+                    metrics.count_status(result[1])
+        return statuses
+
+    async def handle(self, connector: str, provider_id: str, stat: str, err: str) -> None:
+        """One receipt from an HTTP provider: correlate and apply, or park it
+        until the submit response it belongs to is recorded."""
+        item = self._prepare(connector, provider_id, stat, err)
+        if item is not None:
+            await self._apply_one(item)
+
+    def _prepare(
+        self, connector: str, provider_id: str, stat: str, err: str
+    ) -> tuple[str, str, bytes] | None:
+        """(connector, normalised id, "state|err|stat"), or None for a receipt
+        that changes nothing (ENROUTE, ACCEPTD, ...)."""
+        counter = self._receipt_counters.get((connector, stat))
+        if counter is None:
+            counter = self._receipt_counters[(connector, stat)] = metrics.RECEIPTS.labels(
+                connector, stat
+            )
+        counter.inc()
+        state = STAT_TO_STATE.get(stat)
+        if state is None:
+            return None
+        return connector, self.normalize_receipt(connector, provider_id), (
+            f"{state}|{err}|{stat}".encode()
+        )
+
+    async def _apply_one(self, item: tuple[str, str, bytes]) -> None:
+        connector, smsc_id, payload = item
+        # Correlate first: a failed receipt may be resent on a fallback connector
+        # instead of ending the message (see `apply`).
+        found = await self.store.correlate(connector, smsc_id, payload, EARLY_RECEIPT_TTL)
+        if found is None:
+            log.debug("receipt_before_response", connector=connector, smsc_id=smsc_id)
+        else:
+            await self.apply(found[0], found[1], payload)
+
+    async def early(self, message_id: str, part: int, outcome: bytes) -> None:
+        """A receipt that beat its submit_sm_resp, as the store returned it."""
+        if outcome[:1] == b"=":
+            if outcome[1:]:
+                metrics.count_status(outcome[1:].decode())
+            return
+        await self.apply(message_id, part, outcome)
+
+    async def apply(self, message_id: str, part: int, payload: bytes) -> None:
+        state, err, stat = payload.decode().split("|", 2)
+        if (
+            state != "delivered"
+            and resend_wanted(self.settings.retry.resend_on, stat, err)
+            and await self._resend_on_fallback(message_id, part, stat, err)
+        ):
+            return
+        new = await self.store.part_final(message_id, part, state, err, f"{stat} err:{err}")
+        if new:
+            metrics.count_status(new)
+            log.debug("final", message_id=message_id, status=new, stat=stat, err=err)
+
+    async def _resend_on_fallback(self, message_id: str, part: int, stat: str, err: str) -> bool:
+        """A failed receipt the operator listed: send the part once more on the
+        next connector of the route, if there is one and it was not tried yet."""
+        current = await self.store.get(message_id)
+        if current is None or current.connector is None:
+            return False
+        route = current.message.connectors
+        hop = route.index(current.connector) + 1 if current.connector in route else len(route)
+        if hop >= len(route):
+            return False
+        detail = f"{stat} err:{err}; resend part {part} on {route[hop]}"
+        resent = await self.store.resend_part(current.message, part, hop, detail)
+        if resent:
+            log.info("resend_on_fallback", message_id=message_id, part=part,
+                     to_connector=route[hop], stat=stat, err=err)
+        return resent

@@ -1,0 +1,53 @@
+"""`POST /v1/receipts/{connector}`: delivery reports from HTTP providers.
+
+Each HTTP connector has its own bearer token (its `receipt_token`), so one
+provider cannot report on another's messages. The report is read by the
+connector's configured JSON paths and handled exactly like an SMPP receipt.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Response
+
+from gateway.connectors.http import dig
+from gateway.core.config import Settings
+from gateway.receipts.dlr import Receipts
+
+
+class ReceiptProblem(Exception):
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+def receipts_router(settings: Settings, receipts: Receipts) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/v1/receipts/{connector}", status_code=204, include_in_schema=False)
+    async def provider_receipt(
+        connector: str,
+        body: Annotated[dict[str, Any], Body()],
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        conn = settings.connectors.get(connector)
+        if conn is None or conn.kind != "http":
+            raise ReceiptProblem(404, "not_found", "no such HTTP connector")
+        token = (authorization or "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(token.encode(), conn.receipt_token.encode()):
+            raise ReceiptProblem(401, "unauthorized", "wrong receipt token")
+        provider_id = dig(body, conn.receipt_id_path)
+        status = dig(body, conn.receipt_status_path)
+        if provider_id in (None, "") or status is None:
+            raise ReceiptProblem(
+                422, "invalid_receipt",
+                f"need {conn.receipt_id_path!r} and {conn.receipt_status_path!r}",
+            )
+        stat = conn.receipt_status_map.get(str(status), str(status).upper())
+        err = dig(body, conn.receipt_error_path)
+        await receipts.handle(connector, str(provider_id), stat, "" if err is None else str(err))
+        return Response(status_code=204)
+
+    return router

@@ -1,0 +1,1996 @@
+"""The one module that knows the Redis key layout and the Lua that updates it.
+
+Every other stage calls these methods; none builds a key itself.
+
+Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
+- ``smsgw:m:{<id>}`` hash — ``r`` packed Message (account and parts live
+  there), ``s`` status, ``h`` the history lines written at admission
+  (``ts\\tstatus\\tdetail`` lines: accepted, then scheduled; for a message
+  queued at once just the ts of both, accepted and queued), ``h<r>`` the line
+  of the change to the status of rank r (HISTORY_RANK: statuses only move
+  forward, so each is written once and the ranks order them), ``h<r>.<j>``
+  the j-th line that changed nothing while the status had rank r (failover,
+  resend), ``b`` batch key, ``w`` callbacks wanted (``<mask of EVENT_BITS>
+  <receiver queue>``), ``c`` connector, ``n``
+  parts as that connector cut the text (absent: 1), ``e`` error code,
+  ``i<k>`` SMSC id of part k exactly as the SMSC wrote it in submit_sm_resp
+  (what users see; the normalised form lives only in the correlation key),
+  ``p<k>`` final state of part k, ``f<k>`` part k
+  was resent on a fallback, ``d`` the lane entry the message left (deferred or
+  rerouted out of an entry it shared).
+- ``smsgw:lane:{<connector>}:<class>`` stream, consumer group ``dispatch``;
+  entries carry ``m``, one message id or up to LANE_GROUP ids of one enqueue
+  call joined by commas, and ``k``, the index in the messages' route of the
+  connector this lane belongs to (absent: 0). An entry is acknowledged when
+  all its messages are done; parts already acknowledged are known from the
+  ``i<k>`` fields, so a resend skips them. Acknowledged entries are trimmed
+  behind the oldest entry in flight.
+- ``smsgw:depth`` hash — lane key → its messages, waiting or in flight.
+- ``smsgw:corr:<connector>:<smsc id>`` → ``<id>|<part>`` with a TTL: receipt
+  correlation, the id in its per-connector normalised form (receipts are
+  normalised the same way, so both meet here); or, prefixed with
+  PARKED (``~``), a receipt that beat its submit_sm_resp.
+- ``smsgw:b:{<batch>}`` hash — counts by status.
+- ``smsgw:expiry`` sorted set — members are the comma-joined ids of messages
+  enqueued by one call whose expiry (end of validity plus the receipt grace)
+  falls in the same second, scored by that second rounded up; the
+  housekeeper expires those of them not final by then.
+- ``smsgw:delayed`` sorted set — ``<id>|<hop>|<lane>`` by due time: retries,
+  scheduled sends and deferrals waiting to go back into a lane.
+- ``smsgw:dlq`` stream — messages that ended because their retries ran out.
+- ``smsgw:rate:<name>`` — GCRA state (theoretical arrival time) of a shared limiter.
+- ``smsgw:consumer:<consumer>`` — JSON identity of the worker reading lanes as
+  that consumer (``gateway.run.processes.identity``: boot id, pid namespace, uid,
+  pid, start time), for a day, renewed by its housekeeper: what lets another
+  worker tell that it is certainly dead and take its lane entries over at once
+  (``Store.take_over``).
+- ``smsgw:wh:*`` — status callbacks and MO webhooks waiting for their
+  receivers (see "HTTP API and webhooks" below). A status change that the
+  message's ``w`` asks for is queued by the same script that makes it.
+
+Redis work per message is what limits throughput (loadtest/bench_store.py
+measures it per stage), so the scripts read a message with one HMGET and write
+it with one HSET, and what can be per call is: batch counts, expiry entries,
+lane entries.
+
+The Lua scripts build message and batch keys from ids they are given; on a
+single Redis server that is fine. Redis Cluster support (declaring every key
+to the script) is tracked in docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+import msgpack
+import orjson
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.core.model import (
+    ACCEPTED,
+    EVENT_BITS,
+    FINAL_STATUSES,
+    QUEUED,
+    SCHEDULED,
+    SUBMITTED,
+    Message,
+    MessageState,
+)
+
+# Errors that mean "Redis is away" (killed, restarting, loading, network):
+# waiting and trying again is the cure. The built-in ConnectionError and
+# TimeoutError are OSErrors.
+REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, OSError)
+
+PREFIX = "smsgw:"
+AUTH_BLOCKED = f"{PREFIX}authblocked"
+GROUP = "dispatch"
+LANES = ("otp", "transactional", "marketing")  # read in this order: OTP first
+
+
+def msg_key(message_id: str) -> str:
+    return f"{PREFIX}m:{{{message_id}}}"
+
+
+def lane_key(connector: str, msg_class: str) -> str:
+    return f"{PREFIX}lane:{{{connector}}}:{msg_class}"
+
+
+def corr_key(connector: str, smsc_id: str) -> str:
+    return f"{PREFIX}corr:{connector}:{smsc_id}"
+
+
+def batch_key(batch_id: str) -> str:
+    return f"{PREFIX}b:{{{batch_id}}}"
+
+
+def consumer_key(consumer: str) -> str:
+    return f"{PREFIX}consumer:{consumer}"
+
+
+# A worker's identity record lives this long unless its housekeeper renews it.
+CONSUMER_TTL = 24 * 3600
+
+
+# Webhooks (see the section "HTTP API and webhooks" at the end of the file).
+WH_DUE = f"{PREFIX}wh:due"
+WH_LEASE = f"{PREFIX}wh:lease"
+WH_TRY = f"{PREFIX}wh:try"
+WH_DEAD = f"{PREFIX}wh:dead"
+EXPIRY_KEY = f"{PREFIX}expiry"
+DELAYED_KEY = f"{PREFIX}delayed"
+DLQ_KEY = f"{PREFIX}dlq"
+# Messages of one enqueue call that share a lane share a lane entry, up to this
+# many: a stream entry costs Redis about as much to add, read (XREADGROUP
+# propagates an XCLAIM per entry to the AOF) and acknowledge as all the rest of
+# a message's admission.
+LANE_GROUP = 32
+DEPTH_KEY = f"{PREFIX}depth"
+# Each worker's metrics snapshot, one hash per host (field: worker index).
+METRICS_KEY = f"{PREFIX}metrics:{{host}}"
+# How far (ms of entry id time) the oldest lane entry in flight may lag the last
+# one read before acknowledged entries are deleted one by one (see _ACK).
+TRIM_SPAN_MS = 2000
+# A status's place in the life cycle. Statuses only move forward, so a status
+# line's field, h<rank>, is written once and also says where the line goes in
+# the history. Stored in field names: never renumber (a message has one final
+# status, so they share a rank).
+HISTORY_RANK = {ACCEPTED: 0, SCHEDULED: 1, QUEUED: 2, SUBMITTED: 3,
+                **dict.fromkeys(sorted(FINAL_STATUSES), 4)}
+# Marks a receipt parked in a correlation key until its submit_sm_resp is seen
+# (a correlation itself is "<id>|<part>", and ids never start with it).
+PARKED = "~"
+_FINAL_LUA = (
+    "local FINAL = {" + ", ".join(f"{s}=true" for s in sorted(FINAL_STATUSES)) + "}\n"
+    + f"local MSG_PREFIX = '{PREFIX}m:'\n"
+    + f"local EXPIRY = '{EXPIRY_KEY}'\nlocal DELAYED = '{DELAYED_KEY}'\n"
+    + f"local PARKED, PARKED_BYTE = '{PARKED}', {ord(PARKED)}\n"
+    + "local RANK = {" + ", ".join(f"{st}={r}" for st, r in HISTORY_RANK.items()) + "}\n"
+    + "local HFIELD = {" + ", ".join(f"{st}='h{r}'" for st, r in HISTORY_RANK.items())
+    + "}\n"
+    + """
+local function msg(id) return MSG_PREFIX .. '{' .. id .. '}' end
+"""
+    + "local EVENT_BIT = {" + ", ".join(f"{st}={b}" for st, b in EVENT_BITS.items()) + "}\n"
+    + f"local WH_DUE, WH_LEASE, WHQ = '{WH_DUE}', '{WH_LEASE}', '{PREFIX}wh:q:'\n"
+    + """
+-- A status callback, if the message's `w` ("<events mask> <queue>") asks for
+-- this status: appended to the receiver queue the message was given at
+-- admission. A queue that was empty becomes due after its linger (the second
+-- field of its name); one that just filled a batch becomes due now unless a
+-- worker holds it (its settle makes it due again).
+local function wh_event(id, w, status, ts)
+  local mask, q = string.match(w, '^(%d+) (.+)$')
+  if not mask or bit.band(tonumber(mask), EVENT_BIT[status] or 0) == 0 then return end
+  local n = redis.call('RPUSH', WHQ .. '{' .. q .. '}', id .. '|' .. status .. '|' .. ts)
+  local size, linger = string.match(q, '^(%d+):(%d+):')
+  if n == 1 then
+    redis.call('ZADD', WH_DUE, 'NX', tonumber(ts) + tonumber(linger) / 1000, q)
+  elseif n == tonumber(size) and redis.call('HEXISTS', WH_LEASE, q) == 0 then
+    redis.call('ZADD', WH_DUE, ts, q)
+  end
+end
+"""
+)
+
+# Lane entries, shared by the scripts below. An entry's `m` is one message id
+# or several joined by commas; `smsgw:depth` counts each lane's messages
+# (waiting or in flight). A message leaves entry `eid` of `lane`: if it was the
+# last of the entry in flight here (`last`), the entry is acknowledged and the
+# lane's count drops by the entry's `total` messages; otherwise the message is
+# marked (`d` = the entry it left), so a reclaim of the entry after a crash
+# skips it.
+_LANE_LUA = f"""
+local GROUP, LANE_GROUP, DEPTH = '{GROUP}', {LANE_GROUP}, '{DEPTH_KEY}'
+local function leave(lane, eid, last, total, key)
+  if last then
+    if redis.call('XACK', lane, GROUP, eid) == 1 then
+      redis.call('HINCRBY', DEPTH, lane, -total)
+    end
+    redis.call('XDEL', lane, eid)
+  else
+    redis.call('HSET', key, 'd', eid)
+  end
+end
+local function fields(f)
+  local m, k = '', '0'
+  for j = 1, #f, 2 do
+    if f[j] == 'm' then m = f[j + 1] elseif f[j] == 'k' then k = f[j + 1] end
+  end
+  return m, k
+end
+"""
+
+# The status machine, shared by the scripts below. Every redis.call from Lua
+# costs Redis a few µs more than the command itself (argument conversion, the
+# AOF record), and every field added to a message's (listpack) hash moves the
+# rest of it, so a script reads what it needs of a message with one HMGET whose
+# first three fields are always s, b, w (status, batch key, callbacks wanted)
+# and writes what changed with one HSET. A status line goes into a field of its
+# own, h<rank of the status>: it is written once (statuses only move forward),
+# and the fields' order is the history's. Batch counts are summed over the
+# whole script call and written by flush() at its end: one HINCRBY per batch
+# and status instead of two per message.
+_STATUS_LUA = (
+    _FINAL_LUA
+    + """
+local counts = {}
+local function count(b, status, d)
+  local t = counts[b]
+  if not t then t = {}; counts[b] = t end
+  t[status] = (t[status] or 0) + d
+end
+local function flush()
+  for b, t in pairs(counts) do
+    for status, d in pairs(t) do
+      if d ~= 0 then redis.call('HINCRBY', b, status, d) end
+    end
+  end
+  counts = {}
+end
+
+-- Move a message forward to `new` unless it is missing or final. v is its
+-- HMGET (s, b, w, ...), updated in place; the fields to write are appended to
+-- out, the caller's one HSET. Returns true if it moved.
+local function move(id, v, new, ts, detail, out)
+  local cur = v[1]
+  if (not cur) or FINAL[cur] or not RANK[new] or RANK[new] <= (RANK[cur] or -1) then
+    return false
+  end
+  v[1] = new
+  local o = #out
+  out[o + 1], out[o + 2] = 's', new
+  out[o + 3], out[o + 4] = HFIELD[new], ts .. '\\t' .. new .. '\\t' .. detail
+  if v[2] then
+    count(v[2], cur, -1)
+    count(v[2], new, 1)
+  end
+  if v[3] then wh_event(id, v[3], new, ts) end
+  return true
+end
+
+-- A history line that changes nothing (failover, resend), appended to out: the
+-- j-th such line while the message has status s goes into h<rank of s>.<j>.
+local function note(key, v, ts, detail, out)
+  local base, j = (HFIELD[v[1]] or 'h99') .. '.', 1
+  while redis.call('HEXISTS', key, base .. j) == 1 do j = j + 1 end
+  out[#out + 1], out[#out + 2] = base .. j, ts .. '\\t' .. v[1] .. '\\t' .. detail
+end
+"""
+)
+
+# KEYS: message; ARGV: status, ts, detail, then field/value pairs stored with it.
+_SET_STATUS = (
+    _STATUS_LUA
+    + """
+local key = KEYS[1]
+local v = redis.call('HMGET', key, 's', 'b', 'w')
+local out = {}
+local moved = move(string.sub(key, #MSG_PREFIX + 2, -2), v, ARGV[1], ARGV[2], ARGV[3], out)
+if moved then
+  for i = 4, #ARGV do out[#out + 1] = ARGV[i] end
+  redis.call('HSET', key, unpack(out))
+end
+flush()
+return moved and 1 or 0
+"""
+)
+
+# A part reached a final state: the message is delivered when every part is;
+# the first failed part decides otherwise. Part 0 stands for every part (a
+# provider that takes the whole text at once). `n` (parts as the connector cut
+# the text) is written when a part is acknowledged; a receipt for a message
+# never acknowledged falls back to the record's count. Returns the new status
+# or false.
+_PART_FINAL_FN = """
+local function part_final(id, part, state, ts, err, detail)
+  local key = msg(id)
+  local v = redis.call('HMGET', key, 's', 'b', 'w', 'n', 'p' .. part, 'i' .. part)
+  if not v[1] then return false end
+  local n = tonumber(v[4])
+  if not n then
+    -- `n` is written for more than one part only; a message never acknowledged
+    -- has its count in the record
+    n = v[6] and 1 or tonumber(cmsgpack.unpack(redis.call('HGET', key, 'r'))[8]) or 1
+  end
+  local out, others = {}, nil
+  if part == '0' then
+    local names = {}
+    for k = 1, n do names[k] = 'p' .. k end
+    others = redis.call('HMGET', key, unpack(names))
+    for k = 1, n do
+      if not others[k] then
+        out[#out + 1], out[#out + 2] = names[k], state
+        others[k] = state
+      end
+    end
+  else
+    if v[5] then return false end
+    out[1], out[2] = 'p' .. part, state
+  end
+  local moved
+  if state ~= 'delivered' then
+    moved = move(id, v, state, ts, detail, out)
+    if moved then out[#out + 1], out[#out + 2] = 'e', err end
+  else
+    local all = true
+    if others then
+      for _, s in ipairs(others) do
+        if s ~= 'delivered' then all = false end
+      end
+    elseif n > 1 or part ~= '1' then
+      local names = {}
+      for k = 1, n do
+        if tostring(k) ~= part then names[#names + 1] = 'p' .. k end
+      end
+      if #names > 0 then
+        for _, s in ipairs(redis.call('HMGET', key, unpack(names))) do
+          if s ~= 'delivered' then all = false end
+        end
+      end
+    end
+    moved = all and move(id, v, 'delivered', ts, detail, out)
+  end
+  if #out > 0 then redis.call('HSET', key, unpack(out)) end
+  return moved and state or false
+end
+"""
+
+# A part was acknowledged by the SMSC: store its id and correlation, move the
+# message to `submitted`, and deal with a receipt that arrived early (it waits
+# in the correlation key, marked PARKED, and the SET ... GET that writes the
+# correlation returns it): a `delivered` one is applied here; any other is
+# handed back for the receipt rules (it may be resent on a fallback). ARGV: ts,
+# and one msgpack array of 7 strings per part: message id, correlation key
+# (of the normalised id), part, smsc id as the SMSC wrote it (for i<k> and the
+# history), ttl, connector, parts in total (as this connector cut the text).
+# Returns per part '' (no early receipt), '=' or '=<new status>' (applied), or
+# the receipt payload.
+_SUBMITTED = (
+    _STATUS_LUA
+    + _PART_FINAL_FN
+    + """
+local ts, out = ARGV[1], {}
+local a = cmsgpack.unpack(ARGV[2])
+for i = 1, #a, 7 do
+  local id, part, smsc_id, conn = a[i], a[i + 2], a[i + 3], a[i + 5]
+  local key = msg(id)
+  local early = redis.call('SET', a[i + 1], id .. '|' .. part, 'EX', a[i + 4], 'GET')
+  local v = redis.call('HMGET', key, 's', 'b', 'w', 'n')
+  if v[1] then
+    local w = {'i' .. part, smsc_id, 'c', conn}
+    if (v[4] or '1') ~= a[i + 6] then w[5], w[6] = 'n', a[i + 6] end  -- 1 if absent
+    move(id, v, 'submitted', ts, conn .. ' ' .. smsc_id, w)
+    redis.call('HSET', key, unpack(w))
+  end
+  if not early or string.byte(early) ~= PARKED_BYTE then
+    out[#out + 1] = ''
+  else
+    local payload = string.sub(early, #PARKED + 1)
+    local state, err, stat = string.match(payload, '^([^|]*)|([^|]*)|(.*)$')
+    if state == 'delivered' then
+      out[#out + 1] = '=' .. (part_final(id, part, state, ts, err, stat .. ' err:' .. err) or '')
+    else
+      out[#out + 1] = payload
+    end
+  end
+end
+flush()
+return out
+"""
+)
+
+# KEYS: none; ARGV: message id, part, part state, ts, err, detail.
+_PART_FINAL = (
+    _STATUS_LUA
+    + _PART_FINAL_FN
+    + """
+local new = part_final(ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+flush()
+return new
+"""
+)
+
+# Look up the message part of an SMSC id; if the submit_sm_resp has not been
+# seen yet, park the receipt in the correlation key where _SUBMITTED will find
+# it (atomically, so the two cannot miss each other). KEYS: correlation;
+# ARGV: receipt, ttl.
+_CORRELATE = f"""
+local v = redis.call('GET', KEYS[1])
+if v and string.byte(v) ~= {ord(PARKED)} then return v end
+redis.call('SET', KEYS[1], '{PARKED}' .. ARGV[1], 'EX', ARGV[2])
+return false
+"""
+
+# Many receipts at once: correlate each and apply it, or park it.
+# ARGV: ts, ttl, and one msgpack array with 2 strings per receipt: correlation
+# key, "state|err|stat".
+# Returns per receipt two strings: '', '' (parked) or id, the new status or ''.
+_RECEIPTS = (
+    _STATUS_LUA
+    + _PART_FINAL_FN
+    + """
+local ts, ttl, out, parsed = ARGV[1], ARGV[2], {}, {}
+local a = cmsgpack.unpack(ARGV[3])
+for i = 1, #a, 2 do
+  local v = redis.call('GET', a[i])
+  if v and string.byte(v) ~= PARKED_BYTE then
+    local id, part = string.match(v, '^(.*)|(%d+)$')
+    local p = parsed[a[i + 1]]  -- most receipts of a call read the same
+    if not p then
+      local state, err, stat = string.match(a[i + 1], '^([^|]*)|([^|]*)|(.*)$')
+      p = {state, err, stat .. ' err:' .. err}
+      parsed[a[i + 1]] = p
+    end
+    out[#out + 1], out[#out + 2] = id, part_final(id, part, p[1], ts, p[2], p[3]) or ''
+  else
+    redis.call('SET', a[i], PARKED .. a[i + 1], 'EX', ttl)
+    out[#out + 1], out[#out + 2] = '', ''
+  end
+end
+flush()
+return out
+"""
+)
+
+
+# ARGV: message ids. Returns per message: status, packed record, and the
+# acknowledged part numbers joined by commas ('' if none; false, false, '' if
+# the message does not exist). One HMGET covers a message of one part.
+_DISPATCH_VIEW = (
+    _FINAL_LUA
+    + """
+local out = {}
+for _, id in ipairs(ARGV) do
+  local key = msg(id)
+  local v = redis.call('HMGET', key, 's', 'r', 'n', 'i0', 'i1')
+  local acked = {}
+  if v[1] then
+    if v[4] then acked[#acked + 1] = 0 end
+    if v[5] then acked[#acked + 1] = 1 end
+    local n = tonumber(v[3]) or 1
+    if n > 1 then
+      local names = {}
+      for k = 2, n do names[#names + 1] = 'i' .. k end
+      local more = redis.call('HMGET', key, unpack(names))
+      for j = 1, #names do
+        if more[j] then acked[#acked + 1] = j + 1 end
+      end
+    end
+  end
+  out[#out + 1] = v[1] or false
+  out[#out + 1] = v[2] or false
+  out[#out + 1] = table.concat(acked, ',')
+end
+return out
+"""
+)
+
+# Hand a message to another connector of its route (failover). KEYS: message,
+# old lane, new lane; ARGV: entry id, id, hop, ts, detail, last ('1' or ''),
+# messages in the entry.
+_REROUTE = (
+    _STATUS_LUA
+    + _LANE_LUA
+    + """
+redis.call('XADD', KEYS[3], '*', 'm', ARGV[2], 'k', ARGV[3])
+redis.call('HINCRBY', DEPTH, KEYS[3], 1)
+leave(KEYS[2], ARGV[1], ARGV[6] == '1', tonumber(ARGV[7]), KEYS[1])
+local v = redis.call('HMGET', KEYS[1], 's')
+if v[1] then
+  local out = {}
+  note(KEYS[1], v, ARGV[4], ARGV[5], out)
+  redis.call('HSET', KEYS[1], unpack(out))
+end
+return 1
+"""
+)
+
+# Acknowledge lane entries whose messages are all done here. Deleting each
+# entry (XDEL) cost Redis more than anything else in the ack (~6 µs an entry:
+# every id is sought from the start of its stream node); instead the lane is
+# trimmed (XTRIM MINID) up to the oldest entry still in flight, or up to the
+# last one read when none is. An entry in flight for long (retries, a dead
+# consumer) would hold back the trim, so once the oldest in flight is more than
+# TRIM_SPAN_MS (by entry id time) behind the last entry read, acknowledged
+# entries are deleted one by one again. The lane's message count drops by the
+# messages of each entry acknowledged now (not before: XACK says so), and is
+# set to 0 when the lane is found empty, which mends it after anything that
+# wrote lanes without counting (an upgrade).
+# ARGV: per lane: lane key, count, then count × (entry id, messages in the entry).
+_ACK = (
+    _LANE_LUA
+    + f"""
+local i = 1
+while i <= #ARGV do
+  local lane, n = ARGV[i], tonumber(ARGV[i + 1])
+  local ids, done = {{}}, 0
+  for j = i + 2, i + 2 * n, 2 do
+    ids[#ids + 1] = ARGV[j]
+    if redis.call('XACK', lane, GROUP, ARGV[j]) == 1 then done = done + tonumber(ARGV[j + 1]) end
+  end
+  i = i + 2 + 2 * n
+  if done > 0 then redis.call('HINCRBY', DEPTH, lane, -done) end
+  local groups = redis.pcall('XINFO', 'GROUPS', lane)  -- an error if no such lane
+  local last
+  if not groups.err then
+    for _, g in ipairs(groups) do
+      if g[2] == GROUP then last = g[8] end
+    end
+  end
+  if last then
+    local p = redis.call('XPENDING', lane, GROUP)
+    local minid = last
+    if p[1] > 0 then
+      minid = p[2]
+      local held = tonumber(string.match(last, '^%d+')) - tonumber(string.match(minid, '^%d+'))
+      if held > {TRIM_SPAN_MS} then
+        for k = 1, #ids, 1000 do
+          redis.call('XDEL', lane, unpack(ids, k, math.min(#ids, k + 999)))
+        end
+      end
+    else
+      local newest = redis.call('XREVRANGE', lane, '+', '-', 'COUNT', 1)[1]
+      if (not newest) or newest[1] == last then redis.call('HSET', DEPTH, lane, 0) end
+    end
+    redis.call('XTRIM', lane, 'MINID', minid)
+  end
+end
+return 1
+"""
+)
+
+# Take a message out of its lane entry and have it come back at `due`.
+# KEYS: old lane; ARGV: entry id, member (id|hop|lane), due, last ('1' or ''),
+# messages in the entry, message key.
+_DEFER = (
+    _FINAL_LUA
+    + _LANE_LUA
+    + """
+redis.call('ZADD', DELAYED, ARGV[3], ARGV[2])
+leave(KEYS[1], ARGV[1], ARGV[4] == '1', tonumber(ARGV[5]), ARGV[6])
+return 1
+"""
+)
+
+# Read up to ARGV[2] messages for consumer ARGV[1] from the lanes ARGV[3...], in
+# that order (a marketing backlog never delays OTP or transactional traffic).
+# Returns per entry: lane, entry id, m, k.
+_READ = (
+    _LANE_LUA
+    + """
+local consumer, want, got, out = ARGV[1], tonumber(ARGV[2]), 0, {}
+for i = 3, #ARGV do
+  local lane = ARGV[i]
+  while got < want do
+    local r = redis.call('XREADGROUP', 'GROUP', GROUP, consumer,
+                         'COUNT', math.ceil((want - got) / LANE_GROUP), 'STREAMS', lane, '>')
+    if not r then break end
+    for _, e in ipairs(r[1][2]) do
+      local m, k = fields(e[2])
+      local _, commas = string.gsub(m, ',', '')
+      got = got + commas + 1
+      out[#out + 1], out[#out + 2], out[#out + 3], out[#out + 4] = lane, e[1], m, k
+    end
+  end
+  if got >= want then break end
+end
+return out
+"""
+)
+
+# Reset the idle time of entries this consumer still holds (XCLAIM JUSTID to
+# itself), skipping any another consumer has taken over meanwhile.
+# ARGV: consumer, then per lane: lane, n, n entry ids. Returns the entries touched.
+_KEEP_CLAIMED = f"""
+local me, i, touched = ARGV[1], 2, 0
+while i <= #ARGV do
+  local lane, n = ARGV[i], tonumber(ARGV[i + 1])
+  for j = i + 2, i + 1 + n do
+    local p = redis.call('XPENDING', lane, '{GROUP}', ARGV[j], ARGV[j], 1)
+    if p[1] and p[1][2] == me then
+      redis.call('XCLAIM', lane, '{GROUP}', me, 0, ARGV[j], 'JUSTID')
+      touched = touched + 1
+    end
+  end
+  i = i + 2 + n
+end
+return touched
+"""
+
+# An entry claimed from a consumer that is gone (reclaim or take-over), shared by
+# the two scripts below. Messages that had left the entry before (deferred,
+# rerouted: their `d` is this entry) are not handed out again; an entry with
+# none left is acknowledged. Appends to `out`: lane, entry id, the ids still to
+# look at (joined by commas), k, messages in the entry.
+_CLAIMED_LUA = (
+    _FINAL_LUA
+    + _LANE_LUA
+    + """
+local function claimed(lane, e, out)
+  if not e then return end  -- false: deleted while pending
+  local eid = e[1]
+  local m, k = fields(e[2])
+  local kept, total = {}, 0
+  for id in string.gmatch(m, '[^,]+') do
+    total = total + 1
+    if redis.call('HGET', msg(id), 'd') ~= eid then kept[#kept + 1] = id end
+  end
+  if #kept == 0 then
+    leave(lane, eid, true, total, '')
+  else
+    out[#out + 1], out[#out + 2], out[#out + 3] = lane, eid, table.concat(kept, ',')
+    out[#out + 1], out[#out + 2] = k, total
+  end
+end
+"""
+)
+
+# Take over entries idle for ARGV[2] ms (their consumer died), at most ARGV[3]
+# per lane, for consumer ARGV[1], from the lanes ARGV[4...].
+_RECLAIM = (
+    _CLAIMED_LUA
+    + """
+local out = {}
+for i = 4, #ARGV do
+  local lane = ARGV[i]
+  local r = redis.call('XAUTOCLAIM', lane, GROUP, ARGV[1], ARGV[2], '0', 'COUNT', ARGV[3])
+  for _, e in ipairs(r[2]) do claimed(lane, e, out) end
+end
+return out
+"""
+)
+
+# Take over, for consumer ARGV[1], the entries consumer ARGV[2] holds (it is
+# certainly dead: `gateway.dispatch.takeover`), at most ARGV[3] per lane, from the lanes
+# ARGV[5...], at once instead of after the reclaim's idle time. ARGV[4] is the
+# dead one's identity record (KEYS[1]) as the caller saw it ('' for none): if
+# another is there now, a new process took the name (a reused pid) and nothing
+# is taken. A record gone meanwhile is fine: another taker finished and deleted
+# it, and a new process records itself before it reads a lane. Never our own
+# name. From a lane where it holds nothing more the dead consumer is deleted
+# (XGROUP DELCONSUMER, which would drop what it still held, is never called
+# before). Returns -1 if refused, else 1 when the dead consumer holds nothing
+# more in these lanes (0: call again), then the entries as _RECLAIM returns them.
+_TAKE_OVER = (
+    _CLAIMED_LUA
+    + """
+local me, dead, count = ARGV[1], ARGV[2], ARGV[3]
+local now = redis.call('GET', KEYS[1])
+if dead == me or (now and now ~= ARGV[4]) then return {-1} end
+local out, drained = {1}, 1
+for i = 5, #ARGV do
+  local lane = ARGV[i]
+  local p = redis.call('XPENDING', lane, GROUP, '-', '+', count, dead)
+  if #p > 0 then
+    local ids = {}
+    for j, x in ipairs(p) do ids[j] = x[1] end
+    for _, e in ipairs(redis.call('XCLAIM', lane, GROUP, me, 0, unpack(ids))) do
+      claimed(lane, e, out)
+    end
+  end
+  if #redis.call('XPENDING', lane, GROUP, '-', '+', 1, dead) == 0 then
+    redis.call('XGROUP', 'DELCONSUMER', lane, GROUP, dead)
+  else
+    drained = 0
+  end
+end
+out[1] = drained
+return out
+"""
+)
+
+# Delete consumer KEYS[1]'s identity record if it is still ARGV[1] (not a new
+# process's that took the name meanwhile).
+_FORGET_CONSUMER = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+# Move due deferrals back into their lanes. ARGV: now, limit.
+# A scheduled message that comes due moves to `queued`. ARGV: now, limit, ts.
+_PROMOTE = (
+    _STATUS_LUA
+    + _LANE_LUA
+    + """
+local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, member in ipairs(due) do
+  local id, hop, lane = string.match(member, '^([^|]+)|([^|]+)|(.+)$')
+  local key = msg(id)
+  local v = redis.call('HMGET', key, 's', 'b', 'w')
+  if v[1] == 'scheduled' then
+    local out = {}
+    move(id, v, 'queued', ARGV[3], 'send_at reached', out)
+    redis.call('HSET', key, unpack(out))
+  end
+  redis.call('XADD', lane, '*', 'm', id, 'k', hop)
+  redis.call('HINCRBY', DEPTH, lane, 1)
+  redis.call('ZREM', DELAYED, member)
+end
+flush()
+return #due
+"""
+)
+
+# Expire messages whose validity (plus receipt grace) has passed. An expiry
+# member is the comma-joined ids of messages enqueued by one call whose expiry
+# falls in the same second (a single id is a member of one). Messages that
+# ended meanwhile cost one HGET here instead of a ZREM when they ended.
+# Whole members are taken, one at a time, until `limit` messages were looked
+# at. ARGV: now, limit, ts. Returns {1 if more are due else 0, ids expired}.
+_EXPIRE_DUE = (
+    _STATUS_LUA
+    # batch_key and batch_owner_key without the "{<batch id>}"
+    + f"local BATCH_PREFIX, BATCH_OWNER_PREFIX = '{PREFIX}b:', '{PREFIX}bo:'"
+    + """
+local now, limit, ts, keep = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local expired, seen, batches = {}, 0, {}
+while seen < limit do
+  local due = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', now, 'LIMIT', 0, 1)
+  if #due == 0 then break end
+  for id in string.gmatch(due[1], '[^,]+') do
+    local key = msg(id)
+    local v = redis.call('HMGET', key, 's', 'b', 'w')
+    if v[1] and not FINAL[v[1]] then
+      local out = {}
+      if move(id, v, 'expired', ts, 'validity_elapsed', out) then
+        redis.call('HSET', key, unpack(out))
+        expired[#expired + 1] = id
+      end
+    end
+    if v[1] and keep > 0 then
+      redis.call('EXPIRE', key, keep)
+      if v[2] and not batches[v[2]] then  -- its counts, and who owns it
+        batches[v[2]] = true
+        redis.call('EXPIRE', v[2], keep)
+        redis.call('EXPIRE', BATCH_OWNER_PREFIX .. string.sub(v[2], #BATCH_PREFIX + 1), keep)
+      end
+    end
+    seen = seen + 1
+  end
+  redis.call('ZREM', EXPIRY, due[1])
+end
+flush()
+local more = #redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', now, 'LIMIT', 0, 1)
+return {more, expired}
+"""
+)
+
+# GCRA (generic cell rate algorithm) shared by every process: grant up to n of
+# the requested units now. KEYS: limiter; ARGV: rate per second, burst units, n.
+# Returns {granted, ms to wait before asking again}. Time is Redis's own, so
+# hosts with skewed clocks still share one rate.
+_AUTH_FAILED = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return {n, redis.call('TTL', KEYS[1])}
+"""
+
+_GCRA = """
+local t = redis.call('TIME')
+local now = t[1] * 1000 + t[2] / 1000
+local interval = 1000 / tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local room = math.floor((now + burst * interval - tat) / interval)
+local granted = math.min(tonumber(ARGV[3]), room)
+if granted <= 0 then
+  return {0, math.ceil(tat - now - (burst - 1) * interval)}
+end
+tat = tat + granted * interval
+redis.call('SET', KEYS[1], tostring(tat), 'PX', math.ceil(tat - now) + 1000)
+return {granted, 0}
+"""
+
+# Resend one failed part on the next connector, once per part. KEYS: message,
+# next lane; ARGV: part, id, hop, ts, detail. Returns 1 if resent.
+_RESEND_PART = (
+    _STATUS_LUA
+    + _LANE_LUA
+    + """
+local key, part = KEYS[1], ARGV[1]
+local v = redis.call('HMGET', key, 's', 'p' .. part, 'f' .. part)
+if (not v[1]) or FINAL[v[1]] or v[2] or v[3] then return 0 end
+local out = {'f' .. part, '1'}
+note(key, v, ARGV[4], ARGV[5], out)
+redis.call('HSET', key, unpack(out))
+redis.call('HDEL', key, 'i' .. part)
+redis.call('XADD', KEYS[2], '*', 'm', ARGV[2], 'k', ARGV[3])
+redis.call('HINCRBY', DEPTH, KEYS[2], 1)
+return 1
+"""
+)
+
+# End a message whose retries ran out and keep it in the dead-letter stream.
+# KEYS: message; ARGV: status, ts, error code, connector.
+_DEAD_LETTER = (
+    _STATUS_LUA
+    + f"""
+local key = KEYS[1]
+local id = string.sub(key, #MSG_PREFIX + 2, -2)
+local v = redis.call('HMGET', key, 's', 'b', 'w')
+local out = {{}}
+if not move(id, v, ARGV[1], ARGV[2], ARGV[3], out) then return 0 end
+out[#out + 1], out[#out + 2] = 'e', ARGV[3]
+redis.call('HSET', key, unpack(out))
+flush()
+redis.call('XADD', '{DLQ_KEY}', '*', 'm', id, 'e', ARGV[3], 'c', ARGV[4], 't', ARGV[2])
+return 1
+"""
+)
+
+
+def _ts(now: float | None = None) -> str:
+    return f"{time.time() if now is None else now:.3f}"
+
+
+# id, packed Message, lane key, parts, callback spec (`w`), expiry time, send_at or ''
+Record = tuple[str, bytes, str, int, str, float, str]
+
+
+class Store:
+    def __init__(self, client: aioredis.Redis, receipt_grace: float = 300.0) -> None:
+        self.redis = client
+        # How long after the end of validity a receipt may still arrive before
+        # the message is declared expired.
+        self.receipt_grace = receipt_grace
+        self._set_status = client.register_script(_SET_STATUS)
+        self._submitted = client.register_script(_SUBMITTED)
+        self._correlate = client.register_script(_CORRELATE)
+        self._part_final = client.register_script(_PART_FINAL)
+        self._receipts = client.register_script(_RECEIPTS)
+        self._dispatch_view = client.register_script(_DISPATCH_VIEW)
+        self._reroute = client.register_script(_REROUTE)
+        self._defer = client.register_script(_DEFER)
+        self._ack = client.register_script(_ACK)
+        self._read = client.register_script(_READ)
+        self._reclaim = client.register_script(_RECLAIM)
+        self._keep_claimed = client.register_script(_KEEP_CLAIMED)
+        self._take_over = client.register_script(_TAKE_OVER)
+        self._forget_consumer = client.register_script(_FORGET_CONSUMER)
+        # (lane, entry id) → [its messages handed out here and not done yet,
+        # messages in the entry]
+        self._in_flight: dict[tuple[str, bytes], list[int]] = {}
+        # Entries one of whose messages failed here without being done: never
+        # acknowledged nor kept claimed by this process, so a reclaim hands the
+        # message out again.
+        self._abandoned: set[tuple[str, bytes]] = set()
+        self._promote = client.register_script(_PROMOTE)
+        self._expire_due = client.register_script(_EXPIRE_DUE)
+        self._gcra = client.register_script(_GCRA)
+        self._resend_part = client.register_script(_RESEND_PART)
+        self._dead_letter = client.register_script(_DEAD_LETTER)
+
+    @classmethod
+    def from_url(cls, url: str, receipt_grace: float = 300.0) -> Store:
+        # A blocking pool: under a burst, callers wait for a free connection
+        # instead of failing with "Too many connections".
+        # socket_timeout: redis-py 8 defaults to 5 s, which a pipelined 10,000-message
+        # batch can exceed on a busy host (AOF rewrite, shared cores); the request
+        # then failed after its messages were written.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=128, timeout=30, socket_timeout=30
+        )
+        return cls(aioredis.Redis(connection_pool=pool), receipt_grace)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    # --- admission -------------------------------------------------------
+
+    async def enqueue(self, messages: Sequence[Message]) -> None:
+        """Persist records and append them to their first connector's lane: one
+        script call per (account, batch) group, all in one round trip."""
+        groups: dict[tuple[str, str | None], list[Record]] = {}
+        for m in messages:
+            groups.setdefault((m.account, m.batch_id), []).append(self.record(m))
+        for (account, batch_id), records in groups.items():
+            await self.enqueue_api(account, [records], batch_id=batch_id)
+
+    def record(self, m: Message) -> Record:
+        """A message as the enqueue script takes it: id, packed record, lane,
+        parts, its callback spec, when it expires (validity + receipt grace), and
+        its send_at if that is still ahead."""
+        due = f"{m.send_at:.3f}" if m.send_at and m.send_at > time.time() + 0.5 else ""
+        return (m.id, m.pack(), lane_key(m.connectors[0], m.msg_class), m.parts,
+                m.webhook, m.expires_at + self.receipt_grace, due)
+
+    # --- state -----------------------------------------------------------
+
+    async def get(self, message_id: str) -> MessageState | None:
+        raw = await self.redis.hgetall(msg_key(message_id))
+        return _state_from_hash(raw) if raw else None
+
+    async def dispatch_view(self, ids: Sequence[str]) -> list[MessageState | None]:
+        """What the dispatcher needs of each message — status, record, and which
+        parts the SMSC already acknowledged — in one script call (a pipeline of
+        HGETALLs cost a fifth of the dispatcher's CPU in redis-py's packing)."""
+        raw = await self._dispatch_view(keys=[], args=list(ids))
+        out: list[MessageState | None] = []
+        for status, record, acked in zip(raw[::3], raw[1::3], raw[2::3], strict=True):
+            if not status:
+                out.append(None)
+                continue
+            parts = {int(k): "" for k in acked.split(b",") if k} if acked else {}
+            out.append(MessageState(Message.unpack(record), status.decode(), [], None, None,
+                                    parts, {}))
+        return out
+
+    async def get_many(self, ids: Iterable[str]) -> list[MessageState | None]:
+        pipe = self.redis.pipeline(transaction=False)
+        for message_id in ids:
+            pipe.hgetall(msg_key(message_id))
+        return [_state_from_hash(raw) if raw else None for raw in await pipe.execute()]
+
+    async def set_status(
+        self, message_id: str, status: str, detail: str = "", **fields: str
+    ) -> bool:
+        args: list[str] = [status, _ts(), detail]
+        for name, value in fields.items():
+            args += [name, value]
+        return bool(await self._set_status(keys=[msg_key(message_id)], args=args))
+
+    async def parts_submitted(self, parts: Sequence[AckedPart]) -> list[bytes | None]:
+        """Record acknowledged parts, (connector, message id, part, smsc id as the
+        SMSC wrote it, the same id normalised for correlation, ttl, parts in
+        total) each, in one script call. The message keeps the id as written (it
+        is what the carrier's records show); receipts are matched on the
+        normalised one. Per part: None, or what became of a receipt that arrived
+        early: b"=<status>" / b"=" if it was applied, else its payload."""
+        flat: list[str] = []
+        for connector, message_id, part, smsc_id, match_id, ttl, total in parts:
+            flat += (
+                message_id, corr_key(connector, match_id), str(part), smsc_id,
+                str(max(ttl, 60)), connector, str(total),
+            )
+        # One packed argument: redis-py's per-argument packing was the cost.
+        packed = msgpack.packb(flat, use_bin_type=False)
+        return [r or None for r in await self._submitted(keys=[], args=[_ts(), packed])]
+
+    async def apply_receipts(
+        self, receipts: Sequence[tuple[str, str, bytes]], ttl: int
+    ) -> list[tuple[str, str | None] | None]:
+        """Correlate and apply (connector, smsc id, "state|err|stat") receipts in one
+        script call: per receipt None if parked until its submit_sm_resp, else
+        (message id, the message's new final status if this receipt set one)."""
+        flat: list[str | bytes] = []
+        for connector, smsc_id, payload in receipts:
+            flat += (corr_key(connector, smsc_id), payload)
+        packed = msgpack.packb(flat, use_bin_type=False)
+        raw = await self._receipts(keys=[], args=[_ts(), max(ttl, 60), packed])
+        return [(message_id.decode(), new.decode() or None) if message_id else None
+                for message_id, new in zip(raw[::2], raw[1::2], strict=True)]
+
+    async def correlate(
+        self, connector: str, smsc_id: str, receipt: bytes, ttl: int
+    ) -> tuple[str, int] | None:
+        value = await self._correlate(
+            keys=[corr_key(connector, smsc_id)], args=[receipt, max(ttl, 60)]
+        )
+        if not value:
+            return None
+        message_id, _, part = value.decode().partition("|")
+        return message_id, int(part)
+
+    async def part_final(
+        self, message_id: str, part: int, state: str, error_code: str, detail: str
+    ) -> str | None:
+        """Record a part's final state; returns the message's new final status, if it changed."""
+        new = await self._part_final(
+            keys=[], args=[message_id, part, state, _ts(), error_code, detail]
+        )
+        return new.decode() if new else None
+
+    async def batch_counts(self, batch_id: str) -> dict[str, int]:
+        raw = await self.redis.hgetall(batch_key(batch_id))
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    # --- lanes -----------------------------------------------------------
+
+    async def ensure_lanes(self, connector: str) -> None:
+        for msg_class in LANES:
+            try:
+                await self.redis.xgroup_create(
+                    lane_key(connector, msg_class), GROUP, id="0", mkstream=True
+                )
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def read_lanes(
+        self, connector: str, consumer: str, count: int, block_ms: int
+    ) -> list[LaneEntry]:
+        """About `count` messages (up to LANE_GROUP - 1 more: an entry is read
+        whole), higher lanes first: a marketing backlog never delays OTP or
+        transactional traffic. One script call; if every lane is empty, one
+        blocking read of all of them."""
+        lanes = [lane_key(connector, c) for c in LANES]
+        flat = await self._read(keys=[], args=[consumer, count, *lanes])
+        if flat:
+            return self._handed_out(flat, 4)
+        got = await self.redis.xreadgroup(
+            GROUP, consumer, dict.fromkeys(lanes, ">"), count=-(-count // LANE_GROUP),
+            block=block_ms,
+        )
+        flat = []
+        for lane, items in got or ():
+            for eid, f in items:
+                if f:
+                    flat += (lane, eid, f[b"m"], f.get(b"k", b"0"))
+        return self._handed_out(flat, 4)
+
+    async def keep_claimed(self, consumer: str) -> int:
+        """Tell Redis the entries this process holds (handed out, not yet
+        acknowledged) are still being worked on: their idle time restarts, so a
+        reclaim — another worker's or this one's — never takes an entry whose
+        messages are still being sent or retried here. Without it a message in a
+        long throttle backoff (over `dispatch.claim_idle_ms`) was reclaimed and
+        sent a second time. Returns the entries touched."""
+        args: list[str | bytes | int] = [consumer]
+        by_lane: dict[str, list[bytes]] = {}
+        for lane, entry_id in list(self._in_flight):
+            if (lane, entry_id) not in self._abandoned:
+                by_lane.setdefault(lane, []).append(entry_id)
+        for lane, ids in by_lane.items():
+            args += [lane, len(ids), *ids]
+        if len(args) == 1:
+            return 0
+        return int(await self._keep_claimed(keys=[], args=args))
+
+    async def reclaim(
+        self, connector: str, consumer: str, idle_ms: int, count: int
+    ) -> list[LaneEntry]:
+        """Take over entries a dead process read but never acknowledged (about
+        `count` messages per lane), without the messages that had already left
+        them (deferred, rerouted)."""
+        lanes = [lane_key(connector, c) for c in LANES]
+        flat = await self._reclaim(
+            keys=[], args=[consumer, idle_ms, -(-count // LANE_GROUP), *lanes]
+        )
+        return self._handed_out(flat, 5)
+
+    async def take_over(
+        self, dead: str, connector: str, consumer: str, count: int, record: bytes = b""
+    ) -> tuple[bool | None, list[LaneEntry]]:
+        """Take over at once, for `consumer`, the entries of `connector`'s lanes
+        that `dead` holds (about `count` messages per lane), as `reclaim` would
+        after `dispatch.claim_idle_ms`: without the messages that had left
+        them. Only for a consumer known to be dead (`gateway.dispatch.takeover`):
+        `record` is its identity record as read when that was decided (b"" for
+        none); if another has been recorded since, a new process has the name
+        and nothing is taken. Returns (None if refused, else whether `dead`
+        holds nothing more here, in which case it is removed from these lanes'
+        group), and the entries."""
+        lanes = [lane_key(connector, c) for c in LANES]
+        flat = await self._take_over(
+            keys=[consumer_key(dead)],
+            args=[consumer, dead, -(-count // LANE_GROUP), record, *lanes],
+        )
+        if int(flat[0]) < 0:
+            return None, []
+        return bool(int(flat[0])), self._handed_out(flat[1:], 5)
+
+    async def record_consumer(self, consumer: str, identity: bytes) -> None:
+        """Write (or renew) the identity record of the worker reading as `consumer`."""
+        await self.redis.set(consumer_key(consumer), identity, ex=CONSUMER_TTL)
+
+    async def consumer_records(self, consumers: Sequence[str]) -> list[bytes | None]:
+        if not consumers:
+            return []
+        return list(await self.redis.mget([consumer_key(c) for c in consumers]))
+
+    async def forget_consumer(self, consumer: str, record: bytes) -> bool:
+        """Delete a dead consumer's identity record, unless a new process has
+        recorded itself under that name since `record` was read."""
+        if not record:
+            return False
+        return bool(await self._forget_consumer(keys=[consumer_key(consumer)], args=[record]))
+
+    async def group_consumers(self, connectors: Iterable[str]) -> set[str]:
+        """Every consumer of the `dispatch` group of these connectors' lanes (a
+        lane not created yet has none)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for connector in connectors:
+            for msg_class in LANES:
+                pipe.xinfo_consumers(lane_key(connector, msg_class), GROUP)
+        names: set[str] = set()
+        for reply in await pipe.execute(raise_on_error=False):
+            if isinstance(reply, ResponseError):
+                continue  # no such lane or group yet
+            if isinstance(reply, Exception):
+                raise reply
+            for c in reply:
+                name = c["name"]
+                names.add(name.decode() if isinstance(name, bytes) else name)
+        return names
+
+    def _handed_out(self, flat: Sequence[bytes | str], width: int) -> list[LaneEntry]:
+        """LaneEntries, one per message, from flat (lane, entry id, ids, hop[,
+        messages in the entry]) rows; counts each entry's messages in flight
+        here, so the entry is acknowledged when the last of them is done."""
+        out: list[LaneEntry] = []
+        for i in range(0, len(flat), width):
+            lane_raw, eid, ids_raw, hop_raw = flat[i : i + 4]
+            lane = lane_raw.decode() if isinstance(lane_raw, bytes) else lane_raw
+            entry_id = eid if isinstance(eid, bytes) else eid.encode()
+            ids = (ids_raw.decode() if isinstance(ids_raw, bytes) else ids_raw).split(",")
+            hop = int(hop_raw)
+            total = int(flat[i + 4]) if width > 4 else len(ids)
+            # Handed out again (reclaimed) while still counted here: the new copy
+            # counts, the old one may never finish (as a single entry would be
+            # acknowledged by whichever copy finishes first).
+            self._in_flight[(lane, entry_id)] = [len(ids), total]
+            self._abandoned.discard((lane, entry_id))
+            out += [LaneEntry(lane, entry_id, message_id, hop) for message_id in ids]
+        return out
+
+    def _leave(self, lane: str, entry_id: bytes) -> tuple[bool, int]:
+        """One message of an entry is done here: (was it the last one, messages
+        in the entry)."""
+        key = (lane, entry_id)
+        held = self._in_flight.get(key)
+        if held is None:
+            return True, 1  # not handed out by this store (e.g. before a restart)
+        held[0] -= 1
+        if held[0] > 0:
+            return False, held[1]
+        del self._in_flight[key]
+        if key in self._abandoned:  # left pending for a reclaim
+            self._abandoned.discard(key)
+            return False, held[1]
+        return True, held[1]
+
+    def abandon(self, lane: str, entry_id: bytes) -> None:
+        """A message of this entry failed here and is not done (a Redis write
+        failed, a task crashed): the entry is neither acknowledged nor kept
+        claimed by this process any more, so after `dispatch.claim_idle_ms` a
+        reclaim hands its messages out again (those already done are skipped)."""
+        key = (lane, entry_id)
+        if key in self._in_flight:
+            self._abandoned.add(key)
+            self._leave(lane, entry_id)
+
+    async def ack(self, entries: Iterable[tuple[str, bytes]]) -> None:
+        """The messages of these (lane, entry id)s are done: acknowledge each entry
+        whose last message this was, in one script call; the lanes are trimmed
+        behind the oldest entry still in flight (see _ACK)."""
+        by_lane: dict[str, list[bytes | int]] = {}
+        for lane, entry_id in entries:
+            last, total = self._leave(lane, entry_id)
+            if last:
+                by_lane.setdefault(lane, []).extend((entry_id, total))
+        args: list[str | bytes | int] = []
+        for lane, pairs in by_lane.items():
+            args += [lane, len(pairs) // 2, *pairs]
+        if args:
+            await self._ack(keys=[], args=args)
+
+    async def lane_depths(self, connectors: Iterable[str]) -> dict[str, int]:
+        """Messages per lane, waiting or in flight."""
+        names, fields = [], []
+        for connector in connectors:
+            for msg_class in LANES:
+                names.append(f"{connector}:{msg_class}")
+                fields.append(lane_key(connector, msg_class))
+        if not fields:
+            return {}
+        counts = await self.redis.hmget(DEPTH_KEY, fields)
+        return {name: max(0, int(c or 0)) for name, c in zip(names, counts, strict=True)}
+
+    # === HTTP API and webhooks (issue 4); keys and Lua at the end of the file ===
+
+    @functools.cached_property
+    def _api_scripts(self) -> dict[str, AsyncScript]:
+        return {
+            name: self.redis.register_script(src)
+            for name, src in (
+                ("chunk", _ENQUEUE_CHUNK), ("wh_push", _WH_PUSH), ("wh_claim", _WH_CLAIM),
+                ("wh_settle", _WH_SETTLE), ("mo_part", _MO_PART), ("mo_done", _MO_DONE),
+            )
+        }
+
+    # --- admission: chunks, idempotency, batches ----------------------------
+
+    @staticmethod
+    def _chunk_args(
+        account: str,
+        records: Sequence[Record],
+        batch_id: str | None,
+        idem: tuple[str, str, str, bytes, bytes, int] | None,
+        ts: str,
+    ) -> tuple[list[str], list[str | bytes | int]]:
+        mode, key, token, body_hash, response, ttl = idem or ("", "", "", b"", b"", 0)
+        args: list[str | bytes | int] = [
+            mode, token, body_hash, response, ttl,
+            batch_key(batch_id) if batch_id else "",
+            batch_owner_key(batch_id) if batch_id and mode != "next" else "",
+            account, ts,
+        ]
+        flat: list[str | bytes] = []
+        for message_id, packed, lane, _parts, webhook, expiry, due in records:
+            flat += (message_id, packed, lane, webhook, f"{expiry:.3f}", due)
+        # use_bin_type=False: Lua's cmsgpack reads every string type as a Lua string.
+        args.append(msgpack.packb(flat, use_bin_type=False))
+        return ([key] if mode else []), args
+
+    async def enqueue_api(
+        self,
+        account: str,
+        chunks: Sequence[Sequence[Record]],
+        *,
+        batch_id: str | None = None,
+        idem: tuple[str, str, bytes, bytes, int] | None = None,
+        ts: float | None = None,
+    ) -> tuple[bytes, bytes] | None:
+        """Persist chunks of `Store.record`s in one pipelined round trip, one
+        `_ENQUEUE_CHUNK` call per chunk.
+
+        idem is (key, token, body hash, response, ttl). Returns None when this
+        request's messages were queued, or (body hash, response) of the earlier
+        request that owns the idempotency key — then nothing was queued.
+        """
+        script = self._api_scripts["chunk"]
+        stamp = _ts(ts)
+        calls = []
+        for i, chunk in enumerate(chunks or [[]]):
+            spec = None
+            if idem is not None:
+                key, token, body_hash, response, ttl = idem
+                spec = ("first" if i == 0 else "next", key, token, body_hash,
+                        response if i == 0 else b"", ttl)
+            calls.append(self._chunk_args(account, chunk, batch_id, spec, stamp))
+        first = (await self._script_calls(script, calls))[0]
+        if isinstance(first, list):
+            return first[0], first[1]
+        return None
+
+    async def _script_calls(
+        self, script: AsyncScript, calls: Sequence[tuple[list[str], list[str | bytes | int]]]
+    ) -> list[object]:
+        """Run calls of one script in one pipelined round trip."""
+        # EVALSHA straight on the pipeline: redis-py's script registration would
+        # cost a SCRIPT EXISTS round trip on every request. NOSCRIPT can only come
+        # back for the first call (every call runs the same script), so nothing ran
+        # and loading the script and resending is safe.
+        for _attempt in range(2):
+            pipe = self.redis.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            try:
+                return list(await pipe.execute())
+            except NoScriptError:
+                await self.redis.script_load(script.script)
+        raise NoScriptError("enqueue script could not be loaded")
+
+    async def enqueue_records(
+        self, records: Sequence[Record], optouts: Sequence[tuple[int, str, str]] = ()
+    ) -> set[int]:
+        """Persist messages without a batch or an idempotency key, of any accounts,
+        in one `_ENQUEUE_CHUNK` call: the script's account argument only names a
+        batch's owner, so single messages of several accounts can share a call.
+
+        optouts: (index in records, account, number) of marketing messages; each
+        whose number is on its account's opt-out list is left out. Returns the
+        indices left out. The lists are read in the same call, before anything
+        is written."""
+        keys, args = self._chunk_args("", records, None, None, _ts())
+        if optouts:
+            flat: list[str | int] = []
+            for index, account, number in optouts:
+                flat += (index + 1, optout_key(account), number)
+            args.append(msgpack.packb(flat, use_bin_type=False))
+        result = (await self._script_calls(self._api_scripts["chunk"], [(keys, args)]))[0]
+        if not optouts:
+            return set()
+        assert isinstance(result, list)
+        return {int(k) - 1 for k in result[1:]}
+
+    async def idempotent_response(self, key: str) -> tuple[bytes, bytes] | None:
+        """(body hash, response) stored under an idempotency key, if any."""
+        body_hash, response = await self.redis.hmget(key, "h", "r")
+        return (body_hash, response) if body_hash is not None else None
+
+    async def batch_owner(self, batch_id: str) -> str | None:
+        owner = await self.redis.get(batch_owner_key(batch_id))
+        return owner.decode() if owner else None
+
+    # --- failed API keys per source address ----------------------------------
+
+    async def auth_failed(self, source: str, window: int) -> tuple[int, int]:
+        """Count one failed API key from `source`: (failures in the current
+        window, seconds the window still runs). The window starts at the first
+        failure; the key `smsgw:authfail:<source>` expires with it."""
+        script = getattr(self, "_auth_failed", None)
+        if script is None:
+            script = self._auth_failed = self.redis.register_script(_AUTH_FAILED)
+        count, ttl = await script(keys=[f"{PREFIX}authfail:{source}"], args=[window])
+        return int(count), max(1, int(ttl))
+
+    async def auth_block(self, source: str, seconds: float) -> None:
+        """Tell every worker and host that `source` is blocked for `seconds`
+        (`smsgw:authblocked`, a sorted set of sources by the time their block
+        ends)."""
+        await self.redis.zadd(AUTH_BLOCKED, {source: time.time() + seconds})
+
+    async def auth_blocked(self) -> dict[str, float]:
+        """Sources blocked now → seconds their block still runs; ended ones
+        are dropped from the set."""
+        now = time.time()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(AUTH_BLOCKED, "-inf", now)
+            pipe.zrangebyscore(AUTH_BLOCKED, now, "+inf", withscores=True)
+            _, blocked = await pipe.execute()
+        return {(m.decode() if isinstance(m, bytes) else m): until - now
+                for m, until in blocked}
+
+    # --- opt-outs ----------------------------------------------------------
+
+    async def optout_add(self, account: str, number: str) -> bool:
+        return bool(await self.redis.sadd(optout_key(account), number))
+
+    async def optout_remove(self, account: str, number: str) -> bool:
+        return bool(await self.redis.srem(optout_key(account), number))
+
+    async def optout_has(self, account: str, number: str) -> bool:
+        return bool(await self.redis.sismember(optout_key(account), number))
+
+    async def optout_many(self, account: str, numbers: Sequence[str]) -> list[bool]:
+        if not numbers:
+            return []
+        key = optout_key(account)
+        # An account with no opt-outs (the set does not exist) is answered by one
+        # EXISTS instead of a 10,000-argument SMISMEMBER.
+        if not await self.redis.exists(key):
+            return [False] * len(numbers)
+        found = await self.redis.smismember(key, list(numbers))
+        return [bool(x) for x in found]
+
+    async def optout_page(self, account: str, cursor: int, count: int) -> tuple[int, list[str]]:
+        nxt, members = await self.redis.sscan(optout_key(account), cursor, count=count)
+        return int(nxt), sorted(m.decode() for m in members)
+
+    # --- webhooks ----------------------------------------------------------
+
+    async def webhook_push(self, queue: str, entry: bytes, now: float | None = None) -> None:
+        """Append a rendered delivery (an MO message: WH_RENDERED + packed) to a
+        receiver queue. Status callbacks are pushed by the status scripts."""
+        await self._api_scripts["wh_push"](
+            keys=[], args=[wh_queue_key(queue), queue, entry, _ts(now)]
+        )
+
+    async def mo_part(self, conversation: str, seq: int, total: int, text: bytes,
+                      due: float, ttl: int) -> dict[int, bytes] | None:
+        """Keep part `seq` of `total` of an MO message; all its parts by number
+        once every one is in (until `mo_done`), else None."""
+        flat = await self._api_scripts["mo_part"](
+            keys=[],
+            args=[mo_parts_key(conversation), seq, text, total, _ts(due), ttl, conversation],
+        )
+        return {int(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)} if flat else None
+
+    async def mo_overdue(self, now: float, limit: int = 100) -> list[tuple[str, dict[int, bytes]]]:
+        """MO messages still missing parts at their give-up time: (conversation,
+        the parts that came). They stay until `mo_done`."""
+        due = [c.decode() for c in
+               await self.redis.zrangebyscore(MO_DUE, "-inf", _ts(now), start=0, num=limit)]
+        pipe = self.redis.pipeline(transaction=False)
+        for conversation in due:
+            pipe.hgetall(mo_parts_key(conversation))
+        out: list[tuple[str, dict[int, bytes]]] = []
+        gone: list[str] = []
+        for conversation, raw in zip(due, await pipe.execute() if due else [], strict=True):
+            if not raw or b"done" in raw:  # gone by its TTL, or sent meanwhile
+                gone.append(conversation)
+            else:
+                out.append((conversation, {int(k): v for k, v in raw.items()}))
+        if gone:
+            await self.redis.zrem(MO_DUE, *gone)
+        return out
+
+    async def mo_done(self, conversation: str, queue: str, entry: bytes, ttl: int,
+                      now: float | None = None) -> bool:
+        """Queue the webhook of a whole (or given-up) MO message and drop its
+        parts, leaving a mark for `ttl` seconds that ignores later copies of
+        them; False if another call did it first."""
+        return bool(await self._api_scripts["mo_done"](
+            keys=[], args=[mo_parts_key(conversation), _ts(now), wh_queue_key(queue), queue,
+                           entry, ttl, conversation]
+        ))
+
+    async def webhook_claim(
+        self, now: float, lease: float, limit: int, token: str, single: int,
+        skip: Sequence[str] = (),
+    ) -> tuple[list[Claim], float | None]:
+        """Lease up to `limit` due receiver queues (not those of the receivers in
+        `skip`, "<rid>:<account>" each) until now + lease, under `token`: each
+        with the attempts of its head and its first entries (a batch for a
+        batching receiver, up to `single` for one taking single events). A
+        status entry comes with the fields of its message a callback needs
+        (WH_FIELDS, then the SMSC ids of parts 2..n if it has more parts; None
+        where a field or the message is gone). With nothing due: ([], the time
+        the next queue falls due, or None)."""
+        flat = await self._api_scripts["wh_claim"](
+            keys=[], args=[_ts(now), _ts(now + lease), limit, token, single, *skip]
+        )
+        if flat and flat[0] == b"next":
+            return [], float(flat[1]) if len(flat) > 1 else None
+        claims: list[Claim] = []
+        i, width = 0, len(WH_FIELDS)
+        while i < len(flat):
+            queue, attempts, count = flat[i].decode(), int(flat[i + 1]), int(flat[i + 2])
+            i += 3
+            entries: list[tuple[bytes, list[bytes | None] | None]] = []
+            for _ in range(count):
+                entry = flat[i]
+                if entry[:1] == WH_RENDERED:
+                    entries.append((entry, None))
+                    i += 1
+                else:
+                    more = flat[i + 1 + width]  # ids of parts 2.. after the fields
+                    entries.append((entry, flat[i + 1 : i + 1 + width]
+                                    + flat[i + 2 + width : i + 2 + width + more]))
+                    i += 2 + width + more
+            claims.append(Claim(queue, attempts, entries))
+        return claims, None
+
+    async def webhook_settle(self, settles: Sequence[Settle], now: float | None = None
+                             ) -> None:
+        """Hand leased queues back in one script call: per queue, drop the entries
+        delivered and those given up (to the dead-letter stream, with the
+        reason), then make it due again at `retry_at` (a failed attempt, counted
+        against the new head) or now if entries are left. A settle whose lease
+        passed to another claim does nothing: that claim owns the queue now."""
+        args: list[str | int] = [_ts(now)]
+        for st in settles:
+            args += (wh_queue_key(st.queue), st.queue, st.token, st.delivered, st.dead,
+                     st.reason, _ts(st.retry_at) if st.retry_at is not None else "")
+        await self._api_scripts["wh_settle"](keys=[], args=args)
+
+    async def webhook_backlog(self) -> dict[str, int]:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(WH_DUE)
+        pipe.xlen(WH_DEAD)
+        due, dead = await pipe.execute()
+        return {"queues": int(due), "dead": int(dead)}
+
+    # --- delivery: failover, deferral, expiry, limits, dead letters --------
+
+    async def reroute(self, entry: LaneEntry, message: Message, hop: int, detail: str) -> None:
+        """Move a message from its lane entry to the lane of the connector at `hop`
+        in the message's route."""
+        last, total = self._leave(entry.lane, entry.entry_id)
+        await self._reroute(
+            keys=[msg_key(message.id), entry.lane, lane_key(message.connectors[hop],
+                                                            message.msg_class)],
+            args=[entry.entry_id, message.id, hop, _ts(), detail, "1" if last else "", total],
+        )
+
+    async def defer(self, entry: LaneEntry, due: float) -> None:
+        """Take the message out of its lane entry; it comes back (same lane, same
+        hop) at `due`."""
+        last, total = self._leave(entry.lane, entry.entry_id)
+        member = f"{entry.message_id}|{entry.hop}|{entry.lane}"
+        await self._defer(keys=[entry.lane], args=[
+            entry.entry_id, member, f"{due:.3f}", "1" if last else "", total,
+            msg_key(entry.message_id),
+        ])
+
+    async def promote_due(self, limit: int = 1000) -> int:
+        now = time.time()
+        return int(await self._promote(keys=[], args=[f"{now:.3f}", limit, _ts(now)]))
+
+    async def expire_due(
+        self, limit: int = 1000, now: float | None = None, rounds: int = 20,
+        retention: int = 0,
+    ) -> list[str]:
+        """Expire messages whose expiry (end of validity + receipt grace) is at or
+        before `now`; returns the ids expired. Every message is looked at once
+        when its expiry comes (most are final by then), so while more are due
+        this takes up to `rounds` script calls of about `limit` messages each:
+        one call stays short, and the housekeeper keeps up with the traffic.
+        With `retention` (seconds) each message looked at, and its batch's
+        counts, are deleted by Redis that long afterwards."""
+        now = time.time() if now is None else now
+        out: list[str] = []
+        for _ in range(max(1, rounds)):
+            more, ids = await self._expire_due(
+                keys=[], args=[f"{now:.3f}", limit, _ts(now), int(retention)]
+            )
+            out += [i.decode() for i in ids]
+            if not more:
+                break
+        return out
+
+    async def rate_acquire(self, name: str, rate: float, burst: float, n: int) -> tuple[int, float]:
+        """Take up to n units from the shared limiter `name`: (granted, seconds to wait)."""
+        granted, wait_ms = await self._gcra(
+            keys=[f"{PREFIX}rate:{name}"], args=[rate, max(1.0, burst), n]
+        )
+        return int(granted), int(wait_ms) / 1000
+
+    async def resend_part(
+        self, message: Message, part: int, hop: int, detail: str
+    ) -> bool:
+        """Send a failed part once more on the connector at `hop` (never twice)."""
+        lane = lane_key(message.connectors[hop], message.msg_class)
+        return bool(
+            await self._resend_part(
+                keys=[msg_key(message.id), lane], args=[part, message.id, hop, _ts(), detail]
+            )
+        )
+
+    async def dead_letter(
+        self, message_id: str, status: str, error_code: str, connector: str
+    ) -> bool:
+        return bool(
+            await self._dead_letter(
+                keys=[msg_key(message_id)], args=[status, _ts(), error_code, connector]
+            )
+        )
+
+    async def dead_letters(self, count: int = 100) -> list[dict[str, str]]:
+        rows = await self.redis.xrange(DLQ_KEY, count=count)
+        return [
+            {"entry": eid.decode(), **{k.decode(): v.decode() for k, v in fields.items()}}
+            for eid, fields in rows
+        ]
+
+    async def remove_dead_letter(self, entry: str) -> None:
+        await self.redis.xdel(DLQ_KEY, entry)
+
+    async def dead_letter_count(self) -> int:
+        return int(await self.redis.xlen(DLQ_KEY))
+
+    async def delayed_count(self) -> int:
+        return int(await self.redis.zcard(DELAYED_KEY))
+
+    # --- connector reports (each worker publishes its view; `smsgw status` reads) --
+
+    async def report_connector(self, worker: str, name: str, report: dict[str, object],
+                               ttl: int = 15) -> None:
+        await self.redis.set(f"{PREFIX}conn:{name}:{worker}", orjson.dumps(report), ex=ttl)
+
+    async def publish_metrics(self, host: str, worker: int, snapshot: bytes,
+                              ttl: int = 60) -> None:
+        """Store this worker's metrics snapshot beside its siblings' on `host`."""
+        key = METRICS_KEY.format(host=host)
+        stamped = f"{time.time():.3f}|".encode() + snapshot
+        await self.redis.pipeline(transaction=False).hset(key, str(worker), stamped).expire(
+            key, ttl
+        ).execute()
+
+    async def host_metrics(self, host: str, max_age: float = 30.0) -> list[bytes]:
+        """The snapshots of `host`'s workers published within `max_age` seconds
+        (older ones are of workers that are gone, and are dropped)."""
+        key = METRICS_KEY.format(host=host)
+        now, fresh, stale = time.time(), [], []
+        for worker, stamped in (await self.redis.hgetall(key)).items():
+            at, _, snapshot = stamped.partition(b"|")
+            if now - float(at) <= max_age:
+                fresh.append(snapshot)
+            else:
+                stale.append(worker)
+        if stale:
+            await self.redis.hdel(key, *stale)
+        return fresh
+
+    async def connector_reports(self) -> dict[str, dict[str, object]]:
+        out: dict[str, dict[str, object]] = {}
+        async for key in self.redis.scan_iter(match=f"{PREFIX}conn:*", count=1000):
+            raw = await self.redis.get(key)
+            if raw:
+                name, _, worker = key.decode().removeprefix(f"{PREFIX}conn:").partition(":")
+                out.setdefault(name, {})[worker] = orjson.loads(raw)
+        return out
+
+
+class Claim(NamedTuple):
+    """A leased receiver queue: its name, failed attempts of its head, and its
+    first entries with, for a status entry, its message's WH_FIELDS (and the
+    SMSC ids of parts 2..n after them)."""
+
+    queue: str
+    attempts: int
+    entries: list[tuple[bytes, list[bytes | None] | None]]
+
+
+class Settle(NamedTuple):
+    queue: str
+    token: str
+    delivered: int  # entries from the head that the receiver took
+    dead: int = 0  # entries after those that are given up
+    reason: str = ""  # why they were given up
+    retry_at: float | None = None  # the (new) head failed: try again then
+
+
+# An acknowledged part, as Store.parts_submitted takes it: connector, message
+# id, part, SMSC id as written in submit_sm_resp, that id normalised (the
+# correlation key's), ttl, parts in total. A plain tuple: the dispatcher builds
+# one per part on its hot path.
+AckedPart = tuple[str, str, int, str, str, int, int]
+
+
+class LaneEntry(NamedTuple):
+    lane: str
+    entry_id: bytes
+    message_id: str
+    hop: int  # index of this lane's connector in the message's route
+
+
+def _state_from_hash(raw: dict[bytes, bytes]) -> MessageState:
+    first = raw.get(b"h", b"").decode()
+    if first and "\t" not in first:  # a bare ts: accepted and queued then (_ENQUEUE_CHUNK)
+        lines = [f"{first}\taccepted\t", f"{first}\tqueued\t"]
+    else:
+        lines = first.splitlines()
+    later: list[tuple[int, int, str]] = []  # (status rank, note number or 0, line)
+    smsc_ids, part_states = {}, {}
+    for name, value in raw.items():
+        kind, number = name[:1], name[1:]
+        if kind == b"h" and number:
+            rank, _, note = number.partition(b".")
+            later.append((int(rank), int(note or 0), value.decode()))
+        elif not number.isdigit():
+            continue
+        elif kind == b"i":
+            smsc_ids[int(number)] = value.decode()
+        elif kind == b"p":
+            part_states[int(number)] = value.decode()
+    history = []
+    for line in lines + [line for *_, line in sorted(later)]:
+        ts, status, detail = line.split("\t", 2)
+        history.append((float(ts), status, detail))
+    error = raw.get(b"e")
+    connector = raw.get(b"c")
+    return MessageState(
+        message=Message.unpack(raw[b"r"]),
+        status=raw[b"s"].decode(),
+        history=history,
+        connector=connector.decode() if connector else None,
+        error_code=error.decode() if error else None,
+        smsc_ids=smsc_ids,
+        part_states=part_states,
+    )
+
+
+# =============================================================================
+# HTTP API and webhooks (issue 4): idempotency, batches, opt-outs, webhook queues
+# =============================================================================
+#
+# More keys:
+# - ``smsgw:idem:{<account>}:<sha256 of the key>`` hash — ``t`` token of the
+#   request that owns it, ``h`` SHA-256 of its body, ``r`` its response; TTL
+#   `http.idempotency_ttl`. Claimed by the same script call that persists the
+#   first chunk, so two racing retries cannot both queue.
+# - ``smsgw:bo:{<batch>}`` — the account a batch belongs to.
+# - ``smsgw:optout:{<account>}`` set — the account's suppression list (E.164).
+# - ``smsgw:wh:q:{<queue>}`` list — callbacks waiting for one receiver lane, in
+#   order: ``<id>|<status>|<ts>`` for a status (rendered when sent, from the
+#   message's hash), or WH_RENDERED + packed (url, account, body, created, event
+#   id) for an MO message. A queue is named ``<batch size>:<linger ms>:<lane>:
+#   <receiver id>:<account>`` (wh_queue_name): the scripts read the first two,
+#   the sender the rest. A message's callbacks all go to one lane of its
+#   receiver (its `w` field, set at admission), and a lane has one request in
+#   flight at a time, so they arrive in order.
+# - ``smsgw:wh:due`` sorted set — queue → when it may be tried next (a claim
+#   pushes it a lease into the future, so a dead worker's claim lapses).
+# - ``smsgw:wh:lease`` hash — queue → token of the claim that holds it; a settle
+#   with another token does nothing.
+# - ``smsgw:wh:try`` hash — queue → failed attempts of its current head.
+# - ``smsgw:wh:dead`` stream — deliveries given up after `webhooks.max_age`.
+
+IDEM_PREFIX = f"{PREFIX}idem:"
+OPTOUT_PREFIX = f"{PREFIX}optout:"
+
+
+def idem_key(account: str, key_digest: str) -> str:
+    return f"{IDEM_PREFIX}{{{account}}}:{key_digest}"
+
+
+def batch_owner_key(batch_id: str) -> str:
+    return f"{PREFIX}bo:{{{batch_id}}}"
+
+
+def optout_key(account: str) -> str:
+    return f"{OPTOUT_PREFIX}{{{account}}}"
+
+
+def wh_queue_key(queue: str) -> str:
+    return f"{PREFIX}wh:q:{{{queue}}}"
+
+
+def wh_queue_name(batch_size: int, linger: float, lane: int, receiver: str, account: str
+                  ) -> str:
+    return f"{batch_size}:{round(linger * 1000)}:{lane}:{receiver}:{account}"
+
+
+def wh_queue_receiver(queue: str) -> tuple[int, str, str]:
+    """(batch size, receiver id, account) of a queue name."""
+    size, _linger, _lane, receiver, account = queue.split(":", 4)
+    return int(size), receiver, account
+
+
+# What a status callback needs of its message, read when it is sent: the record,
+# connector, error code, and the history lines of admission, queued (after a
+# schedule), submitted and the final status.
+# A status callback's message fields, read by the claim that leases its queue:
+# record, connector, error, the history lines of admission, submitted and the
+# finals, parts as the connector cut the text, and the SMSC ids of parts 0 and
+# 1. The claim appends the ids of parts 2..n of a message of more parts.
+WH_FIELDS = ("r", "c", "e", "h", "h2", "h3", "h4", "n", "i0", "i1")
+# First byte of a queue entry that carries its whole body (an MO message).
+WH_RENDERED = b"!"
+
+
+# Append a rendered entry to a webhook queue and make the queue due (if it was not).
+_WH_PUSH_LUA = f"""
+local function wh_push(queue_key, queue, entry, now)
+  redis.call('RPUSH', queue_key, entry)
+  redis.call('ZADD', '{WH_DUE}', 'NX', now, queue)
+end
+"""
+_WH_PUSH = _WH_PUSH_LUA + "wh_push(ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
+
+# Parts of a concatenated MO message being reassembled: one hash per message
+# (field: part number), and when each one is due to be given up on.
+MO_DUE = f"{PREFIX}mo:due"
+
+
+def mo_parts_key(conversation: str) -> str:
+    return f"{PREFIX}mo:{{{conversation}}}"
+
+
+# Store one part of an MO message; once every part is in, return them all (the
+# parts stay until _MO_DONE queues the whole message, so a crash in between
+# loses nothing: the SMSC resends the part we did not acknowledge).
+# ARGV: parts key, part number, text, parts in total, due (give-up time), ttl,
+# conversation (MO_DUE's member).
+_MO_PART = f"""
+local key = ARGV[1]
+if redis.call('HEXISTS', key, 'done') == 1 then return false end  -- a copy, once sent
+if redis.call('HSETNX', key, ARGV[2], ARGV[3]) == 1 and redis.call('HLEN', key) == 1 then
+  redis.call('ZADD', '{MO_DUE}', ARGV[5], ARGV[7])
+  redis.call('EXPIRE', key, ARGV[6])
+end
+if redis.call('HLEN', key) >= tonumber(ARGV[4]) then return redis.call('HGETALL', key) end
+return false
+"""
+
+# Queue the webhook of a reassembled (or given-up) MO message and replace its
+# parts by a `done` mark that lives as long as they could have (ttl), so a
+# second completion, or a copy of a part the SMSC sends again, does nothing.
+# ARGV: parts key, now, queue key, queue name, entry, ttl, conversation.
+_MO_DONE = _WH_PUSH_LUA + f"""
+if redis.call('HEXISTS', ARGV[1], 'done') == 1 or redis.call('DEL', ARGV[1]) == 0 then
+  return 0
+end
+redis.call('HSET', ARGV[1], 'done', '1')
+redis.call('EXPIRE', ARGV[1], ARGV[6])
+redis.call('ZREM', '{MO_DUE}', ARGV[7])
+wh_push(ARGV[3], ARGV[4], ARGV[5], ARGV[2])
+return 1
+"""
+
+
+# Persist one chunk of admitted messages, optionally claiming an idempotency key:
+# the message hash, its lane entry (hop 0; up to LANE_GROUP messages of the
+# chunk for the same lane share one), its expiry and the batch counters.
+# One account and at most one batch per call, so the batch counters move once
+# per chunk and the history text is built once. Expiry entries are per call
+# too: one member per second in which some of the chunk's messages expire (the
+# comma-joined ids, scored by that second rounded up), instead of one ZADD per
+# message and a ZREM when it ends.
+# KEYS[1]: idempotency key (when ARGV[1] ~= '').
+# ARGV: mode ('' | 'first' | 'next'), token, body hash, response, ttl,
+#       batch key or '', batch owner key or '', account, ts, records: one msgpack
+#       array of 6 values per message (id, packed record, lane, callback spec or
+#       '', expiry time, send_at or '' — a future send_at makes it `scheduled`
+#       and it waits in the delayed set instead of its lane). One packed argument
+#       instead of several per message: redis-py spent a fifth of a batch's
+#       admission time encoding arguments one by one.
+#       Optionally, opt-out checks: one msgpack array of 3 values per marketing
+#       message (its record's number in the chunk, opt-out set, number); a
+#       message whose number is in the set is left out (Store.enqueue_records).
+# Returns the number queued, or {hash, response} of an earlier request with this key
+# ('first'), or -1 when a later chunk finds the key owned by another request ('next');
+# with opt-out checks, {number queued, the record numbers left out...}.
+_ENQUEUE_CHUNK = _FINAL_LUA + _LANE_LUA + """
+local mode = ARGV[1]
+if mode == 'first' then
+  local seen = redis.call('HMGET', KEYS[1], 'h', 'r')
+  if seen[1] then return seen end
+  redis.call('HSET', KEYS[1], 't', ARGV[2], 'h', ARGV[3], 'r', ARGV[4])
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+elseif mode == 'next' then
+  if redis.call('HGET', KEYS[1], 't') ~= ARGV[2] then return -1 end
+end
+local b, owner, account, ts = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+if owner ~= '' then redis.call('SET', owner, account) end
+-- A queued message's first two lines (accepted, queued, both at ts) are
+-- written as the bare ts; readers spell them out (_state_from_hash).
+local history = {
+  queued = ts,
+  scheduled = ts .. '\\taccepted\\t\\n' .. ts .. '\\tscheduled\\t\\n',
+}
+local recs = cmsgpack.unpack(ARGV[10])
+local left_out = {}
+if ARGV[11] then
+  -- Read before any write, so a message refused here leaves nothing behind.
+  local checks, skip = cmsgpack.unpack(ARGV[11]), {}
+  for j = 1, #checks, 3 do
+    if redis.call('SISMEMBER', checks[j + 1], checks[j + 2]) == 1 then
+      skip[checks[j]] = true
+      left_out[#left_out + 1] = checks[j]
+    end
+  end
+  if #left_out > 0 then
+    local kept = {}
+    for i = 1, #recs, 6 do
+      if not skip[(i + 5) / 6] then
+        for k = i, i + 5 do kept[#kept + 1] = recs[k] end
+      end
+    end
+    recs = kept
+  end
+end
+local count = {queued = 0, scheduled = 0}
+local expiry, seconds = {}, {}
+local lanes, order = {}, {}
+-- Append id to groups[key], remembering the order in which keys first appeared.
+local function push(groups, keys, key, id)
+  local ids = groups[key]
+  if not ids then
+    ids = {}
+    groups[key] = ids
+    keys[#keys + 1] = key
+  end
+  ids[#ids + 1] = id
+  return ids
+end
+for i = 1, #recs, 6 do
+  local id, r, lane, cb, due = recs[i], recs[i + 1], recs[i + 2], recs[i + 3], recs[i + 5]
+  local status = (due ~= '') and 'scheduled' or 'queued'
+  local key = msg(id)
+  local h = history[status]
+  if cb ~= '' then
+    if b ~= '' then
+      redis.call('HSET', key, 'r', r, 's', status, 'h', h, 'w', cb, 'b', b)
+    else
+      redis.call('HSET', key, 'r', r, 's', status, 'h', h, 'w', cb)
+    end
+    wh_event(id, cb, 'accepted', ts)
+    wh_event(id, cb, status, ts)
+  elseif b ~= '' then
+    redis.call('HSET', key, 'r', r, 's', status, 'h', h, 'b', b)
+  else
+    redis.call('HSET', key, 'r', r, 's', status, 'h', h)
+  end
+  if due ~= '' then
+    -- send_at in the future: wait outside the lane until due (hop 0)
+    redis.call('ZADD', DELAYED, due, id .. '|0|' .. lane)
+  else
+    local ids = push(lanes, order, lane, id)
+    if #ids % LANE_GROUP == 0 then
+      redis.call('XADD', lane, '*', 'm', table.concat(ids, ',', #ids - LANE_GROUP + 1))
+    end
+  end
+  push(expiry, seconds, math.ceil(tonumber(recs[i + 4])), id)
+  count[status] = count[status] + 1
+end
+for _, lane in ipairs(order) do
+  local ids = lanes[lane]
+  local left = #ids % LANE_GROUP
+  if left > 0 then redis.call('XADD', lane, '*', 'm', table.concat(ids, ',', #ids - left + 1)) end
+  redis.call('HINCRBY', DEPTH, lane, #ids)
+end
+for _, second in ipairs(seconds) do
+  redis.call('ZADD', EXPIRY, second, table.concat(expiry[second], ','))
+end
+local n = count.queued + count.scheduled
+if b ~= '' and n > 0 then
+  if count.queued > 0 then redis.call('HINCRBY', b, 'queued', count.queued) end
+  if count.scheduled > 0 then redis.call('HINCRBY', b, 'scheduled', count.scheduled) end
+  redis.call('HINCRBY', b, 'total', n)
+end
+if ARGV[11] then return {n, unpack(left_out)} end
+return n
+"""
+
+_WH_FIELDS_LUA = ", ".join(f"'{f}'" for f in WH_FIELDS)
+# Lease due receiver queues. ARGV: now, lease until, most queues, token, entries
+# per claim of a single-event queue, then receivers ("<rid>:<account>") to skip
+# (they hold their share of this worker's requests). Returns per queue: name,
+# attempts of its head, entry count, then each entry followed (unless it is
+# rendered) by its message's WH_FIELDS, a count k and the SMSC ids of parts 2
+# to k + 1 (k = 0 unless the message has more than one part: a second HMGET
+# then, in the same script, not a round trip per callback); or, with nothing
+# due, 'next' and the score of the next queue to fall due (if any).
+_WH_CLAIM = f"""
+local now, lease, limit, token = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local single = tonumber(ARGV[5])
+local skip = {{}}
+for i = 6, #ARGV do skip[ARGV[i]] = true end
+local due = redis.call('ZRANGEBYSCORE', '{WH_DUE}', '-inf', now, 'LIMIT', 0,
+                       limit + 64 * (#ARGV - 5))
+local out, taken = {{}}, 0
+for _, q in ipairs(due) do
+  if taken >= limit then break end
+  local size, receiver = string.match(q, '^(%d+):%d+:%d+:(.*)$')
+  if not skip[receiver] then
+    local key = '{PREFIX}wh:q:{{' .. q .. '}}'
+    local k = tonumber(size)
+    if k == 1 then k = single end
+    local entries = redis.call('LRANGE', key, 0, k - 1)
+    if #entries == 0 then
+      redis.call('ZREM', '{WH_DUE}', q)
+    else
+      taken = taken + 1
+      redis.call('ZADD', '{WH_DUE}', lease, q)
+      redis.call('HSET', '{WH_LEASE}', q, token)
+      out[#out + 1] = q
+      out[#out + 1] = redis.call('HGET', '{WH_TRY}', q) or '0'
+      out[#out + 1] = #entries
+      for _, e in ipairs(entries) do
+        out[#out + 1] = e
+        if string.byte(e) ~= {WH_RENDERED[0]} then
+          local id = string.match(e, '^([^|]*)')
+          local mkey = '{PREFIX}m:{{' .. id .. '}}'
+          local f = redis.call('HMGET', mkey, {_WH_FIELDS_LUA})
+          for j = 1, {len(WH_FIELDS)} do out[#out + 1] = f[j] end
+          local n = tonumber(f[{WH_FIELDS.index("n") + 1}]) or 1
+          out[#out + 1] = n > 1 and n - 1 or 0
+          if n > 1 then
+            local names = {{}}
+            for p = 2, n do names[#names + 1] = 'i' .. p end
+            local more = redis.call('HMGET', mkey, unpack(names))
+            for j = 1, n - 1 do out[#out + 1] = more[j] end
+          end
+        end
+      end
+    end
+  end
+end
+if taken == 0 then
+  local first = redis.call('ZRANGE', '{WH_DUE}', 0, 0, 'WITHSCORES')
+  return {{'next', first[2]}}
+end
+return out
+"""
+
+# Hand leased queues back. ARGV: now, then 7 per queue: queue key, queue,
+# token, delivered, dead, reason, retry at or ''.
+_WH_SETTLE = f"""
+local now = ARGV[1]
+for i = 2, #ARGV, 7 do
+  local key, q, token = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local delivered, dead = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
+  if redis.call('HGET', '{WH_LEASE}', q) == token then
+    redis.call('HDEL', '{WH_LEASE}', q)
+    if delivered > 0 then redis.call('LPOP', key, delivered) end
+    if dead > 0 then
+      for _, e in ipairs(redis.call('LPOP', key, dead)) do
+        redis.call('XADD', '{WH_DEAD}', 'MAXLEN', '~', 100000, '*', 'q', q, 'e', e,
+                   'why', ARGV[i + 5])
+      end
+    end
+    if delivered + dead > 0 then redis.call('HDEL', '{WH_TRY}', q) end
+    if ARGV[i + 6] ~= '' then
+      redis.call('HINCRBY', '{WH_TRY}', q, 1)
+      redis.call('ZADD', '{WH_DUE}', ARGV[i + 6], q)
+    elseif redis.call('LLEN', key) > 0 then
+      redis.call('ZADD', '{WH_DUE}', now, q)
+    else
+      redis.call('ZREM', '{WH_DUE}', q)
+    end
+  end
+end
+return 1
+"""
