@@ -18,6 +18,7 @@ import uvicorn
 from gateway.connectors import make_connector
 from gateway.core import logs, metrics, numbers
 from gateway.core.config import Settings
+from gateway.core.processes import consumer_name
 from gateway.dispatch.dispatcher import Dispatcher
 from gateway.dispatch.housekeeper import Housekeeper
 from gateway.dispatch.takeover import Takeover
@@ -28,7 +29,6 @@ from gateway.ingress.http.submit import PATH as SUBMIT_PATH
 from gateway.notify.webhooks import Webhooks
 from gateway.receipts.dlr import Receipts
 from gateway.receipts.provider_http import ReceiptProblem, receipts_router
-from gateway.run.processes import consumer_name
 from gateway.store import REDIS_AWAY, Store
 
 log = logs.get("smsgw.server")
