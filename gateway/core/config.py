@@ -20,11 +20,11 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.core.model import MessageClass
+
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "gateway.toml"
 ENV_PREFIX = "SMSGW_"
 _log = logging.getLogger("smsgw.config")
-MessageClass = Literal["otp", "transactional", "marketing"]
-CLASSES: tuple[MessageClass, ...] = ("otp", "transactional", "marketing")
 # The statuses a status callback can be asked for (callback_events).
 CallbackEvent = Literal[
     "accepted", "scheduled", "queued", "submitted",

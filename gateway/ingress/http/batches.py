@@ -20,10 +20,9 @@ from typing import Any, get_args
 
 from gateway.admission.admit import Admission, AdmissionError, parse_send_at
 from gateway.core.config import AccountSettings, CallbackEvent
-from gateway.core.model import Message
+from gateway.core.model import CLASSES, Message
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
-CLASSES = ("otp", "transactional", "marketing")
 ENCODINGS = ("auto", "gsm7", "ucs2")
 CALLBACK_EVENTS = get_args(CallbackEvent)
 _URL = re.compile(r"^https?://")
