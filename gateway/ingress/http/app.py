@@ -34,11 +34,11 @@ from gateway.admission.admit import Admission, AdmissionError
 from gateway.core import logs, metrics, numbers
 from gateway.core.config import AccountSettings, CallbackEvent, Settings
 from gateway.core.model import MessageClass, new_id
+from gateway.core.problems import Problem
 from gateway.ingress.http import batches
 from gateway.ingress.http.auth import AUTH_SCOPE_KEY, account_for, key_table
 from gateway.ingress.http.problems import (
     PROBLEM,
-    Problem,
     error_response,
     invalid,
     malformed_json,

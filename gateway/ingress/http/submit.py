@@ -57,8 +57,9 @@ from gateway.core import logs, metrics, numbers
 from gateway.core.coalesce import Coalescer
 from gateway.core.config import AccountSettings, CallbackEvent, HttpSettings
 from gateway.core.model import Message, MessageClass, new_id
+from gateway.core.problems import Problem
 from gateway.ingress.http.auth import Keys, account_for, bearer_token
-from gateway.ingress.http.problems import Problem, error_response, invalid
+from gateway.ingress.http.problems import error_response, invalid
 from gateway.store import Record, Store, idem_key
 
 log = logs.get("smsgw.api")
