@@ -100,9 +100,19 @@ class HttpSettings(_Section):
 
 
 class SmppServerSettings(_Section):
+    # Reserved for the SMPP server (issue 15): accepted so configs can carry the
+    # section, but switching it on is an error until the server exists, rather
+    # than a listener silently missing.
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=2775, ge=0, le=65535)
+
+    @field_validator("enabled")
+    @classmethod
+    def _not_built_yet(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("the SMPP server is not built yet; leave it disabled")
+        return value
 
 
 class SmppCredentials(_Section):
