@@ -29,6 +29,7 @@ from pathlib import Path
 import httpx
 import orjson
 
+from gateway.core.model import CLASSES
 from loadtest.harness import GatewayProcess
 
 AUTH = {"Authorization": "Bearer demo-key"}  # the default config's demo account
@@ -169,7 +170,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=2, help="batches in flight")
     parser.add_argument("--workers", type=int, default=1, help="gateway processes")
     parser.add_argument("--class", dest="msg_class", default="marketing",
-                        choices=("otp", "transactional", "marketing"))
+                        choices=CLASSES)
     parser.add_argument(
         "--repeat", action="store_true",
         help="send the same list twice and report both runs: the first sees every "

@@ -36,8 +36,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gateway.core.processes import gone
 from gateway.run.embedded_redis import EmbeddedRedis, free_port
-from gateway.run.processes import gone
 from loadtest.loadgen import Options, Run, _children, _comm, execute
 from loadtest.yardstick import yardstick_ms
 

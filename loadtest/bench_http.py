@@ -51,9 +51,9 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from gateway.core.processes import terminate
 from gateway.ingress.http.submit import MessageIn
 from gateway.run.embedded_redis import free_port
-from gateway.run.processes import terminate
 from loadtest.loadgen import (
     DEFAULT_API_KEY,
     HttpError,

@@ -20,8 +20,8 @@ from typing import Any
 
 import httpx
 
+from gateway.core.processes import terminate
 from gateway.run.embedded_redis import free_port
-from gateway.run.processes import terminate
 
 
 @dataclass

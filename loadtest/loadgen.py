@@ -50,6 +50,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from gateway.core.template import Template
 from loadtest import audit as audit_mod
 from loadtest.harness import GatewayProcess, ReceiverProcess, SimulatorProcess, command_stats
 from loadtest.receiver import FINAL as CALLBACK_FINAL
@@ -64,6 +65,7 @@ TEXTS = {
     "transactional": "Your order has shipped. Ref {{ref}}",
     "marketing": MARKETING_TEXT,
 }
+_TEMPLATES = {cls: Template(text) for cls, text in TEXTS.items()}
 
 
 # --- plan --------------------------------------------------------------------
@@ -215,10 +217,7 @@ class Sender:
         return v
 
     def _text(self, i: int, cls: str) -> str:
-        text = TEXTS.get(cls, MARKETING_TEXT)
-        for k, v in self._vars(i, cls).items():
-            text = text.replace("{{" + k + "}}", v)
-        return text
+        return _TEMPLATES.get(cls, _TEMPLATES["marketing"]).render(self._vars(i, cls))
 
     async def probe_batch(self) -> bool:
         """Does the gateway have POST /v1/messages/batch? (an empty batch: 4xx but not 404)"""

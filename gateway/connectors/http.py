@@ -17,22 +17,10 @@ from gateway.connectors import Health, Outcome, SendResult
 from gateway.core import metrics
 from gateway.core.config import ConnectorSettings
 from gateway.core.model import Message
+from gateway.core.template import render
 from protocols.text import Part
 
 TRANSIENT_HTTP = frozenset({408, 425, 429, 500, 502, 503, 504})
-
-
-def render(template: Any, values: dict[str, str]) -> Any:
-    """Fill {{name}} placeholders in every string of a JSON template."""
-    if isinstance(template, str):
-        for name, value in values.items():
-            template = template.replace("{{" + name + "}}", value)
-        return template
-    if isinstance(template, dict):
-        return {k: render(v, values) for k, v in template.items()}
-    if isinstance(template, list):
-        return [render(v, values) for v in template]
-    return template
 
 
 def dig(document: Any, path: str) -> Any:

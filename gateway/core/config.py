@@ -20,11 +20,11 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.core.model import MessageClass
+
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "gateway.toml"
 ENV_PREFIX = "SMSGW_"
 _log = logging.getLogger("smsgw.config")
-MessageClass = Literal["otp", "transactional", "marketing"]
-CLASSES: tuple[MessageClass, ...] = ("otp", "transactional", "marketing")
 # The statuses a status callback can be asked for (callback_events).
 CallbackEvent = Literal[
     "accepted", "scheduled", "queued", "submitted",
@@ -100,9 +100,19 @@ class HttpSettings(_Section):
 
 
 class SmppServerSettings(_Section):
+    # Reserved for the SMPP server (issue 15): accepted so configs can carry the
+    # section, but switching it on is an error until the server exists, rather
+    # than a listener silently missing.
     enabled: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=2775, ge=0, le=65535)
+
+    @field_validator("enabled")
+    @classmethod
+    def _not_built_yet(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("the SMPP server is not built yet; leave it disabled")
+        return value
 
 
 class SmppCredentials(_Section):

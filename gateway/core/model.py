@@ -12,8 +12,14 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import msgpack
+
+# The message classes, in the order a dispatcher reads their lanes: OTP first,
+# so a marketing backlog never delays OTP or transactional traffic.
+MessageClass = Literal["otp", "transactional", "marketing"]
+CLASSES: tuple[MessageClass, ...] = get_args(MessageClass)
 
 # Statuses of the product contract. A final status never changes again.
 ACCEPTED = "accepted"

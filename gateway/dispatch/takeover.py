@@ -5,7 +5,7 @@ started again) leaves the lane entries it had read pending under its consumer
 name; the periodic reclaim hands them out only after `dispatch.claim_idle_ms`,
 because an idle entry may also belong to a worker that is alive but slow, on
 another host or in another container. A worker records its identity at start
-(`gateway.run.processes.identity`, stored by `Store.record_consumer`), so another
+(`gateway.core.processes.identity`, stored by `Store.record_consumer`), so another
 worker can tell when it is *certainly* dead (`processes.certainly_dead`: same
 boot and pid namespace, its pid gone or reused) and take its entries at once
 (`Store.take_over`). Two sources name the dead:
@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 import orjson
 
 from gateway.core import logs
-from gateway.run.processes import certainly_dead, identity
+from gateway.core.processes import certainly_dead, identity
 from gateway.store import LaneEntry, Store
 
 log = logs.get("smsgw.takeover")

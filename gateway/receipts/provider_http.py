@@ -14,13 +14,8 @@ from fastapi import APIRouter, Body, Header, Response
 
 from gateway.connectors.http import dig
 from gateway.core.config import Settings
+from gateway.core.problems import Problem
 from gateway.receipts.dlr import Receipts
-
-
-class ReceiptProblem(Exception):
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
 
 
 def receipts_router(settings: Settings, receipts: Receipts) -> APIRouter:
@@ -34,14 +29,14 @@ def receipts_router(settings: Settings, receipts: Receipts) -> APIRouter:
     ) -> Response:
         conn = settings.connectors.get(connector)
         if conn is None or conn.kind != "http":
-            raise ReceiptProblem(404, "not_found", "no such HTTP connector")
+            raise Problem(404, "not_found", "no such HTTP connector")
         token = (authorization or "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(token.encode(), conn.receipt_token.encode()):
-            raise ReceiptProblem(401, "unauthorized", "wrong receipt token")
+            raise Problem(401, "unauthorized", "wrong receipt token")
         provider_id = dig(body, conn.receipt_id_path)
         status = dig(body, conn.receipt_status_path)
         if provider_id in (None, "") or status is None:
-            raise ReceiptProblem(
+            raise Problem(
                 422, "invalid_receipt",
                 f"need {conn.receipt_id_path!r} and {conn.receipt_status_path!r}",
             )

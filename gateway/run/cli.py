@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from gateway.core.config import ConfigError, Settings, load_settings
+
+# Each entry point of this group names a function that takes argparse's
+# subparsers action and adds its commands, each with `func` set (pyproject.toml).
+COMMANDS_GROUP = "smsgw.commands"
 
 
 def _load(path: str | None) -> Settings:
@@ -62,24 +67,6 @@ def cmd_dlq(args: argparse.Namespace) -> int:
     return operations.dlq_replay(settings, args.ids, args.all)
 
 
-def cmd_smsc_sim(args: argparse.Namespace) -> int:
-    from loadtest import smsc_sim
-
-    return smsc_sim.main(args)
-
-
-def cmd_loadtest(args: argparse.Namespace) -> int:
-    from loadtest import loadgen
-
-    return loadgen.main(args)
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from loadtest import demo
-
-    return demo.main(args)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smsgw", description="High-throughput SMS gateway")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,21 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
     dlq_replay.add_argument("--all", action="store_true")
     dlq.set_defaults(func=cmd_dlq)
 
-    from loadtest import demo, smsc_sim
-
-    sim = sub.add_parser("smsc-sim", help="SMPP SMSC simulator for tests, demos and load")
-    smsc_sim.add_arguments(sim)
-    sim.set_defaults(func=cmd_smsc_sim)
-
-    dem = sub.add_parser("demo", help="gateway + simulator + a burst of messages, then a report")
-    demo.add_arguments(dem)
-    dem.set_defaults(func=cmd_demo)
-
-    from loadtest import loadgen
-
-    load = sub.add_parser("loadtest", help="load generator and end-to-end audit report")
-    loadgen.add_arguments(load)
-    load.set_defaults(func=cmd_loadtest)
+    # Commands other packages provide (loadtest/: smsc-sim, demo, loadtest),
+    # found by entry point so that nothing here imports them.
+    for entry in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        entry.load()(sub)
     return parser
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import redis
 
-from gateway.run.processes import is_redis, terminate
+from gateway.core.processes import is_redis, terminate
 
 
 class EmbeddedRedisError(RuntimeError):

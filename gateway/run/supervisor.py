@@ -4,7 +4,7 @@ as child processes sharing the HTTP port (SO_REUSEPORT) for several.
 
 Workers and the simulator get PR_SET_PDEATHSIG, so even a `kill -9` of this
 process makes them stop (the workers drain). The embedded Redis does not: a
-guard process (`gateway.run.processes.guard`) stops it cleanly (flushing its append-only file)
+guard process (`gateway.core.processes.guard`) stops it cleanly (flushing its append-only file)
 only once the workers are gone, so their drain never loses Redis. A dead
 embedded Redis is restarted (`RedisWatch`). One gateway per data dir
 (`lock_data_dir`) and per HTTP port (`check_port_free`).
@@ -28,9 +28,9 @@ from pathlib import Path
 
 from gateway.core import logs
 from gateway.core.config import Settings
+from gateway.core.processes import consumer_name, terminate
 from gateway.run.embedded_redis import EmbeddedRedis, EmbeddedRedisError
 from gateway.run.operations import redis_url_file
-from gateway.run.processes import consumer_name, terminate
 
 log = logs.get("smsgw.supervisor")
 
@@ -226,7 +226,7 @@ def run(settings: Settings, config_path: Path | None, workers: int) -> int:
             watch = RedisWatch(redis)
             watch.start()
             guardian = subprocess.Popen(
-                [sys.executable, "-m", "gateway.run.processes", str(os.getpid()),
+                [sys.executable, "-m", "gateway.core.processes", str(os.getpid()),
                  str(redis.data_dir / "redis.pid"), str(workers_file)],
                 stdin=subprocess.DEVNULL,
             )

@@ -18,17 +18,16 @@ import uvicorn
 from gateway.connectors import make_connector
 from gateway.core import logs, metrics, numbers
 from gateway.core.config import Settings
+from gateway.core.processes import consumer_name
 from gateway.dispatch.dispatcher import Dispatcher
 from gateway.dispatch.housekeeper import Housekeeper
 from gateway.dispatch.takeover import Takeover
 from gateway.ingress.http.app import create_app
-from gateway.ingress.http.problems import problem_response
 from gateway.ingress.http.protocol import protocol_class
 from gateway.ingress.http.submit import PATH as SUBMIT_PATH
 from gateway.notify.webhooks import Webhooks
 from gateway.receipts.dlr import Receipts
-from gateway.receipts.provider_http import ReceiptProblem, receipts_router
-from gateway.run.processes import consumer_name
+from gateway.receipts.provider_http import receipts_router
 from gateway.store import REDIS_AWAY, Store
 
 log = logs.get("smsgw.server")
@@ -118,12 +117,8 @@ def http_socket(host: str, port: int) -> socket.socket:
 def add_provider_receipts(app: Any, settings: Settings, receipts: Receipts) -> None:
     if not any(c.kind == "http" for c in settings.connectors.values()):
         return
+    # Its Problems are answered by the app's own handler (gateway/ingress/http/problems.py).
     app.include_router(receipts_router(settings, receipts))
-
-    async def _problem(_request: Any, exc: ReceiptProblem) -> Any:
-        return problem_response(exc.status, exc.code, exc.detail)
-
-    app.add_exception_handler(ReceiptProblem, _problem)
 
 
 async def serve(settings: Settings, redis_url: str, worker: int = 0,

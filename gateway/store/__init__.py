@@ -83,6 +83,7 @@ from gateway.core.model import (
     Message,
     MessageState,
 )
+from gateway.core.model import CLASSES as LANES  # the lanes, read in this order: OTP first
 
 # Errors that mean "Redis is away" (killed, restarting, loading, network):
 # waiting and trying again is the cure. The built-in ConnectionError and
@@ -92,7 +93,6 @@ REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, OSError)
 PREFIX = "smsgw:"
 AUTH_BLOCKED = f"{PREFIX}authblocked"
 GROUP = "dispatch"
-LANES = ("otp", "transactional", "marketing")  # read in this order: OTP first
 
 
 def msg_key(message_id: str) -> str:

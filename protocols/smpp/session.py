@@ -2,20 +2,19 @@
 
 Modelled on h11's connection object: the session owns no socket and no clock.
 ``receive_data`` takes whatever the transport read and returns events;
-``send`` takes a PDU and returns the bytes to write. The caller passes the
-time (``now``) where deadlines matter and acts on ``expired`` itself.
+``send`` takes a PDU and returns the bytes to write. It keeps no timers: the
+caller times its requests and ``forget``s those it gave up on.
 
 Session states are those of SMPP 3.4 section 2.3 (OPEN, BOUND_TX, BOUND_RX,
 BOUND_TRX, UNBOUND, CLOSED). Which side may issue which request in which state
-is the table ``ISSUERS`` + ``ALLOWED_IN`` below (section 2.3 and the "issued
-by" line of each PDU in section 4); the state changes are ``BIND_RESULT`` and
-the unbind rows of ``_on_pdu``.
+is the table ``ALLOWED_IN`` below, keyed by command and issuer (section 2.3 and
+the "issued by" line of each PDU in section 4); the state changes are
+``BIND_RESULT`` and the unbind rows of ``_on_pdu``.
 """
 
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -28,7 +27,6 @@ from .pdu import HEADER, HEADER_LENGTH, Pdu, decode_body, encode
 __all__ = [
     "ALLOWED_IN",
     "BIND_RESULT",
-    "ISSUERS",
     "ConnectionFatal",
     "Event",
     "PduError",
@@ -88,30 +86,11 @@ _OPEN, _TX, _RX, _TRX = (
     SessionState.BOUND_RX,
     SessionState.BOUND_TRX,
 )
-_ESME, _SMSC, _BOTH = frozenset({Role.ESME}), frozenset({Role.SMSC}), frozenset(Role)
 _TX_SIDE = frozenset({_TX, _TRX})  # states in which the ESME may submit
 _RX_SIDE = frozenset({_RX, _TRX})  # states in which the SMSC may deliver
 _BOUND = frozenset({_TX, _RX, _TRX})
 
 C = CommandId
-# Who may issue each request (section 4, "issued by" per PDU).
-ISSUERS: Final[dict[int, frozenset[Role]]] = {
-    C.BIND_TRANSMITTER: _ESME,
-    C.BIND_RECEIVER: _ESME,
-    C.BIND_TRANSCEIVER: _ESME,
-    C.OUTBIND: _SMSC,
-    C.UNBIND: _BOTH,
-    C.ENQUIRE_LINK: _BOTH,
-    C.SUBMIT_SM: _ESME,
-    C.SUBMIT_MULTI: _ESME,
-    C.QUERY_SM: _ESME,
-    C.CANCEL_SM: _ESME,
-    C.REPLACE_SM: _ESME,
-    C.DELIVER_SM: _SMSC,
-    C.ALERT_NOTIFICATION: _SMSC,
-    C.DATA_SM: _BOTH,
-}
-
 # In which session states each request may be issued (section 2.3, table 2-1),
 # keyed by (command, issuer) because data_sm goes ESME→SMSC only when the ESME
 # is a transmitter and SMSC→ESME only when it is a receiver.
@@ -158,27 +137,19 @@ class Session:
 
     ``role`` is our side. ``max_pdu_length`` bounds command_length: a peer
     announcing more is treated as lost framing, which also caps the buffer.
-    ``response_timeout`` (seconds) sets the deadline of each request sent with
-    ``send(pdu, now=...)``; ``expired(now)`` lists those past it.
     """
 
-    def __init__(
-        self,
-        role: Role,
-        max_pdu_length: int = 65536,
-        response_timeout: float | None = None,
-    ) -> None:
+    def __init__(self, role: Role, max_pdu_length: int = 65536) -> None:
         if max_pdu_length < HEADER_LENGTH:
             raise ValueError("max_pdu_length must be at least 16")
         self.role: Final = role
         self.peer_role: Final = Role.SMSC if role is Role.ESME else Role.ESME
         self.max_pdu_length = max_pdu_length
-        self.response_timeout = response_timeout
         self.state = SessionState.OPEN
         self._buf = bytearray()
         self._seq = 0
-        # sequence_number -> (command_id, deadline) of requests we sent, in send order
-        self._outstanding: dict[int, tuple[int, float]] = {}
+        # sequence_number -> command_id of requests we sent, in send order
+        self._outstanding: dict[int, int] = {}
         # the bind request in flight: sent by us (ESME) or received (SMSC)
         self._bind_pending: tuple[int, int] | None = None  # (command_id, sequence_number)
 
@@ -199,34 +170,13 @@ class Session:
 
     def pending(self, sequence_number: int) -> int | None:
         """The command_id of our outstanding request ``sequence_number``, if any."""
-        entry = self._outstanding.get(sequence_number)
-        return None if entry is None else entry[0]
-
-    def window_deadlines(self) -> dict[int, float]:
-        """sequence_number → deadline of every outstanding request (inf when untimed)."""
-        return {seq: deadline for seq, (_, deadline) in self._outstanding.items()}
-
-    def next_deadline(self) -> float | None:
-        """The earliest deadline among outstanding requests, for the caller's timer."""
-        deadlines = [d for _, d in self._outstanding.values() if d != math.inf]
-        return min(deadlines) if deadlines else None
-
-    def expired(self, now: float) -> list[int]:
-        """Sequence numbers whose deadline is at or before ``now``, in send order.
-
-        They are forgotten here (a late response then surfaces like any other
-        unmatched response); the caller decides whether to retry or fail them.
-        """
-        gone = [seq for seq, (_, deadline) in self._outstanding.items() if deadline <= now]
-        for seq in gone:
-            del self._outstanding[seq]
-        return gone
+        return self._outstanding.get(sequence_number)
 
     def forget(self, sequence_number: int) -> bool:
         """Stop tracking our request ``sequence_number`` (the caller gave up on it).
 
-        For callers that run their own timers instead of ``expired``: without
-        this, requests never answered would stay outstanding for ever.
+        Without this, requests never answered would stay outstanding for ever;
+        a late response then surfaces like any other unmatched response.
         """
         return self._outstanding.pop(sequence_number, None) is not None
 
@@ -240,12 +190,11 @@ class Session:
         allowed = ALLOWED_IN.get((command_id, self.role))
         return allowed is not None and self.state in allowed
 
-    def send(self, pdu: Pdu, now: float | None = None) -> bytes:
+    def send(self, pdu: Pdu) -> bytes:
         """The bytes of ``pdu``, after checking the state allows it.
 
         A request with sequence_number 0 gets the next one (set on ``pdu``).
-        Requests that expect a response are tracked as outstanding, with a
-        deadline ``now + response_timeout`` when both are known.
+        Requests that expect a response are tracked as outstanding.
         Raises SmppError(ESME_RINVBNDSTS) when the state forbids the PDU.
         """
         command_id = pdu.command_id
@@ -271,18 +220,16 @@ class Session:
         data = encode(pdu)
         seq = pdu.sequence_number
         if command_id not in _UNANSWERED:
-            timeout = self.response_timeout
-            deadline = now + timeout if now is not None and timeout is not None else math.inf
-            self._outstanding[seq] = (command_id, deadline)
+            self._outstanding[seq] = command_id
         if command_id in _BINDS:
             self._bind_pending = (command_id, seq)
         elif command_id == C.UNBIND:
             self.state = SessionState.UNBOUND
         return data
 
-    def send_all(self, pdus: Iterable[Pdu], now: float | None = None) -> bytes:
+    def send_all(self, pdus: Iterable[Pdu]) -> bytes:
         """``send`` each PDU and join the bytes, for one write."""
-        return b"".join([self.send(pdu, now) for pdu in pdus])
+        return b"".join([self.send(pdu) for pdu in pdus])
 
     def close(self) -> None:
         """The transport is gone (or the caller is dropping it)."""

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from gateway.core.model import FINAL_STATUSES
-from gateway.run.processes import gone
+from gateway.core.processes import gone
 from loadtest.harness import GatewayProcess
 from protocols.receipt import normalize_message_id
 from tests.integration.conftest import AUTH, SimProcess, submit, wait_for, write_config

@@ -172,6 +172,13 @@ def test_http_provider_connector_and_its_receipts(tmp_path: Path, provider: Prov
         bad = httpx.post(f"{gw.base_url}/v1/receipts/prov", json=report,
                          headers={"Authorization": "Bearer wrong"})
         assert bad.status_code == 401 and bad.json()["code"] == "unauthorized"
+        assert bad.headers["content-type"] == "application/problem+json"
+        unknown = httpx.post(f"{gw.base_url}/v1/receipts/nope", json=report,
+                             headers={"Authorization": "Bearer rt"})
+        assert unknown.status_code == 404 and unknown.json()["code"] == "not_found"
+        empty = httpx.post(f"{gw.base_url}/v1/receipts/prov", json={"state": "delivered"},
+                           headers={"Authorization": "Bearer rt"})
+        assert empty.status_code == 422 and empty.json()["code"] == "invalid_receipt"
         ok = httpx.post(f"{gw.base_url}/v1/receipts/prov", json=report,
                         headers={"Authorization": "Bearer rt"})
         assert ok.status_code == 204

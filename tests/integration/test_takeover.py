@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
+from gateway.core.processes import identity
 from gateway.dispatch.takeover import Takeover
-from gateway.run.processes import identity
 from gateway.store import GROUP, Store, consumer_key, msg_key
 from tests.integration.test_store import message
 

@@ -1,10 +1,10 @@
-"""Batch templates: {{name}} placeholders rendered per recipient."""
+"""{{name}} templates (gateway/core/template.py): batch texts per recipient, connector bodies."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway.ingress.http.batches import Template
+from gateway.core.template import Template, render
 
 
 @pytest.mark.parametrize(
@@ -27,3 +27,10 @@ def test_a_missing_variable_names_itself(text: str) -> None:
     with pytest.raises(KeyError) as exc:
         Template(text).render({"a": "1"})
     assert exc.value.args[0] == "name"
+
+
+def test_an_http_connector_body_fills_every_string_and_keeps_unknown_names() -> None:
+    body = {"to": "{{to}}", "msg": ["{{ text }} ({{parts}})", 3], "x": "{{nope}}"}
+    assert render(body, {"to": "+8613800138000", "text": "hi", "parts": "1"}) == {
+        "to": "+8613800138000", "msg": ["hi (1)", 3], "x": "{{nope}}",
+    }

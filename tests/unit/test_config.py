@@ -134,3 +134,16 @@ def test_cli_output_to_a_reader_that_went_away_is_no_traceback(tmp_path: Path) -
         os.close(write_end)
     assert result.returncode == 141, result.stderr
     assert result.stderr == ""
+
+
+@pytest.mark.parametrize("how", ["file", "env"])
+def test_an_enabled_smpp_server_is_an_error_until_it_exists(tmp_path: Path, how: str) -> None:
+    text = GOOD + ("[smpp_server]\nenabled = true\n" if how == "file" else "")
+    environ = {"SMSGW_SMPP_SERVER__ENABLED": "true"} if how == "env" else {}
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text), environ=environ)
+    (line,) = info.value.errors
+    assert "smpp_server.enabled: the SMPP server is not built yet" in line
+    # Disabled, the section still loads.
+    off = load_settings(write(tmp_path, GOOD + "[smpp_server]\nenabled = false\n"), environ={})
+    assert not off.smpp_server.enabled

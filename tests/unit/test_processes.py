@@ -13,8 +13,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from gateway.core.processes import certainly_dead, consumer_name, identity, start_time
 from gateway.dispatch.takeover import dead
-from gateway.run.processes import certainly_dead, consumer_name, identity, start_time
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 

@@ -39,8 +39,8 @@ S = CommandStatus
 
 def bound_pair(bind: type = BindTransceiver) -> tuple[Session, Session]:
     """An ESME and an SMSC session that have completed a bind."""
-    esme, smsc = Session(Role.ESME, response_timeout=10.0), Session(Role.SMSC)
-    (req,) = smsc.receive_data(esme.send(bind(system_id="u", password="p"), now=0.0))
+    esme, smsc = Session(Role.ESME), Session(Role.SMSC)
+    (req,) = smsc.receive_data(esme.send(bind(system_id="u", password="p")))
     assert esme.receive_data(smsc.send(req.make_resp(system_id="smsc")))
     return esme, smsc
 
@@ -300,30 +300,24 @@ def test_sequence_numbers_are_assigned_and_wrap() -> None:
     assert esme.next_sequence() == 1
 
 
-def test_window_tracks_outstanding_requests_and_deadlines() -> None:
+def test_window_tracks_outstanding_requests() -> None:
     esme, smsc = bound_pair()
-    wires = [esme.send(SubmitSm(destination_addr="1"), now=100.0 + i) for i in range(5)]
+    wires = [esme.send(SubmitSm(destination_addr="1")) for _ in range(5)]
     assert esme.outstanding == 5 and esme.window_full(5) and not esme.window_full(6)
-    seqs = sorted(esme.window_deadlines())
-    assert esme.window_deadlines()[seqs[0]] == 110.0
-    assert esme.next_deadline() == 110.0
-    assert esme.pending(seqs[0]) == CommandId.SUBMIT_SM
     reqs = smsc.receive_data(b"".join(wires))
+    seqs = [r.sequence_number for r in reqs]
+    assert esme.pending(seqs[0]) == CommandId.SUBMIT_SM
     esme.receive_data(smsc.send(reqs[1].make_resp(message_id="x")))  # answer the 2nd only
-    assert esme.outstanding == 4
-    assert esme.expired(109.9) == []
-    assert esme.expired(112.0) == [seqs[0], seqs[2]]
-    assert esme.outstanding == 2
-    assert esme.expired(112.0) == []  # reported once
-    # a late response for an expired request still surfaces
+    assert esme.outstanding == 4 and esme.pending(seqs[1]) is None
+    # the caller gave up on the 1st: a late response for it still surfaces
+    assert esme.forget(seqs[0]) and esme.outstanding == 3
     (late,) = esme.receive_data(smsc.send(reqs[0].make_resp(message_id="late")))
-    assert isinstance(late, SubmitSmResp)
-    assert esme.expired(1e9) == seqs[3:]
+    assert isinstance(late, SubmitSmResp) and esme.outstanding == 3
 
 
 def test_error_response_settles_the_request() -> None:
     esme, smsc = bound_pair()
-    (req,) = smsc.receive_data(esme.send(SubmitSm(), now=0.0))
+    (req,) = smsc.receive_data(esme.send(SubmitSm()))
     (resp,) = esme.receive_data(smsc.send(req.make_resp(command_status=S.ESME_RTHROTTLED)))
     assert resp.command_status == S.ESME_RTHROTTLED and esme.outstanding == 0
 
@@ -331,7 +325,7 @@ def test_error_response_settles_the_request() -> None:
 def test_malformed_response_settles_the_request_as_pdu_error() -> None:
     esme, _ = bound_pair()
     pdu = SubmitSm()
-    esme.send(pdu, now=0.0)
+    esme.send(pdu)
     body = b"m" * 70
     wire = struct.pack(">IIII", 16 + len(body), 0x80000004, 0, pdu.sequence_number) + body
     (ev,) = esme.receive_data(wire)
@@ -341,16 +335,15 @@ def test_malformed_response_settles_the_request_as_pdu_error() -> None:
 
 def test_send_all_joins_for_one_write() -> None:
     esme, smsc = bound_pair()
-    data = esme.send_all([SubmitSm(short_message=b"a"), SubmitSm(short_message=b"b")], now=1.0)
+    data = esme.send_all([SubmitSm(short_message=b"a"), SubmitSm(short_message=b"b")])
     assert [p.short_message for p in smsc.receive_data(data)] == [b"a", b"b"]
     assert esme.outstanding == 2
 
 
-def test_untimed_requests_never_expire_but_can_be_forgotten() -> None:
+def test_a_request_stays_outstanding_until_answered_or_forgotten() -> None:
     esme, _ = bound_pair()
     ping = EnquireLink()
     esme.send(ping)
-    assert esme.expired(1e12) == [] and esme.next_deadline() is None
     assert esme.outstanding == 1
     assert esme.forget(ping.sequence_number) and esme.outstanding == 0
     assert not esme.forget(ping.sequence_number)

@@ -33,12 +33,12 @@ from starlette.types import Receive, Scope, Send
 from gateway.admission.admit import Admission, AdmissionError
 from gateway.core import logs, metrics, numbers
 from gateway.core.config import AccountSettings, CallbackEvent, Settings
-from gateway.core.model import new_id
+from gateway.core.model import MessageClass, new_id
+from gateway.core.problems import Problem
 from gateway.ingress.http import batches
 from gateway.ingress.http.auth import AUTH_SCOPE_KEY, account_for, key_table
 from gateway.ingress.http.problems import (
     PROBLEM,
-    Problem,
     error_response,
     invalid,
     malformed_json,
@@ -130,7 +130,7 @@ class BatchIn(BaseModel):
 
     sender: str = Field(alias="from", min_length=1, max_length=20)
     text: str = Field(min_length=1, max_length=10_000, description="Template with {{name}}")
-    msg_class: Literal["otp", "transactional", "marketing"] = Field(
+    msg_class: MessageClass = Field(
         default="transactional", alias="class"
     )
     callback_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")

@@ -11,7 +11,7 @@ import hashlib
 from fastapi.security.utils import get_authorization_scheme_param
 
 from gateway.core.config import AccountSettings, Settings
-from gateway.ingress.http.problems import Problem
+from gateway.core.problems import Problem
 
 Keys = dict[bytes, tuple[str, AccountSettings]]
 # Where gateway.ingress.http.app.Api leaves the account it authenticated, for FastAPI's dependency.

@@ -6,24 +6,22 @@ than the whole rest of admission. `api.BatchIn` is still the schema the OpenAPI
 document declares, and these checks enforce exactly that schema (extra keys,
 types, lengths), so a body the document calls invalid is a 422 with field paths.
 
-Template placeholders are ``{{name}}`` (letters, digits, ``_``, ``.``, ``-``;
-spaces inside the braces are ignored). A recipient whose ``vars`` lack one is
-rejected with ``missing_variable``; the others go ahead.
+Template placeholders are ``{{name}}`` (gateway/core/template.py). A recipient
+whose ``vars`` lack one is rejected with ``missing_variable``; the others go ahead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, get_args
 
 from gateway.admission.admit import Admission, AdmissionError, parse_send_at
 from gateway.core.config import AccountSettings, CallbackEvent
-from gateway.core.model import Message
+from gateway.core.model import CLASSES, Message
+from gateway.core.template import Template
 
-PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_.\-]+)\s*\}\}")
-CLASSES = ("otp", "transactional", "marketing")
 ENCODINGS = ("auto", "gsm7", "ucs2")
 CALLBACK_EVENTS = get_args(CallbackEvent)
 _URL = re.compile(r"^https?://")
@@ -41,33 +39,6 @@ class InvalidBatch(ValueError):
     def __init__(self, errors: list[dict[str, str]]) -> None:
         super().__init__("the request is not valid")
         self.errors = errors
-
-
-@dataclass(slots=True)
-class Template:
-    text: str
-    pieces: list[str] = field(default_factory=list)  # literal, name, literal, name, ..., literal
-
-    def __post_init__(self) -> None:
-        self.pieces = PLACEHOLDER.split(self.text)
-
-    @property
-    def constant(self) -> bool:
-        return len(self.pieces) == 1
-
-    def render(self, values: dict[str, Any]) -> str:
-        """The text for one recipient; KeyError names a missing variable."""
-        pieces = self.pieces
-        if len(pieces) == 1:
-            return pieces[0]
-        if len(pieces) == 3:  # one placeholder, the usual case
-            value = values[pieces[1]]
-            return pieces[0] + (value if isinstance(value, str) else str(value)) + pieces[2]
-        out = pieces[:]
-        for i in range(1, len(pieces), 2):
-            value = values[pieces[i]]
-            out[i] = value if isinstance(value, str) else str(value)
-        return "".join(out)
 
 
 @dataclass(slots=True)

@@ -16,20 +16,11 @@ from starlette.responses import Response
 
 from gateway.admission.admit import AdmissionError
 from gateway.core import logs, metrics
+from gateway.core.problems import Problem
 
 log = logs.get("smsgw.api")
 
 PROBLEM = "application/problem+json"
-
-
-class Problem(Exception):
-    def __init__(
-        self, status: int, code: str, detail: str, errors: list[dict[str, str]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail, self.errors = status, code, detail, errors
-        self.headers = headers
 
 
 def problem_response(

@@ -56,9 +56,10 @@ from gateway.admission.admit import Admission, AdmissionError, Submission, parse
 from gateway.core import logs, metrics, numbers
 from gateway.core.coalesce import Coalescer
 from gateway.core.config import AccountSettings, CallbackEvent, HttpSettings
-from gateway.core.model import Message, new_id
+from gateway.core.model import Message, MessageClass, new_id
+from gateway.core.problems import Problem
 from gateway.ingress.http.auth import Keys, account_for, bearer_token
-from gateway.ingress.http.problems import Problem, error_response, invalid
+from gateway.ingress.http.problems import error_response, invalid
 from gateway.store import Record, Store, idem_key
 
 log = logs.get("smsgw.api")
@@ -72,7 +73,7 @@ class MessageIn(BaseModel):
     to: str = Field(min_length=1, max_length=32, description="Recipient, E.164 or national")
     sender: str = Field(alias="from", min_length=1, max_length=20)
     text: str = Field(min_length=1, max_length=10_000)
-    msg_class: Literal["otp", "transactional", "marketing"] = Field(
+    msg_class: MessageClass = Field(
         default="transactional", alias="class"
     )
     callback_url: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")

@@ -114,7 +114,7 @@ def is_redis(pid: int) -> bool:
 
 def guard(supervisor: int, redis_pidfile: Path, workers_file: Path,
           drain_deadline: float = 60.0) -> None:
-    """`python -m gateway.run.processes`: a small process beside the embedded Redis
+    """`python -m gateway.core.processes`: a small process beside the embedded Redis
 (this module imports the standard library only, so it costs one bare
 interpreter, ~10 MB, not a second copy of the gateway).
     While the supervisor lives it only waits (an ordered stop ends it before
