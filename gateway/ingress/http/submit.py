@@ -59,7 +59,8 @@ from gateway.core.config import AccountSettings, CallbackEvent, HttpSettings
 from gateway.core.model import Message, new_id
 from gateway.ingress.http.auth import Keys, account_for, bearer_token
 from gateway.ingress.http.problems import Problem, error_response, invalid
-from gateway.store import Record, Store, idem_key
+from gateway.store import Record, Store
+from gateway.store.keys import idem_key
 
 log = logs.get("smsgw.api")
 
