@@ -10,17 +10,20 @@ lane entries.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import msgpack
 import orjson
+import redis
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import RedisError as RedisError  # for callers: any failure of the store
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.core.model import (
@@ -69,6 +72,25 @@ from gateway.store.keys import (
 # waiting and trying again is the cure. The built-in ConnectionError and
 # TimeoutError are OSErrors.
 REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+@contextlib.contextmanager
+def probe(host: str, port: int, connect_timeout: float) -> Iterator[Callable[[], bool]]:
+    """A check, to call as often as needed, that the Redis server at host:port
+    answers: False while it is not listening yet or still loading its data (it
+    answers LOADING then)."""
+    client = redis.Redis(host=host, port=port, socket_connect_timeout=connect_timeout)
+
+    def answers() -> bool:
+        try:
+            return bool(client.ping())
+        except (redis.ConnectionError, redis.BusyLoadingError, redis.TimeoutError):
+            return False
+
+    try:
+        yield answers
+    finally:
+        client.close()
 
 LANES = ("otp", "transactional", "marketing")  # read in this order: OTP first
 
@@ -827,6 +849,10 @@ class Store:
             url, max_connections=128, timeout=30, socket_timeout=30
         )
         return cls(aioredis.Redis(connection_pool=pool), receipt_grace)
+
+    async def ping(self) -> None:
+        """Raises unless Redis answers."""
+        await self.redis.ping()
 
     async def close(self) -> None:
         await self.redis.aclose()
