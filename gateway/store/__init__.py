@@ -603,7 +603,8 @@ end
 )
 
 # Take over entries idle for ARGV[2] ms (their consumer died), at most ARGV[3]
-# per lane, for consumer ARGV[1], from the lanes ARGV[4...].
+# entries per lane, for consumer ARGV[1], from the lanes ARGV[4...]. Returns 5
+# values per entry as claimed() appends them.
 _RECLAIM = (
     _CLAIMED_LUA
     + """
@@ -663,8 +664,8 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# Move due deferrals back into their lanes. ARGV: now, limit.
-# A scheduled message that comes due moves to `queued`. ARGV: now, limit, ts.
+# Move due deferrals back into their lanes; a scheduled message that comes due
+# moves to `queued`. ARGV: now, limit, ts. Returns the members moved.
 _PROMOTE = (
     _STATUS_LUA
     + _LANE_LUA
@@ -693,7 +694,9 @@ return #due
 # falls in the same second (a single id is a member of one). Messages that
 # ended meanwhile cost one HGET here instead of a ZREM when they ended.
 # Whole members are taken, one at a time, until `limit` messages were looked
-# at. ARGV: now, limit, ts. Returns {1 if more are due else 0, ids expired}.
+# at. ARGV: now, limit, ts, retention (seconds after which each message looked
+# at, and its batch's keys, are deleted; 0: not). Returns {1 if more are due
+# else 0, ids expired}.
 _EXPIRE_DUE = (
     _STATUS_LUA
     # batch_key and batch_owner_key without the "{<batch id>}"

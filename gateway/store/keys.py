@@ -2,8 +2,8 @@
 
 Every key the gateway writes starts with ``smsgw:`` (PREFIX). Modules inside
 `gateway.store` and out (tests that inspect Redis, the load tools) take key
-names from here; the Lua scripts are handed theirs by the methods that call
-them.
+names from here; the Lua scripts (gateway/store/__init__.py) get the prefixes
+of the keys they build from these constants.
 
 Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
 - ``smsgw:m:{<id>}`` hash — ``r`` packed Message (account and parts live
