@@ -16,7 +16,8 @@ from pathlib import Path
 from gateway.admission.admit import Admission, Submission
 from gateway.core.config import load_settings
 from gateway.run.embedded_redis import EmbeddedRedis
-from gateway.store import Store, lane_key
+from gateway.store import Store
+from gateway.store.keys import lane_key
 
 
 async def measure(url: str, count: int) -> float:

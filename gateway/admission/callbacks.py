@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from gateway.core.config import AccountSettings, ReceiverSettings
 from gateway.core.model import EVENT_BITS
 from gateway.core.targets import TargetPolicy
-from gateway.store import wh_queue_name
+from gateway.store.keys import wh_queue_name
 
 
 def events_mask(events: Iterable[str]) -> int:

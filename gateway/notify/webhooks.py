@@ -62,8 +62,8 @@ from gateway.store import (
     Claim,
     Settle,
     Store,
-    wh_queue_receiver,
 )
+from gateway.store.keys import wh_queue_receiver
 from protocols.smpp import DeliverSm, Tag
 from protocols.text import Udh, decode_short_message, join_parts
 

@@ -18,9 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import redis
-
 from gateway.core.processes import is_redis, terminate
+from gateway.store import probe
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -133,9 +132,8 @@ class EmbeddedRedis:
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             preexec_fn=self.preexec_fn,
         )
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
         deadline = time.monotonic() + timeout
-        try:
+        with probe("127.0.0.1", self.port, 0.5) as answers:
             while True:
                 if self.process.poll() is not None:
                     stderr = self.process.stderr
@@ -144,18 +142,13 @@ class EmbeddedRedis:
                         f"redis-server exited with {self.process.returncode}: {err.strip()} "
                         f"(log: {self.data_dir / 'redis.log'})"
                     )
-                try:
-                    # While loading a large AOF Redis answers LOADING; keep waiting.
-                    if client.ping():
-                        break
-                except (redis.ConnectionError, redis.BusyLoadingError, redis.TimeoutError):
-                    pass
+                # While loading a large AOF Redis answers LOADING; keep waiting.
+                if answers():
+                    break
                 if time.monotonic() > deadline:
                     self.stop()
                     raise EmbeddedRedisError(f"redis-server did not answer within {timeout:.0f}s")
                 time.sleep(0.05)
-        finally:
-            client.close()
         return self.url
 
     def stop(self, timeout: float = 15.0) -> None:

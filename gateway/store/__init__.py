@@ -1,76 +1,29 @@
-"""The one module that knows the Redis key layout and the Lua that updates it.
-
-Every other stage calls these methods; none builds a key itself.
-
-Layout (``{...}`` is the hash tag that keeps a message's keys in one slot):
-- ``smsgw:m:{<id>}`` hash — ``r`` packed Message (account and parts live
-  there), ``s`` status, ``h`` the history lines written at admission
-  (``ts\\tstatus\\tdetail`` lines: accepted, then scheduled; for a message
-  queued at once just the ts of both, accepted and queued), ``h<r>`` the line
-  of the change to the status of rank r (HISTORY_RANK: statuses only move
-  forward, so each is written once and the ranks order them), ``h<r>.<j>``
-  the j-th line that changed nothing while the status had rank r (failover,
-  resend), ``b`` batch key, ``w`` callbacks wanted (``<mask of EVENT_BITS>
-  <receiver queue>``), ``c`` connector, ``n``
-  parts as that connector cut the text (absent: 1), ``e`` error code,
-  ``i<k>`` SMSC id of part k exactly as the SMSC wrote it in submit_sm_resp
-  (what users see; the normalised form lives only in the correlation key),
-  ``p<k>`` final state of part k, ``f<k>`` part k
-  was resent on a fallback, ``d`` the lane entry the message left (deferred or
-  rerouted out of an entry it shared).
-- ``smsgw:lane:{<connector>}:<class>`` stream, consumer group ``dispatch``;
-  entries carry ``m``, one message id or up to LANE_GROUP ids of one enqueue
-  call joined by commas, and ``k``, the index in the messages' route of the
-  connector this lane belongs to (absent: 0). An entry is acknowledged when
-  all its messages are done; parts already acknowledged are known from the
-  ``i<k>`` fields, so a resend skips them. Acknowledged entries are trimmed
-  behind the oldest entry in flight.
-- ``smsgw:depth`` hash — lane key → its messages, waiting or in flight.
-- ``smsgw:corr:<connector>:<smsc id>`` → ``<id>|<part>`` with a TTL: receipt
-  correlation, the id in its per-connector normalised form (receipts are
-  normalised the same way, so both meet here); or, prefixed with
-  PARKED (``~``), a receipt that beat its submit_sm_resp.
-- ``smsgw:b:{<batch>}`` hash — counts by status.
-- ``smsgw:expiry`` sorted set — members are the comma-joined ids of messages
-  enqueued by one call whose expiry (end of validity plus the receipt grace)
-  falls in the same second, scored by that second rounded up; the
-  housekeeper expires those of them not final by then.
-- ``smsgw:delayed`` sorted set — ``<id>|<hop>|<lane>`` by due time: retries,
-  scheduled sends and deferrals waiting to go back into a lane.
-- ``smsgw:dlq`` stream — messages that ended because their retries ran out.
-- ``smsgw:rate:<name>`` — GCRA state (theoretical arrival time) of a shared limiter.
-- ``smsgw:consumer:<consumer>`` — JSON identity of the worker reading lanes as
-  that consumer (``gateway.run.processes.identity``: boot id, pid namespace, uid,
-  pid, start time), for a day, renewed by its housekeeper: what lets another
-  worker tell that it is certainly dead and take its lane entries over at once
-  (``Store.take_over``).
-- ``smsgw:wh:*`` — status callbacks and MO webhooks waiting for their
-  receivers (see "HTTP API and webhooks" below). A status change that the
-  message's ``w`` asks for is queued by the same script that makes it.
+"""Everything the gateway keeps in Redis: the scripts that update it and the
+methods every other stage calls (none builds a key itself: the layout is
+`gateway.store.keys`).
 
 Redis work per message is what limits throughput (loadtest/bench_store.py
 measures it per stage), so the scripts read a message with one HMGET and write
 it with one HSET, and what can be per call is: batch counts, expiry entries,
 lane entries.
-
-The Lua scripts build message and batch keys from ids they are given; on a
-single Redis server that is fine. Redis Cluster support (declaring every key
-to the script) is tracked in docs/architecture.md.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple
 
 import msgpack
 import orjson
+import redis
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import RedisError as RedisError  # for callers: any failure of the store
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.core.model import (
@@ -84,57 +37,73 @@ from gateway.core.model import (
     MessageState,
 )
 from gateway.core.model import CLASSES as LANES  # the lanes, read in this order: OTP first
+from gateway.store.keys import (
+    AUTH_BLOCKED,
+    BATCH_OWNER_PREFIX,
+    BATCH_PREFIX,
+    CONN_PREFIX,
+    DELAYED_KEY,
+    DEPTH_KEY,
+    DLQ_KEY,
+    EXPIRY_KEY,
+    GROUP,
+    MO_DUE,
+    MSG_PREFIX,
+    WH_DEAD,
+    WH_DUE,
+    WH_LEASE,
+    WH_QUEUE_PREFIX,
+    WH_TRY,
+    authfail_key,
+    batch_key,
+    batch_owner_key,
+    conn_key,
+    consumer_key,
+    corr_key,
+    lane_key,
+    metrics_key,
+    mo_parts_key,
+    msg_key,
+    optout_key,
+    rate_key,
+    wh_queue_key,
+)
 
 # Errors that mean "Redis is away" (killed, restarting, loading, network):
 # waiting and trying again is the cure. The built-in ConnectionError and
 # TimeoutError are OSErrors.
 REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, OSError)
 
-PREFIX = "smsgw:"
-AUTH_BLOCKED = f"{PREFIX}authblocked"
-GROUP = "dispatch"
 
+@contextlib.contextmanager
+def probe(host: str, port: int, connect_timeout: float) -> Iterator[Callable[[], bool]]:
+    """A check, to call as often as needed, that the Redis server at host:port
+    answers: False while it is not listening yet or still loading its data (it
+    answers LOADING then)."""
+    client = redis.Redis(host=host, port=port, socket_connect_timeout=connect_timeout)
 
-def msg_key(message_id: str) -> str:
-    return f"{PREFIX}m:{{{message_id}}}"
+    def answers() -> bool:
+        try:
+            return bool(client.ping())
+        except (redis.ConnectionError, redis.BusyLoadingError, redis.TimeoutError):
+            return False
 
+    try:
+        yield answers
+    finally:
+        client.close()
 
-def lane_key(connector: str, msg_class: str) -> str:
-    return f"{PREFIX}lane:{{{connector}}}:{msg_class}"
-
-
-def corr_key(connector: str, smsc_id: str) -> str:
-    return f"{PREFIX}corr:{connector}:{smsc_id}"
-
-
-def batch_key(batch_id: str) -> str:
-    return f"{PREFIX}b:{{{batch_id}}}"
-
-
-def consumer_key(consumer: str) -> str:
-    return f"{PREFIX}consumer:{consumer}"
 
 
 # A worker's identity record lives this long unless its housekeeper renews it.
 CONSUMER_TTL = 24 * 3600
 
 
-# Webhooks (see the section "HTTP API and webhooks" at the end of the file).
-WH_DUE = f"{PREFIX}wh:due"
-WH_LEASE = f"{PREFIX}wh:lease"
-WH_TRY = f"{PREFIX}wh:try"
-WH_DEAD = f"{PREFIX}wh:dead"
-EXPIRY_KEY = f"{PREFIX}expiry"
-DELAYED_KEY = f"{PREFIX}delayed"
-DLQ_KEY = f"{PREFIX}dlq"
 # Messages of one enqueue call that share a lane share a lane entry, up to this
 # many: a stream entry costs Redis about as much to add, read (XREADGROUP
 # propagates an XCLAIM per entry to the AOF) and acknowledge as all the rest of
 # a message's admission.
 LANE_GROUP = 32
-DEPTH_KEY = f"{PREFIX}depth"
-# Each worker's metrics snapshot, one hash per host (field: worker index).
-METRICS_KEY = f"{PREFIX}metrics:{{host}}"
 # How far (ms of entry id time) the oldest lane entry in flight may lag the last
 # one read before acknowledged entries are deleted one by one (see _ACK).
 TRIM_SPAN_MS = 2000
@@ -149,7 +118,7 @@ HISTORY_RANK = {ACCEPTED: 0, SCHEDULED: 1, QUEUED: 2, SUBMITTED: 3,
 PARKED = "~"
 _FINAL_LUA = (
     "local FINAL = {" + ", ".join(f"{s}=true" for s in sorted(FINAL_STATUSES)) + "}\n"
-    + f"local MSG_PREFIX = '{PREFIX}m:'\n"
+    + f"local MSG_PREFIX = '{MSG_PREFIX}'\n"
     + f"local EXPIRY = '{EXPIRY_KEY}'\nlocal DELAYED = '{DELAYED_KEY}'\n"
     + f"local PARKED, PARKED_BYTE = '{PARKED}', {ord(PARKED)}\n"
     + "local RANK = {" + ", ".join(f"{st}={r}" for st, r in HISTORY_RANK.items()) + "}\n"
@@ -159,7 +128,7 @@ _FINAL_LUA = (
 local function msg(id) return MSG_PREFIX .. '{' .. id .. '}' end
 """
     + "local EVENT_BIT = {" + ", ".join(f"{st}={b}" for st, b in EVENT_BITS.items()) + "}\n"
-    + f"local WH_DUE, WH_LEASE, WHQ = '{WH_DUE}', '{WH_LEASE}', '{PREFIX}wh:q:'\n"
+    + f"local WH_DUE, WH_LEASE, WHQ = '{WH_DUE}', '{WH_LEASE}', '{WH_QUEUE_PREFIX}'\n"
     + """
 -- A status callback, if the message's `w` ("<events mask> <queue>") asks for
 -- this status: appended to the receiver queue the message was given at
@@ -634,7 +603,8 @@ end
 )
 
 # Take over entries idle for ARGV[2] ms (their consumer died), at most ARGV[3]
-# per lane, for consumer ARGV[1], from the lanes ARGV[4...].
+# entries per lane, for consumer ARGV[1], from the lanes ARGV[4...]. Returns 5
+# values per entry as claimed() appends them.
 _RECLAIM = (
     _CLAIMED_LUA
     + """
@@ -694,8 +664,8 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
-# Move due deferrals back into their lanes. ARGV: now, limit.
-# A scheduled message that comes due moves to `queued`. ARGV: now, limit, ts.
+# Move due deferrals back into their lanes; a scheduled message that comes due
+# moves to `queued`. ARGV: now, limit, ts. Returns the members moved.
 _PROMOTE = (
     _STATUS_LUA
     + _LANE_LUA
@@ -724,11 +694,13 @@ return #due
 # falls in the same second (a single id is a member of one). Messages that
 # ended meanwhile cost one HGET here instead of a ZREM when they ended.
 # Whole members are taken, one at a time, until `limit` messages were looked
-# at. ARGV: now, limit, ts. Returns {1 if more are due else 0, ids expired}.
+# at. ARGV: now, limit, ts, retention (seconds after which each message looked
+# at, and its batch's keys, are deleted; 0: not). Returns {1 if more are due
+# else 0, ids expired}.
 _EXPIRE_DUE = (
     _STATUS_LUA
     # batch_key and batch_owner_key without the "{<batch id>}"
-    + f"local BATCH_PREFIX, BATCH_OWNER_PREFIX = '{PREFIX}b:', '{PREFIX}bo:'"
+    + f"local BATCH_PREFIX, BATCH_OWNER_PREFIX = '{BATCH_PREFIX}', '{BATCH_OWNER_PREFIX}'"
     + """
 local now, limit, ts, keep = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local expired, seen, batches = {}, 0, {}
@@ -880,6 +852,10 @@ class Store:
             url, max_connections=128, timeout=30, socket_timeout=30
         )
         return cls(aioredis.Redis(connection_pool=pool), receipt_grace)
+
+    async def ping(self) -> None:
+        """Raises unless Redis answers."""
+        await self.redis.ping()
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -1311,7 +1287,7 @@ class Store:
         script = getattr(self, "_auth_failed", None)
         if script is None:
             script = self._auth_failed = self.redis.register_script(_AUTH_FAILED)
-        count, ttl = await script(keys=[f"{PREFIX}authfail:{source}"], args=[window])
+        count, ttl = await script(keys=[authfail_key(source)], args=[window])
         return int(count), max(1, int(ttl))
 
     async def auth_block(self, source: str, seconds: float) -> None:
@@ -1512,7 +1488,7 @@ class Store:
     async def rate_acquire(self, name: str, rate: float, burst: float, n: int) -> tuple[int, float]:
         """Take up to n units from the shared limiter `name`: (granted, seconds to wait)."""
         granted, wait_ms = await self._gcra(
-            keys=[f"{PREFIX}rate:{name}"], args=[rate, max(1.0, burst), n]
+            keys=[rate_key(name)], args=[rate, max(1.0, burst), n]
         )
         return int(granted), int(wait_ms) / 1000
 
@@ -1556,12 +1532,12 @@ class Store:
 
     async def report_connector(self, worker: str, name: str, report: dict[str, object],
                                ttl: int = 15) -> None:
-        await self.redis.set(f"{PREFIX}conn:{name}:{worker}", orjson.dumps(report), ex=ttl)
+        await self.redis.set(conn_key(name, worker), orjson.dumps(report), ex=ttl)
 
     async def publish_metrics(self, host: str, worker: int, snapshot: bytes,
                               ttl: int = 60) -> None:
         """Store this worker's metrics snapshot beside its siblings' on `host`."""
-        key = METRICS_KEY.format(host=host)
+        key = metrics_key(host)
         stamped = f"{time.time():.3f}|".encode() + snapshot
         await self.redis.pipeline(transaction=False).hset(key, str(worker), stamped).expire(
             key, ttl
@@ -1570,7 +1546,7 @@ class Store:
     async def host_metrics(self, host: str, max_age: float = 30.0) -> list[bytes]:
         """The snapshots of `host`'s workers published within `max_age` seconds
         (older ones are of workers that are gone, and are dropped)."""
-        key = METRICS_KEY.format(host=host)
+        key = metrics_key(host)
         now, fresh, stale = time.time(), [], []
         for worker, stamped in (await self.redis.hgetall(key)).items():
             at, _, snapshot = stamped.partition(b"|")
@@ -1584,10 +1560,10 @@ class Store:
 
     async def connector_reports(self) -> dict[str, dict[str, object]]:
         out: dict[str, dict[str, object]] = {}
-        async for key in self.redis.scan_iter(match=f"{PREFIX}conn:*", count=1000):
+        async for key in self.redis.scan_iter(match=f"{CONN_PREFIX}*", count=1000):
             raw = await self.redis.get(key)
             if raw:
-                name, _, worker = key.decode().removeprefix(f"{PREFIX}conn:").partition(":")
+                name, _, worker = key.decode().removeprefix(CONN_PREFIX).partition(":")
                 out.setdefault(name, {})[worker] = orjson.loads(raw)
         return out
 
@@ -1661,63 +1637,6 @@ def _state_from_hash(raw: dict[bytes, bytes]) -> MessageState:
     )
 
 
-# =============================================================================
-# HTTP API and webhooks (issue 4): idempotency, batches, opt-outs, webhook queues
-# =============================================================================
-#
-# More keys:
-# - ``smsgw:idem:{<account>}:<sha256 of the key>`` hash — ``t`` token of the
-#   request that owns it, ``h`` SHA-256 of its body, ``r`` its response; TTL
-#   `http.idempotency_ttl`. Claimed by the same script call that persists the
-#   first chunk, so two racing retries cannot both queue.
-# - ``smsgw:bo:{<batch>}`` — the account a batch belongs to.
-# - ``smsgw:optout:{<account>}`` set — the account's suppression list (E.164).
-# - ``smsgw:wh:q:{<queue>}`` list — callbacks waiting for one receiver lane, in
-#   order: ``<id>|<status>|<ts>`` for a status (rendered when sent, from the
-#   message's hash), or WH_RENDERED + packed (url, account, body, created, event
-#   id) for an MO message. A queue is named ``<batch size>:<linger ms>:<lane>:
-#   <receiver id>:<account>`` (wh_queue_name): the scripts read the first two,
-#   the sender the rest. A message's callbacks all go to one lane of its
-#   receiver (its `w` field, set at admission), and a lane has one request in
-#   flight at a time, so they arrive in order.
-# - ``smsgw:wh:due`` sorted set — queue → when it may be tried next (a claim
-#   pushes it a lease into the future, so a dead worker's claim lapses).
-# - ``smsgw:wh:lease`` hash — queue → token of the claim that holds it; a settle
-#   with another token does nothing.
-# - ``smsgw:wh:try`` hash — queue → failed attempts of its current head.
-# - ``smsgw:wh:dead`` stream — deliveries given up after `webhooks.max_age`.
-
-IDEM_PREFIX = f"{PREFIX}idem:"
-OPTOUT_PREFIX = f"{PREFIX}optout:"
-
-
-def idem_key(account: str, key_digest: str) -> str:
-    return f"{IDEM_PREFIX}{{{account}}}:{key_digest}"
-
-
-def batch_owner_key(batch_id: str) -> str:
-    return f"{PREFIX}bo:{{{batch_id}}}"
-
-
-def optout_key(account: str) -> str:
-    return f"{OPTOUT_PREFIX}{{{account}}}"
-
-
-def wh_queue_key(queue: str) -> str:
-    return f"{PREFIX}wh:q:{{{queue}}}"
-
-
-def wh_queue_name(batch_size: int, linger: float, lane: int, receiver: str, account: str
-                  ) -> str:
-    return f"{batch_size}:{round(linger * 1000)}:{lane}:{receiver}:{account}"
-
-
-def wh_queue_receiver(queue: str) -> tuple[int, str, str]:
-    """(batch size, receiver id, account) of a queue name."""
-    size, _linger, _lane, receiver, account = queue.split(":", 4)
-    return int(size), receiver, account
-
-
 # What a status callback needs of its message, read when it is sent: the record,
 # connector, error code, and the history lines of admission, queued (after a
 # schedule), submitted and the final status.
@@ -1738,15 +1657,6 @@ local function wh_push(queue_key, queue, entry, now)
 end
 """
 _WH_PUSH = _WH_PUSH_LUA + "wh_push(ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
-
-# Parts of a concatenated MO message being reassembled: one hash per message
-# (field: part number), and when each one is due to be given up on.
-MO_DUE = f"{PREFIX}mo:due"
-
-
-def mo_parts_key(conversation: str) -> str:
-    return f"{PREFIX}mo:{{{conversation}}}"
-
 
 # Store one part of an MO message; once every part is in, return them all (the
 # parts stay until _MO_DONE queues the whole message, so a crash in between
@@ -1925,7 +1835,7 @@ for _, q in ipairs(due) do
   if taken >= limit then break end
   local size, receiver = string.match(q, '^(%d+):%d+:%d+:(.*)$')
   if not skip[receiver] then
-    local key = '{PREFIX}wh:q:{{' .. q .. '}}'
+    local key = '{WH_QUEUE_PREFIX}{{' .. q .. '}}'
     local k = tonumber(size)
     if k == 1 then k = single end
     local entries = redis.call('LRANGE', key, 0, k - 1)
@@ -1942,7 +1852,7 @@ for _, q in ipairs(due) do
         out[#out + 1] = e
         if string.byte(e) ~= {WH_RENDERED[0]} then
           local id = string.match(e, '^([^|]*)')
-          local mkey = '{PREFIX}m:{{' .. id .. '}}'
+          local mkey = '{MSG_PREFIX}{{' .. id .. '}}'
           local f = redis.call('HMGET', mkey, {_WH_FIELDS_LUA})
           for j = 1, {len(WH_FIELDS)} do out[#out + 1] = f[j] end
           local n = tonumber(f[{WH_FIELDS.index("n") + 1}]) or 1

@@ -13,18 +13,8 @@ from gateway.admission.callbacks import Receivers, events_mask
 from gateway.core.config import AccountSettings
 from gateway.core.model import Message, new_id
 from gateway.notify.webhooks import render
-from gateway.store import (
-    WH_DEAD,
-    WH_DUE,
-    WH_FIELDS,
-    Claim,
-    Settle,
-    Store,
-    idem_key,
-    msg_key,
-    wh_queue_key,
-    wh_queue_name,
-)
+from gateway.store import WH_FIELDS, Claim, Settle, Store
+from gateway.store.keys import WH_DEAD, WH_DUE, idem_key, msg_key, wh_queue_key, wh_queue_name
 
 ACCOUNT = AccountSettings(api_keys=["k"])
 RECEIVERS = Receivers()

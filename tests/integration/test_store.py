@@ -8,7 +8,8 @@ import time
 from gateway.admission.callbacks import Receivers, events_mask
 from gateway.core.config import AccountSettings
 from gateway.core.model import Message, new_id
-from gateway.store import WH_DUE, Store, batch_key, batch_owner_key, msg_key, wh_queue_key
+from gateway.store import Store
+from gateway.store.keys import WH_DUE, batch_key, batch_owner_key, msg_key, wh_queue_key
 
 
 async def part_submitted(store: Store, connector: str, message_id: str, part: int,

@@ -18,7 +18,8 @@ import msgpack
 import pytest
 import redis
 
-from gateway.store import _ENQUEUE_CHUNK, msg_key
+from gateway.store import _ENQUEUE_CHUNK
+from gateway.store.keys import msg_key
 from loadtest.harness import GatewayProcess
 from loadtest.loadgen import redis_url_of
 from tests.integration.conftest import AUTH

@@ -15,7 +15,8 @@ import pytest
 
 from gateway.core.processes import identity
 from gateway.dispatch.takeover import Takeover
-from gateway.store import GROUP, Store, consumer_key, msg_key
+from gateway.store import Store
+from gateway.store.keys import GROUP, consumer_key, msg_key
 from tests.integration.test_store import message
 
 

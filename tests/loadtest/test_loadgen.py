@@ -9,7 +9,7 @@ from collections import Counter
 import redis
 import smpplib.client
 
-from gateway.store import msg_key
+from gateway.store.keys import msg_key
 from loadtest import audit as audit_mod
 from loadtest.loadgen import (
     Options,

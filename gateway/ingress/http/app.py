@@ -25,7 +25,6 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
-from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -59,7 +58,7 @@ from gateway.ingress.http.submit import (
 from gateway.ingress.http.submit import (
     PATH as SUBMIT_PATH,
 )
-from gateway.store import Store
+from gateway.store import RedisError, Store
 
 log = logs.get("smsgw.api")
 
@@ -529,7 +528,7 @@ def create_app(settings: Settings, store: Store, worker: int = 0) -> Api:
     @app.get("/readyz", include_in_schema=False)
     async def readyz(request: Request) -> Response:
         try:
-            await asyncio.wait_for(store.redis.ping(), 1.0)
+            await asyncio.wait_for(store.ping(), 1.0)
         except Exception:
             return problem_response(503, "not_ready", "Redis is not reachable")
         # Set by gateway.run.worker.serve: which long-running tasks run right now.

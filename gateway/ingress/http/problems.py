@@ -11,12 +11,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from redis.exceptions import RedisError
 from starlette.responses import Response
 
 from gateway.admission.admit import AdmissionError
 from gateway.core import logs, metrics
 from gateway.core.problems import Problem
+from gateway.store import RedisError
 
 log = logs.get("smsgw.api")
 

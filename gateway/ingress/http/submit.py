@@ -60,7 +60,8 @@ from gateway.core.model import Message, MessageClass, new_id
 from gateway.core.problems import Problem
 from gateway.ingress.http.auth import Keys, account_for, bearer_token
 from gateway.ingress.http.problems import error_response, invalid
-from gateway.store import Record, Store, idem_key
+from gateway.store import Record, Store
+from gateway.store.keys import idem_key
 
 log = logs.get("smsgw.api")
 
