@@ -16,10 +16,10 @@ import ssl
 import struct
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
-from gateway.connectors import Health, Outcome, SendResult
+from gateway.connectors import DeliverHandler, Health, Outcome, SendResult
 from gateway.core import logs, metrics
 from gateway.core.config import ConnectorSettings
 from gateway.core.model import Message
@@ -39,8 +39,6 @@ from protocols.smpp import (
 from protocols.text import Part, split
 
 log = logs.get("smsgw.connector")
-
-DeliverHandler = Callable[[str, list[DeliverSm]], Awaitable[list[int]]]
 
 # command_status values worth another try: the SMSC is busy, not refusing the
 # message. Everything else is permanent. The table is docs/delivery.md's.
@@ -109,8 +107,6 @@ def tls_context(settings: ConnectorSettings) -> ssl.SSLContext | None:
 
 
 class SmppConnector:
-    whole_message = False
-
     def __init__(self, name: str, settings: ConnectorSettings, on_deliver: DeliverHandler) -> None:
         self.name = name
         self.settings = settings
@@ -148,6 +144,12 @@ class SmppConnector:
 
     def down_for(self) -> float:
         return self.health.down_for()
+
+    def capacity(self) -> int:
+        return self.settings.window * self.settings.binds
+
+    def binds_bound(self) -> int:
+        return len(self.senders)
 
     async def wait_bound(self, timeout: float | None = None) -> bool:
         try:

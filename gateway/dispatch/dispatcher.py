@@ -23,7 +23,7 @@ from collections.abc import Coroutine
 from functools import partial
 from typing import Any
 
-from gateway.connectors import Outcome, SendResult
+from gateway.connectors import Connector, Outcome, SendResult
 from gateway.core import logs, metrics
 from gateway.core.coalesce import Coalescer
 from gateway.core.config import RetrySettings, Settings
@@ -62,7 +62,7 @@ class Dispatcher:
         name: str,
         settings: Settings,
         store: Store,
-        connector,  # SmppConnector | HttpConnector  # type: ignore[no-untyped-def]
+        connector: Connector,
         receipts: Receipts,
         consumer: str,
         takeover: Takeover | None = None,
@@ -80,9 +80,7 @@ class Dispatcher:
         # connector's concurrency). Only as many entries as there are free slots
         # are read from the lanes, so an OTP that arrives behind a marketing
         # backlog waits for one slot, not for a read-ahead batch.
-        window = self.conn_settings.window * self.conn_settings.binds
-        self.capacity = self.conn_settings.concurrency if self.conn_settings.kind == "http" \
-            else window
+        self.capacity = connector.capacity()
         self._inflight = Slots(self.capacity)
         self._tasks: set[asyncio.Task[None]] = set()
         tps = self.conn_settings.tps
@@ -91,7 +89,6 @@ class Dispatcher:
         self._submitted: Coalescer[AckedPart, bytes | None] = Coalescer(store.parts_submitted)
         self._acks = Coalescer(self._ack_many)
         self._per_minute = settings.throttle.recipient_per_minute
-        self._try_send = getattr(connector, "try_send", None)  # SMPP connectors have it
         self.carrier_rates = {
             carrier: SharedRate(store, f"carrier:{carrier}", c.tps)
             for carrier, c in settings.carriers.items()
@@ -207,7 +204,7 @@ class Dispatcher:
         nothing was sent; `_send` handles it. Whatever goes wrong after the
         submit_sm left (an error response, a timeout, a lost bind) continues in
         `_send` with that first result, under the same rules."""
-        if self._try_send is None or state is None or state.status in FINAL_STATUSES \
+        if state is None or state.status in FINAL_STATUSES \
                 or state.smsc_ids:
             return False
         m = state.message
@@ -219,7 +216,7 @@ class Dispatcher:
         parts = self.connector.parts(m)
         if len(parts) != 1:
             return False
-        return bool(self._try_send(m, parts[0], partial(self._sent_now, entry, state, parts[0])))
+        return self.connector.try_send(m, parts[0], partial(self._sent_now, entry, state, parts[0]))
 
     def _sent_now(self, entry: LaneEntry, state: MessageState, part: Part,
                   result: SendResult) -> None:

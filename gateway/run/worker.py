@@ -15,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from gateway.connectors import make_connector
+from gateway.connectors import Connector, make_connector
 from gateway.core import logs, metrics, numbers
 from gateway.core.config import Settings
 from gateway.dispatch.dispatcher import Dispatcher
@@ -149,7 +149,7 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0,
     consumer = consumer_name()
     webhooks = Webhooks(settings, store, consumer)
     receipts = Receipts(store, settings, on_mo=webhooks.on_mo)
-    connectors = {}
+    connectors: dict[str, Connector] = {}
     dispatchers: list[Dispatcher] = []
     takeover = Takeover(store, consumer, settings.connectors, claim_from)
     housekeeper = Housekeeper(store, consumer=consumer,
@@ -238,8 +238,8 @@ async def _publish_metrics(store: Store, worker: int, stop: asyncio.Event) -> No
             pass
 
 
-async def _report(store: Store, worker: str, connectors: dict, stop: asyncio.Event,  # type: ignore[type-arg]
-                  health: TaskHealth) -> None:
+async def _report(store: Store, worker: str, connectors: dict[str, Connector],
+                  stop: asyncio.Event, health: TaskHealth) -> None:
     """Publish this worker's view of its connectors for `smsgw status`."""
     while not stop.is_set():
         for name, connector in connectors.items():
@@ -248,8 +248,8 @@ async def _report(store: Store, worker: str, connectors: dict, stop: asyncio.Eve
                 "kind": s.kind,
                 "up": connector.down_for() == 0,
                 "down_for_s": round(connector.down_for(), 1),
-                "binds_bound": len(getattr(connector, "senders", ())),
-                "window": getattr(s, "window", None),
+                "binds_bound": connector.binds_bound(),
+                "window": s.window,
                 "tps_limit": s.tps or None,
                 "dispatcher": "running" if health.running.get(f"dispatcher:{name}")
                 else "down",
