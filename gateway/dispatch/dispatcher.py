@@ -290,6 +290,18 @@ class Dispatcher:
         carrier_rate = self.carrier_rates.get(m.carrier)
         priority = PRIORITY.get(m.msg_class, len(LANES))
         parts = self.connector.parts(m)
+        if not parts or parts[0].total != m.parts:
+            # Admission counted the parts with the route's first connector's
+            # concat setting; this one (a fallback, or a resend) cuts the text
+            # otherwise. Sending it would give the SMSC parts that do not match
+            # the stored count, the receipts and the part states.
+            cut = parts[0].total if parts else 0
+            code = f"parts_mismatch: {self.name} cuts {cut} parts, admission counted {m.parts}"
+            log.error("parts_mismatch", message_id=m.id, connector=self.name, cut=cut,
+                      parts=m.parts)
+            if await self.store.set_status(m.id, FAILED, code, e="parts_mismatch"):
+                metrics.count_status(FAILED)
+            return
         for part in parts:
             if part.seq in state.smsc_ids:
                 continue  # acknowledged before a crash or reconnect: never send twice
