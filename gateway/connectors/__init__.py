@@ -40,11 +40,11 @@ class SendResult:
 
 
 class Health:
-    """Down (no bind) or failing (N transient failures in a row) since when."""
+    """Down (no bind) or failing (`failing_after` transient failures in a
+    row, a connector setting) since when."""
 
-    FAILING_AFTER = 20
-
-    def __init__(self) -> None:
+    def __init__(self, failing_after: int) -> None:
+        self.failing_after = failing_after
         self.unhealthy_since: float | None = time.monotonic()
         self._failures = 0
         self._bound = False
@@ -61,7 +61,7 @@ class Health:
         self._update()
 
     def _update(self) -> None:
-        healthy = self._bound and self._failures < self.FAILING_AFTER
+        healthy = self._bound and self._failures < self.failing_after
         if healthy:
             self.unhealthy_since = None
         elif self.unhealthy_since is None:

@@ -51,7 +51,7 @@ class HttpConnector:
     def __init__(self, name: str, settings: ConnectorSettings) -> None:
         self.name = name
         self.settings = settings
-        self.health = Health()
+        self.health = Health(settings.failing_after)
         self.client: httpx.AsyncClient | None = None
 
     def start(self) -> None:

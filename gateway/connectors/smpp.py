@@ -21,6 +21,7 @@ from typing import Any
 
 from gateway.connectors import DeliverHandler, Health, Outcome, SendResult
 from gateway.core import logs, metrics
+from gateway.core.backoff import backoff
 from gateway.core.config import ConnectorSettings
 from gateway.core.model import Message
 from gateway.core.slots import Slots
@@ -61,19 +62,6 @@ def source_address(sender: str) -> tuple[int, int, str]:
     return 5, 0, sender
 
 
-RECONNECT_BASE = 0.25
-RECONNECT_CAP = 30.0
-
-
-def reconnect_delay(attempt: int, rng: random.Random | None = None) -> float:
-    """Seconds before reconnect attempt `attempt` (1, 2, ...): full jitter, i.e.
-    uniform in [0, min(cap, base * 2**attempt)] (the AWS architecture blog's
-    backoff study), so the binds of many gateways spread their reconnects over
-    the whole interval instead of hitting a recovering SMSC together."""
-    ceiling = min(RECONNECT_CAP, RECONNECT_BASE * 2 ** min(attempt, 16))
-    return (rng or random).uniform(0, ceiling)
-
-
 def concat_reference(message_id: str) -> int:
     # Derived from the id, so parts resent after a crash carry the same reference.
     return zlib.crc32(message_id.encode()) & 0xFFFF
@@ -112,7 +100,7 @@ class SmppConnector:
         self.settings = settings
         self.on_deliver = on_deliver
         self._tls = tls_context(settings)
-        self.health = Health()
+        self.health = Health(settings.failing_after)
         self.senders: list[_Bind] = []  # binds that can submit (TRX or TX)
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
@@ -147,6 +135,14 @@ class SmppConnector:
 
     def capacity(self) -> int:
         return self.settings.window * self.settings.binds
+
+    def reconnect_delay(self, attempt: int) -> float:
+        """Seconds before reconnect attempt `attempt` (1, 2, ...): full jitter up
+        to min(reconnect_max, reconnect_base * 2**attempt), so the binds of many
+        gateways spread their reconnects over the whole interval instead of
+        hitting a recovering SMSC together."""
+        s = self.settings
+        return backoff(attempt, s.reconnect_base, s.reconnect_max)
 
     def binds_bound(self) -> int:
         return len(self.senders)
@@ -210,12 +206,12 @@ class SmppConnector:
                 raise
             except (OSError, TimeoutError, ConnectionError, SmppError) as exc:
                 attempt += 1
-                delay = reconnect_delay(attempt)
+                delay = self.reconnect_delay(attempt)
                 log.warning("bind_failed", connector=self.name, bind=label, error=str(exc),
                             retry_in=round(delay, 2))
             except Exception as exc:
                 attempt += 1
-                delay = reconnect_delay(attempt)
+                delay = self.reconnect_delay(attempt)
                 log.error("bind_task_failed", connector=self.name, bind=label,
                           error=repr(exc), exc_info=exc, retry_in=round(delay, 2))
             await asyncio.sleep(delay)

@@ -17,7 +17,6 @@ connector of each message's route; retries that run out end the message as
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Coroutine
 from functools import partial
@@ -25,6 +24,7 @@ from typing import Any
 
 from gateway.connectors import Connector, Outcome, SendResult
 from gateway.core import logs, metrics
+from gateway.core.backoff import backoff
 from gateway.core.coalesce import Coalescer
 from gateway.core.config import RetrySettings, Settings
 from gateway.core.model import EXPIRED, FAILED, FINAL_STATUSES, MessageState
@@ -41,15 +41,14 @@ log = logs.get("smsgw.dispatch")
 PRIORITY = {msg_class: rank for rank, msg_class in enumerate(LANES)}
 
 
-def backoff(retry: RetrySettings, attempt: int, throttled: bool, priority: int) -> float:
+def retry_delay(retry: RetrySettings, attempt: int, throttled: bool, priority: int) -> float:
     """Seconds before retry `attempt` of a part: full-jitter exponential backoff.
     OTP and transactional parts that were only throttled try again within
     `base_delay`, without growing: the SMSC is busy, not failing, and (over
     SMPP) the connector's own pause already spaces the retries, so they
     overtake the marketing that is backing off (docs/delivery.md)."""
-    if throttled and priority < PRIORITY["marketing"]:
-        return random.uniform(0, retry.base_delay)
-    return random.uniform(0, min(retry.max_delay, retry.base_delay * 2 ** min(attempt, 16)))
+    grows = not (throttled and priority < PRIORITY["marketing"])
+    return backoff(attempt if grows else 0, retry.base_delay, retry.max_delay)
 
 
 class _Failover(Exception):
@@ -338,7 +337,7 @@ class Dispatcher:
                         metrics.count_status(FAILED)
                     return
                 await asyncio.sleep(
-                    backoff(self.settings.retry, attempt, result.throttled, priority))
+                    retry_delay(self.settings.retry, attempt, result.throttled, priority))
             # Stored as the SMSC wrote it (users look it up in the carrier's
             # records); receipts are matched on the normalised form.
             smsc_id = result.provider_id

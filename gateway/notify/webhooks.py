@@ -26,8 +26,9 @@ whole batch again for a batching receiver, until the head is older than
 queue moves on.
 
 Isolation: a worker has ``concurrency`` requests in flight at most; a healthy
-receiver may take half of them, one whose last request timed out or could
-not connect ``slow_share`` until a request succeeds again.
+receiver may take ``receiver_share`` of them (half by default), one whose last
+request timed out or could not connect ``slow_share`` until a request
+succeeds again.
 
 Each request carries ``X-Smsgw-Timestamp`` (Unix seconds) and
 ``X-Smsgw-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>", keyed
@@ -41,7 +42,6 @@ import asyncio
 import hashlib
 import hmac
 import itertools
-import random
 import time
 from typing import Any
 
@@ -50,6 +50,7 @@ import orjson
 
 from gateway.admission.callbacks import Receivers, target_policy
 from gateway.core import logs, metrics
+from gateway.core.backoff import backoff
 from gateway.core.coalesce import Coalescer
 from gateway.core.config import AccountSettings, Settings
 from gateway.core.model import FINAL_STATUSES, Message, new_id
@@ -172,11 +173,6 @@ def render(entry: bytes, fields: list[bytes | None] | None) -> Callback | None:
     return Callback(m.callback_url, body, ts, event_id)
 
 
-def backoff(attempt: int, base: float, cap: float) -> float:
-    step = min(cap, base * 2 ** min(attempt - 1, 40))
-    return random.uniform(step / 2, step)
-
-
 def _concat(pdu: DeliverSm, udh: Udh | None) -> tuple[int, int, int] | None:
     """(reference, parts in total, this part's number) of a concatenated MO,
     from its UDH or its SAR TLVs; None for a message of one part."""
@@ -207,7 +203,7 @@ class Webhooks:
             for number in account.mo_numbers
         }
         self.receivers = Receivers()
-        self.healthy_share = max(1, self.conf.concurrency // 2)
+        self.healthy_share = self.conf.receiver_share or max(1, self.conf.concurrency // 2)
         self._stopping = False
         # How long the parts of an MO message (and then the mark that it was
         # sent) are kept: a day past the give-up time.
@@ -465,7 +461,7 @@ class Webhooks:
             return Settle(claim.queue, token, delivered, dead, why)
         if reason.startswith(REFUSED):  # the next entries try on their own at once
             return Settle(claim.queue, token, delivered, dead, reason, now)
-        delay = backoff(attempt, self.conf.retry_base, self.conf.retry_max)
+        delay = backoff(attempt - 1, self.conf.retry_base, self.conf.retry_max, jitter="equal")
         log.info("webhook_retry", queue=claim.queue, reason=reason, attempt=attempt,
                  retry_in=round(delay, 3))
         return Settle(claim.queue, token, delivered, dead, f"max_age {reason}", now + delay)

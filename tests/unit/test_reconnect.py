@@ -8,8 +8,17 @@ import random
 import statistics
 import time
 
-from gateway.connectors.smpp import RECONNECT_CAP, SmppConnector, reconnect_delay
+from gateway.connectors.smpp import SmppConnector
+from gateway.core.backoff import backoff
 from gateway.core.config import ConnectorSettings
+
+RECONNECT_CAP = ConnectorSettings(system_id="t").reconnect_max
+
+
+def reconnect_delay(attempt: int, rng: random.Random) -> float:
+    # What SmppConnector.reconnect_delay computes with the default settings.
+    s = ConnectorSettings(system_id="t")
+    return backoff(attempt, s.reconnect_base, s.reconnect_max, rng=rng)
 
 
 def test_delays_grow_with_attempts_up_to_the_cap() -> None:
