@@ -2,6 +2,15 @@
 
 Shared by every ingress (HTTP now, SMPP later) so the same input is judged the
 same way whichever door it came through.
+
+Opt-outs are decided here too, and only here: `Admission.optout_key` says which
+opt-out list entry (account, number) may stop a message (marketing only), and
+`Admission.opted_out` checks a batch's messages against the list. An ingress
+never reads the list itself. The one-message path without an idempotency key
+passes `optout_key`'s answer to the enqueue script, which reads the list in
+the same atomic step that stores the message (no race with an opt-out added
+meanwhile, no extra round trip); every other path calls `opted_out` before it
+stores anything.
 """
 
 from __future__ import annotations
@@ -10,9 +19,9 @@ import datetime as dt
 import re
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.admission.callbacks import Receivers, events_mask, refused_target
 from gateway.admission.routing import NoRoute, Router
@@ -20,6 +29,12 @@ from gateway.core import numbers
 from gateway.core.config import AccountSettings, Settings
 from gateway.core.model import Message, id_sequence, new_id
 from protocols.text import Concat, TextError, count_parts
+
+if TYPE_CHECKING:
+    from gateway.store import Store
+
+# Message classes an opt-out stops (OTP and transactional always go).
+OPT_OUT_CLASSES = frozenset({"marketing"})
 
 
 class AdmissionError(ValueError):
@@ -206,6 +221,28 @@ class Admission:
             )
 
         return admit_one
+
+    @staticmethod
+    def optout_key(account_name: str, message: Message) -> tuple[str, str] | None:
+        """The opt-out list entry (account, number) that stops `message` if
+        listed; None when no opt-out applies to it."""
+        if message.msg_class in OPT_OUT_CLASSES:
+            return account_name, message.to
+        return None
+
+    async def opted_out(self, store: Store, account_name: str,
+                        messages: Sequence[Message]) -> list[bool]:
+        """Per message, whether its recipient's opt-out stops it (one Redis
+        call for all; none when no opt-out applies to any)."""
+        keys = [self.optout_key(account_name, m) for m in messages]
+        checked = [key[1] for key in keys if key is not None]
+        if not checked:
+            return [False] * len(messages)
+        if len(checked) == 1:  # one SISMEMBER, not EXISTS then SMISMEMBER
+            listed = iter([await store.optout_has(account_name, checked[0])])
+        else:
+            listed = iter(await store.optout_many(account_name, checked))
+        return [key is not None and next(listed) for key in keys]
 
     def _mask(self, account_name: str, callback_events: list[str] | None) -> int:
         """The statuses that make a callback: the request's, else the account's."""
