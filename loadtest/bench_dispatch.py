@@ -46,7 +46,8 @@ async def run(url: str, sim: SimulatorProcess, count: int, binds: int, window: i
         "SMSGW_CONNECTORS__SIM__BINDS": str(binds),
         "SMSGW_CONNECTORS__SIM__WINDOW": str(window),
     })
-    admission = Admission(settings)
+    admission = Admission(routes=settings.routes, accounts=settings.accounts,
+                          connectors=settings.connectors, messages=settings.messages)
     store = Store.from_url(url, settings.messages.receipt_grace)
     admit = admission.admitter("demo", settings.accounts["demo"], sender="SHOP",
                                msg_class="marketing", batch_id="bench")
@@ -55,9 +56,11 @@ async def run(url: str, sim: SimulatorProcess, count: int, binds: int, window: i
             admit(f"+86138{i:08d}", f"Double 11: everything half price today {i}", None)
             for i in range(start, min(count, start + 1000))
         ])
-    receipts = Receipts(store, settings)
+    receipts = Receipts(store, settings.connectors, settings.retry)
     connector = make_connector("sim", settings.connectors["sim"], receipts.on_deliver)
-    dispatcher = Dispatcher("sim", settings, store, connector, receipts, "bench")
+    dispatcher = Dispatcher(connector, store, receipts, "bench", dispatch=settings.dispatch,
+                            retry=settings.retry, throttle=settings.throttle,
+                            carriers=settings.carriers)
     connector.start()
     await connector.wait_bound(10)
     sim_proc = psutil.Process(sim.pid)

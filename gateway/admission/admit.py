@@ -19,14 +19,19 @@ import datetime as dt
 import re
 import time
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.admission.callbacks import Receivers, events_mask, refused_target
 from gateway.admission.routing import NoRoute, Router
 from gateway.core import numbers
-from gateway.core.config import AccountSettings, Settings
+from gateway.core.config import (
+    AccountSettings,
+    ConnectorSettings,
+    MessageSettings,
+    RouteSettings,
+)
 from gateway.core.model import Message, id_sequence, new_id
 from protocols.text import Concat, TextError, count_parts
 
@@ -135,17 +140,20 @@ def check_sender(sender: str) -> None:
 
 
 class Admission:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.router = Router(tuple(settings.routes))
+    def __init__(self, *, routes: Sequence[RouteSettings],
+                 accounts: Mapping[str, AccountSettings],
+                 connectors: Mapping[str, ConnectorSettings],
+                 messages: MessageSettings) -> None:
+        self.limits = messages
+        self.router = Router(tuple(routes))
         self.receivers = Receivers()
         self._default_masks = {
             name: events_mask(account.callback_events)
-            for name, account in settings.accounts.items()
+            for name, account in accounts.items()
         }
         self._concat = {
             name: Concat(c.concat) if c.kind == "smpp" else Concat.UDH8
-            for name, c in settings.connectors.items()
+            for name, c in connectors.items()
         }
 
     def admit(self, account_name: str, account: AccountSettings, sub: Submission) -> Message:
@@ -251,7 +259,7 @@ class Admission:
         return self._default_masks.get(account_name, 0)
 
     def _expires_at(self, now: float, send_at: float | None, validity: int | None) -> float:
-        limits = self.settings.messages
+        limits = self.limits
         if validity is None:
             validity = limits.default_validity
         if not 0 < validity <= limits.max_validity:
@@ -283,7 +291,7 @@ class Admission:
             enc, parts = count_parts(text, encoding, concat)
         except TextError as exc:
             raise AdmissionError(exc.code, str(exc), "text") from exc
-        max_parts = self.settings.messages.max_parts
+        max_parts = self.limits.max_parts
         if parts > max_parts:
             raise AdmissionError(
                 "too_long",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from functools import partial
 from typing import Any
 
@@ -26,7 +26,12 @@ from gateway.connectors import Connector, Outcome, SendResult
 from gateway.core import logs, metrics
 from gateway.core.backoff import backoff
 from gateway.core.coalesce import Coalescer
-from gateway.core.config import RetrySettings, Settings
+from gateway.core.config import (
+    CarrierSettings,
+    DispatchSettings,
+    RetrySettings,
+    ThrottleSettings,
+)
 from gateway.core.model import EXPIRED, FAILED, FINAL_STATUSES, MessageState
 from gateway.core.slots import Slots
 from gateway.dispatch.rates import SharedRate
@@ -58,17 +63,21 @@ class _Failover(Exception):
 class Dispatcher:
     def __init__(
         self,
-        name: str,
-        settings: Settings,
-        store: Store,
         connector: Connector,
+        store: Store,
         receipts: Receipts,
         consumer: str,
         takeover: Takeover | None = None,
+        *,
+        dispatch: DispatchSettings,
+        retry: RetrySettings,
+        throttle: ThrottleSettings,
+        carriers: Mapping[str, CarrierSettings],
     ) -> None:
-        self.name = name
-        self.settings = settings
-        self.conn_settings = settings.connectors[name]
+        self.name = name = connector.name
+        self.dispatch = dispatch
+        self.retry = retry
+        self.conn_settings = connector.settings
         self.store = store
         self.connector = connector
         self.receipts = receipts
@@ -87,10 +96,10 @@ class Dispatcher:
         # Per-message Redis writes, batched across every message in flight.
         self._submitted: Coalescer[AckedPart, bytes | None] = Coalescer(store.parts_submitted)
         self._acks = Coalescer(self._ack_many)
-        self._per_minute = settings.throttle.recipient_per_minute
+        self._per_minute = throttle.recipient_per_minute
         self.carrier_rates = {
             carrier: SharedRate(store, f"carrier:{carrier}", c.tps)
-            for carrier, c in settings.carriers.items()
+            for carrier, c in carriers.items()
         }
 
     def stop(self) -> None:
@@ -109,7 +118,7 @@ class Dispatcher:
 
     async def run(self) -> None:
         await self.store.ensure_lanes(self.name)
-        dispatch = self.settings.dispatch
+        dispatch = self.dispatch
         next_reclaim = 0.0
         while not self._stopping:
             down_for = self.connector.down_for()
@@ -330,14 +339,14 @@ class Dispatcher:
                 if (self.connector.down_for() >= self.conn_settings.failover_after
                         and hop + 1 < len(m.connectors)):
                     raise _Failover
-                if attempt >= self.settings.retry.max_attempts and not result.throttled:
+                if attempt >= self.retry.max_attempts and not result.throttled:
                     if await self.store.dead_letter(
                         m.id, FAILED, f"retries_exhausted: {result.error_code}", self.name
                     ):
                         metrics.count_status(FAILED)
                     return
                 await asyncio.sleep(
-                    retry_delay(self.settings.retry, attempt, result.throttled, priority))
+                    retry_delay(self.retry, attempt, result.throttled, priority))
             # Stored as the SMSC wrote it (users look it up in the carrier's
             # records); receipts are matched on the normalised form.
             smsc_id = result.provider_id

@@ -43,6 +43,7 @@ import hashlib
 import hmac
 import itertools
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import msgpack
@@ -52,7 +53,7 @@ from gateway.admission.callbacks import Receivers, target_policy
 from gateway.core import logs, metrics
 from gateway.core.backoff import backoff
 from gateway.core.coalesce import Coalescer
-from gateway.core.config import AccountSettings, Settings
+from gateway.core.config import AccountSettings, WebhookSettings
 from gateway.core.model import FINAL_STATUSES, Message, new_id
 from gateway.core.targets import RefusedTarget
 from gateway.notify.client import HttpFailure, WebhookClient
@@ -191,15 +192,15 @@ def _joined(parts: dict[int, bytes]) -> str:
 
 
 class Webhooks:
-    def __init__(self, settings: Settings, store: Store, consumer: str) -> None:
-        self.settings = settings
-        self.conf = settings.webhooks
+    def __init__(self, conf: WebhookSettings, accounts: Mapping[str, AccountSettings],
+                 store: Store, consumer: str) -> None:
+        self.conf = conf
         self.store = store
         self.consumer = consumer
-        self.accounts: dict[str, AccountSettings] = dict(settings.accounts)
+        self.accounts: dict[str, AccountSettings] = dict(accounts)
         self.mo_routes: dict[str, str] = {
             number.lstrip("+"): name
-            for name, account in settings.accounts.items()
+            for name, account in accounts.items()
             for number in account.mo_numbers
         }
         self.receivers = Receivers()

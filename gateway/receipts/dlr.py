@@ -9,10 +9,10 @@ applied when the response is recorded.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from gateway.core import logs, metrics
-from gateway.core.config import ResendRule, Settings
+from gateway.core.config import ConnectorSettings, ResendRule, RetrySettings
 from gateway.store import Store
 from protocols.receipt import merge_receipt_tlvs, normalize_message_id, parse_receipt
 from protocols.smpp import CommandStatus, DeliverSm, Tag
@@ -51,12 +51,13 @@ class Receipts:
     def __init__(
         self,
         store: Store,
-        settings: Settings,
+        connectors: Mapping[str, ConnectorSettings],
+        retry: RetrySettings,
         on_mo: Callable[[str, DeliverSm], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
-        self.settings = settings
-        self.connectors = settings.connectors
+        self.connectors = connectors
+        self.resend_on = retry.resend_on
         self.on_mo = on_mo  # MO messages: gateway.notify.webhooks.Webhooks.on_mo
         self._receipt_counters: dict[tuple[str, str], object] = {}
 
@@ -152,7 +153,7 @@ class Receipts:
         state, err, stat = payload.decode().split("|", 2)
         if (
             state != "delivered"
-            and resend_wanted(self.settings.retry.resend_on, stat, err)
+            and resend_wanted(self.resend_on, stat, err)
             and await self._resend_on_fallback(message_id, part, stat, err)
         ):
             return

@@ -8,12 +8,13 @@ connector's configured JSON paths and handled exactly like an SMPP receipt.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Header, Response
 
 from gateway.connectors.http import dig
-from gateway.core.config import Settings
+from gateway.core.config import ConnectorSettings
 from gateway.receipts.dlr import Receipts
 
 
@@ -23,7 +24,8 @@ class ReceiptProblem(Exception):
         self.status, self.code, self.detail = status, code, detail
 
 
-def receipts_router(settings: Settings, receipts: Receipts) -> APIRouter:
+def receipts_router(connectors: Mapping[str, ConnectorSettings], receipts: Receipts
+                    ) -> APIRouter:
     router = APIRouter()
 
     @router.post("/v1/receipts/{connector}", status_code=204, include_in_schema=False)
@@ -32,7 +34,7 @@ def receipts_router(settings: Settings, receipts: Receipts) -> APIRouter:
         body: Annotated[dict[str, Any], Body()],
         authorization: Annotated[str | None, Header()] = None,
     ) -> Response:
-        conn = settings.connectors.get(connector)
+        conn = connectors.get(connector)
         if conn is None or conn.kind != "http":
             raise ReceiptProblem(404, "not_found", "no such HTTP connector")
         token = (authorization or "").removeprefix("Bearer ").strip()

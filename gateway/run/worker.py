@@ -118,7 +118,7 @@ def http_socket(host: str, port: int) -> socket.socket:
 def add_provider_receipts(app: Any, settings: Settings, receipts: Receipts) -> None:
     if not any(c.kind == "http" for c in settings.connectors.values()):
         return
-    app.include_router(receipts_router(settings, receipts))
+    app.include_router(receipts_router(settings.connectors, receipts))
 
     async def _problem(_request: Any, exc: ReceiptProblem) -> Any:
         return problem_response(exc.status, exc.code, exc.detail)
@@ -147,8 +147,9 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0,
     gc.set_threshold(50_000, 20, 100)
     store = Store.from_url(redis_url, settings.messages.receipt_grace)
     consumer = consumer_name()
-    webhooks = Webhooks(settings, store, consumer)
-    receipts = Receipts(store, settings, on_mo=webhooks.on_mo)
+    # Each stage gets the config sections it reads, no more.
+    webhooks = Webhooks(settings.webhooks, settings.accounts, store, consumer)
+    receipts = Receipts(store, settings.connectors, settings.retry, on_mo=webhooks.on_mo)
     connectors: dict[str, Connector] = {}
     dispatchers: list[Dispatcher] = []
     takeover = Takeover(store, consumer, settings.connectors, claim_from)
@@ -159,8 +160,9 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0,
     for name, conn in settings.connectors.items():
         connector = make_connector(name, conn, receipts.on_deliver)
         connectors[name] = connector
-        dispatchers.append(Dispatcher(name, settings, store, connector, receipts, consumer,
-                                      takeover))
+        dispatchers.append(Dispatcher(
+            connector, store, receipts, consumer, takeover, dispatch=settings.dispatch,
+            retry=settings.retry, throttle=settings.throttle, carriers=settings.carriers))
 
     tasks: list[asyncio.Task[None]] = []
     health = TaskHealth()

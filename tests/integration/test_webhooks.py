@@ -275,8 +275,9 @@ def _settings(mo_url: str) -> Settings:
 
 def _mo_wiring(store: Store, receiver: Receiver) -> tuple[Settings, Webhooks, Receipts]:
     settings = _settings(receiver.url)
-    webhooks = Webhooks(settings, store, "test")
-    return settings, webhooks, Receipts(store, settings, on_mo=webhooks.on_mo)
+    webhooks = Webhooks(settings.webhooks, settings.accounts, store, "test")
+    return settings, webhooks, Receipts(store, settings.connectors, settings.retry,
+                                        on_mo=webhooks.on_mo)
 
 
 async def _mo_requests(webhooks: Webhooks, receiver: Receiver,

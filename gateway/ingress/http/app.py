@@ -286,7 +286,8 @@ SUBMIT_DECLARATION = APIRoute(
 
 
 def create_app(settings: Settings, store: Store, worker: int = 0) -> Api:
-    admission = Admission(settings)
+    admission = Admission(routes=settings.routes, accounts=settings.accounts,
+                          connectors=settings.connectors, messages=settings.messages)
 
     app = Api(
         title="smsgw",
