@@ -28,7 +28,10 @@ from gateway.connectors import make_connector
 from gateway.core.config import load_settings
 from gateway.core.model import FINAL_STATUSES
 from gateway.dispatch.dispatcher import Dispatcher
+from gateway.notify.webhooks import Webhooks
 from gateway.receipts.dlr import Receipts
+from gateway.receipts.inbound import Inbound
+from gateway.receipts.mo import MoRouter
 from gateway.run.embedded_redis import EmbeddedRedis
 from gateway.store import Store
 from loadtest.harness import SimulatorProcess
@@ -57,7 +60,9 @@ async def run(url: str, sim: SimulatorProcess, count: int, binds: int, window: i
             for i in range(start, min(count, start + 1000))
         ])
     receipts = Receipts(store, settings.connectors, settings.retry)
-    connector = make_connector("sim", settings.connectors["sim"], receipts.on_deliver)
+    mo = MoRouter(settings.webhooks, settings.accounts, store,
+                  Webhooks(settings.webhooks, settings.accounts, store, "bench"))
+    connector = make_connector("sim", settings.connectors["sim"], Inbound(receipts, mo))
     dispatcher = Dispatcher(connector, store, receipts, "bench", dispatch=settings.dispatch,
                             retry=settings.retry, throttle=settings.throttle,
                             carriers=settings.carriers)

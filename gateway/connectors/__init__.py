@@ -11,17 +11,15 @@ status view. Nothing outside a connector's own module asks for more.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from gateway.core.config import ConnectorSettings
+from gateway.core.events import Inbound
 from gateway.core.model import Message
 from protocols.text import Part
-
-if TYPE_CHECKING:
-    from protocols.smpp import DeliverSm
 
 
 class Outcome(Enum):
@@ -113,15 +111,13 @@ class Connector(Protocol):
     ) -> bool: ...
 
 
-DeliverHandler = Callable[[str, "list[DeliverSm]"], Awaitable[list[int]]]
-
-
-def make_connector(name: str, settings: ConnectorSettings, on_deliver: DeliverHandler
-                   ) -> Connector:
+def make_connector(name: str, settings: ConnectorSettings, inbound: Inbound) -> Connector:
+    """`inbound` takes the receipts and MO a connector receives on its own
+    sessions (an HTTP provider's come through gateway/receipts/provider_http.py)."""
     if settings.kind == "http":
         from gateway.connectors.http import HttpConnector
 
         return HttpConnector(name, settings)
     from gateway.connectors.smpp import SmppConnector
 
-    return SmppConnector(name, settings, on_deliver)
+    return SmppConnector(name, settings, inbound)

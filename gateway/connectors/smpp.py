@@ -19,13 +19,15 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
-from gateway.connectors import DeliverHandler, Health, Outcome, SendResult
+from gateway.connectors import Health, Outcome, SendResult
 from gateway.core import logs, metrics
 from gateway.core.backoff import backoff
 from gateway.core.config import ConnectorSettings
+from gateway.core.events import Concatenation, Event, Inbound, Mo, Receipt
 from gateway.core.model import Message
 from gateway.core.slots import Slots
 from gateway.core.smpp_transport import SmppProtocol
+from protocols.receipt import merge_receipt_tlvs, parse_receipt
 from protocols.smpp import (
     BindReceiver,
     BindTransceiver,
@@ -37,7 +39,7 @@ from protocols.smpp import (
     SubmitSm,
     Tag,
 )
-from protocols.text import Part, split
+from protocols.text import Part, decode_short_message, split
 
 log = logs.get("smsgw.connector")
 
@@ -60,6 +62,42 @@ def source_address(sender: str) -> tuple[int, int, str]:
     if digits.isdigit():
         return 1, 1, digits
     return 5, 0, sender
+
+
+ESM_RECEIPT = 0x04  # esm_class bits 2-5 = 0001: SMSC delivery receipt (SMPP 3.4 §5.2.12)
+
+
+def inbound_event(connector: str, settings: ConnectorSettings, pdu: DeliverSm) -> Event | None:
+    """A deliver_sm as a Receipt or an Mo; None for a receipt that cannot be
+    read (no id): acknowledged and dropped, as the SMSC would only resend it."""
+    if not pdu.esm_class & ESM_RECEIPT:
+        payload = pdu.get(Tag.MESSAGE_PAYLOAD)
+        data = payload if isinstance(payload, bytes) and payload else pdu.short_message
+        text, udh = decode_short_message(data, pdu.data_coding, pdu.esm_class)
+        source = pdu.source_addr
+        if pdu.source_addr_ton == 1 and source.isdigit():
+            source = "+" + source
+        concat = None
+        if udh is not None and udh.concat is not None:
+            concat = Concatenation(*udh.concat)
+        else:
+            ref, total, seq = (pdu.get(Tag.SAR_MSG_REF_NUM), pdu.get(Tag.SAR_TOTAL_SEGMENTS),
+                               pdu.get(Tag.SAR_SEGMENT_SEQNUM))
+            if isinstance(ref, int) and isinstance(total, int) and isinstance(seq, int):
+                concat = Concatenation(ref, total, seq)
+        return Mo(connector, source, pdu.destination_addr, text, concat)
+    state_tlv = pdu.get(Tag.MESSAGE_STATE)
+    id_tlv = pdu.get(Tag.RECEIPTED_MESSAGE_ID)
+    receipt = merge_receipt_tlvs(
+        parse_receipt(pdu.short_message),
+        id_tlv if isinstance(id_tlv, str) else None,
+        state_tlv if isinstance(state_tlv, int) else None,
+    )
+    if receipt is None or not receipt.id:
+        log.warning("receipt_unreadable", connector=connector)
+        return None
+    return Receipt.of(connector, receipt.id, settings.receipt_id_format, receipt.stat,
+                      receipt.err or "", receipt.done_date)
 
 
 def concat_reference(message_id: str) -> int:
@@ -95,10 +133,10 @@ def tls_context(settings: ConnectorSettings) -> ssl.SSLContext | None:
 
 
 class SmppConnector:
-    def __init__(self, name: str, settings: ConnectorSettings, on_deliver: DeliverHandler) -> None:
+    def __init__(self, name: str, settings: ConnectorSettings, inbound: Inbound) -> None:
         self.name = name
         self.settings = settings
-        self.on_deliver = on_deliver
+        self.inbound = inbound
         self._tls = tls_context(settings)
         self.health = Health(settings.failing_after)
         self.senders: list[_Bind] = []  # binds that can submit (TRX or TX)
@@ -277,9 +315,7 @@ class SmppConnector:
             while self._delivered:
                 batch, self._delivered = self._delivered, []
                 try:
-                    statuses = await self.on_deliver(self.name, [pdu for _, pdu in batch])
-                    if len(statuses) != len(batch):
-                        raise RuntimeError(f"{len(statuses)} statuses for {len(batch)} PDUs")
+                    statuses = await self._handle([pdu for _, pdu in batch])
                 except Exception as exc:  # keep the binds alive; the SMSC will retry
                     log.error("deliver_sm_failed", connector=self.name, error=repr(exc),
                               exc_info=exc)
@@ -297,6 +333,17 @@ class SmppConnector:
             self._delivering = None
             if self._delivered and not self._stopping:  # arrived while this one was failing
                 self._delivering = asyncio.get_running_loop().create_task(self._deliver())
+
+    async def _handle(self, pdus: list[DeliverSm]) -> list[int]:
+        """The command_status to answer each PDU with, once `inbound` has them."""
+        events = [inbound_event(self.name, self.settings, pdu) for pdu in pdus]
+        readable = [e for e in events if e is not None]
+        answers = await self.inbound(readable) if readable else []
+        if len(answers) != len(readable):
+            raise RuntimeError(f"{len(answers)} answers for {len(readable)} events")
+        taken = iter(answers)
+        return [CommandStatus.ESME_ROK if e is None or next(taken)
+                else CommandStatus.ESME_RX_T_APPN for e in events]
 
     # --- sending ----------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 Each HTTP connector has its own bearer token (its `receipt_token`), so one
 provider cannot report on another's messages. The report is read by the
-connector's configured JSON paths and handled exactly like an SMPP receipt.
+connector's configured JSON paths into the same `Receipt` an SMPP connector
+emits, and handled by the same `Receipts.on_receipts`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi import APIRouter, Body, Header, Response
 
 from gateway.connectors.http import dig
 from gateway.core.config import ConnectorSettings
+from gateway.core.events import Receipt
 from gateway.receipts.dlr import Receipts
 
 
@@ -49,7 +51,8 @@ def receipts_router(connectors: Mapping[str, ConnectorSettings], receipts: Recei
             )
         stat = conn.receipt_status_map.get(str(status), str(status).upper())
         err = dig(body, conn.receipt_error_path)
-        await receipts.handle(connector, str(provider_id), stat, "" if err is None else str(err))
+        await receipts.on_receipts([Receipt.of(connector, str(provider_id), conn.receipt_id_format,
+                                               stat, "" if err is None else str(err))])
         return Response(status_code=204)
 
     return router

@@ -27,6 +27,8 @@ from gateway.ingress.http.protocol import protocol_class
 from gateway.ingress.http.submit import PATH as SUBMIT_PATH
 from gateway.notify.webhooks import Webhooks
 from gateway.receipts.dlr import Receipts
+from gateway.receipts.inbound import Inbound
+from gateway.receipts.mo import MoRouter
 from gateway.receipts.provider_http import ReceiptProblem, receipts_router
 from gateway.run.processes import consumer_name
 from gateway.store import REDIS_AWAY, Store
@@ -149,7 +151,9 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0,
     consumer = consumer_name()
     # Each stage gets the config sections it reads, no more.
     webhooks = Webhooks(settings.webhooks, settings.accounts, store, consumer)
-    receipts = Receipts(store, settings.connectors, settings.retry, on_mo=webhooks.on_mo)
+    receipts = Receipts(store, settings.connectors, settings.retry)
+    mo = MoRouter(settings.webhooks, settings.accounts, store, webhooks)
+    inbound = Inbound(receipts, mo)
     connectors: dict[str, Connector] = {}
     dispatchers: list[Dispatcher] = []
     takeover = Takeover(store, consumer, settings.connectors, claim_from)
@@ -158,7 +162,7 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0,
                               retention=settings.messages.retention,
                               identity=takeover.record)
     for name, conn in settings.connectors.items():
-        connector = make_connector(name, conn, receipts.on_deliver)
+        connector = make_connector(name, conn, inbound)
         connectors[name] = connector
         dispatchers.append(Dispatcher(
             connector, store, receipts, consumer, takeover, dispatch=settings.dispatch,
@@ -203,6 +207,8 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0,
     watch("metrics", lambda: _publish_metrics(store, worker, stop))
     if settings.webhooks.enabled:
         watch("webhooks", webhooks.run)
+        if mo.wanted():  # no MO webhooks, nothing to give up on
+            watch("mo_overdue", mo.run)
     if server is not None:
         submitter = app.submitter
         watch("auth_blocks", lambda: submitter.follow_blocks(stop))
@@ -216,6 +222,7 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0,
         d.stop()
     housekeeper.stop()
     webhooks.stop()
+    mo.stop()
     # Dispatchers finish the sends they started; unacknowledged lane entries
     # would be reclaimed by another worker anyway.
     await asyncio.wait(tasks, timeout=10)

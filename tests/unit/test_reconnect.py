@@ -47,7 +47,7 @@ def test_a_window_of_throttled_answers_is_one_pause_not_an_escalation() -> None:
 
     async def scenario() -> list[int]:
         settings = ConnectorSettings(kind="smpp", system_id="t", password="p")
-        connector = SmppConnector("t", settings, on_deliver=None)  # type: ignore[arg-type]
+        connector = SmppConnector("t", settings, inbound=None)  # type: ignore[arg-type]
         hits = []
         for _ in range(200):
             connector._slow_down()
