@@ -327,6 +327,8 @@ def test_a_fallback_that_would_cut_other_parts_fails_the_message_and_sends_nothi
             body = wait_final(client, alike)
             assert body["status"] == "delivered" and body["connector"] == "backup"
             assert body["parts"] == 2 and len(body["smsc_message_ids"]) == 2
+        # The simulator writes its stats now and then: wait for them to show.
+        wait_for(lambda: backup.stats()["unique"] >= 2, 10)
         assert backup.stats()["unique"] == 2  # the two parts of the second message only
     finally:
         backup.stop()
