@@ -28,7 +28,10 @@ from gateway.connectors import make_connector
 from gateway.core.config import load_settings
 from gateway.core.model import FINAL_STATUSES
 from gateway.dispatch.dispatcher import Dispatcher
+from gateway.notify.webhooks import Webhooks
 from gateway.receipts.dlr import Receipts
+from gateway.receipts.inbound import Inbound
+from gateway.receipts.mo import MoRouter
 from gateway.run.embedded_redis import EmbeddedRedis
 from gateway.store import Store
 from loadtest.harness import SimulatorProcess
@@ -46,7 +49,8 @@ async def run(url: str, sim: SimulatorProcess, count: int, binds: int, window: i
         "SMSGW_CONNECTORS__SIM__BINDS": str(binds),
         "SMSGW_CONNECTORS__SIM__WINDOW": str(window),
     })
-    admission = Admission(settings)
+    admission = Admission(routes=settings.routes, accounts=settings.accounts,
+                          connectors=settings.connectors, messages=settings.messages)
     store = Store.from_url(url, settings.messages.receipt_grace)
     admit = admission.admitter("demo", settings.accounts["demo"], sender="SHOP",
                                msg_class="marketing", batch_id="bench")
@@ -55,9 +59,13 @@ async def run(url: str, sim: SimulatorProcess, count: int, binds: int, window: i
             admit(f"+86138{i:08d}", f"Double 11: everything half price today {i}", None)
             for i in range(start, min(count, start + 1000))
         ])
-    receipts = Receipts(store, settings)
-    connector = make_connector("sim", settings.connectors["sim"], receipts.on_deliver)
-    dispatcher = Dispatcher("sim", settings, store, connector, receipts, "bench")
+    receipts = Receipts(store, settings.connectors, settings.retry)
+    mo = MoRouter(settings.webhooks, settings.accounts, store,
+                  Webhooks(settings.webhooks, settings.accounts, store, "bench"))
+    connector = make_connector("sim", settings.connectors["sim"], Inbound(receipts, mo))
+    dispatcher = Dispatcher(connector, store, receipts, "bench", dispatch=settings.dispatch,
+                            retry=settings.retry, throttle=settings.throttle,
+                            carriers=settings.carriers)
     connector.start()
     await connector.wait_bound(10)
     sim_proc = psutil.Process(sim.pid)

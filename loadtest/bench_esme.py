@@ -7,7 +7,7 @@ fresh event loop submitting the same messages as fast as its API allows:
 - ``ours``: `gateway.connectors.smpp.SmppConnector` driven directly — one
   transceiver bind, `window` outstanding submit_sm, `send(message, part)` per
   part with a sliding set of at most `window` tasks; receipts through the
-  `on_deliver` callback (counts, answers ESME_ROK).
+  `inbound` callback (counts, takes them all).
 - ``aiosmpplib``: its `ESME` with its in-memory `SimpleBroker` and
   `SimpleCorrelator`. It has no window: one sender task dequeues the broker and
   writes each submit_sm without waiting for its response, and responses and
@@ -41,7 +41,7 @@ import resource
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +49,7 @@ from typing import Any
 from gateway.connectors import Outcome
 from gateway.connectors.smpp import SmppConnector
 from gateway.core.config import ConnectorSettings
+from gateway.core.events import Event, Receipt
 from gateway.core.model import Message, new_id
 from loadtest.harness import SimulatorProcess
 
@@ -141,15 +142,15 @@ async def _bounded(window: int, items: list[Any], one: Callable[[Any], Coroutine
 
 async def bench_ours(port: int, messages: list[Message], window: int, p: Progress,
                      receipt_wait: float) -> None:
-    async def on_deliver(_name: str, pdus: list[Any]) -> list[int]:
-        for pdu in pdus:
-            if pdu.esm_class & 0x04:
+    async def inbound(events: Sequence[Event]) -> list[bool]:
+        for event in events:
+            if isinstance(event, Receipt):
                 p.receipt()
-        return [0] * len(pdus)
+        return [True] * len(events)
 
     settings = ConnectorSettings(host=HOST, port=port, system_id="ours", password="bench",
                                  window=window, binds=1, bind_mode="trx")
-    connector = SmppConnector("bench", settings, on_deliver)
+    connector = SmppConnector("bench", settings, inbound)
     connector.start()
     try:
         if not await connector.wait_bound(10):

@@ -22,7 +22,8 @@ from gateway.store.keys import lane_key
 
 async def measure(url: str, count: int) -> float:
     settings = load_settings(None, environ={})
-    admission = Admission(settings)
+    admission = Admission(routes=settings.routes, accounts=settings.accounts,
+                          connectors=settings.connectors, messages=settings.messages)
     account = settings.accounts["demo"]
     store = Store.from_url(url)
     try:

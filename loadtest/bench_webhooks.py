@@ -51,7 +51,10 @@ async def run(url: str, receiver: ReceiverProcess, count: int, batch_size: int,
         "SMSGW_ACCOUNTS__DEMO__CALLBACK_CONCURRENCY": str(concurrency),
     })
     store = Store.from_url(url, settings.messages.receipt_grace)
-    admit = Admission(settings).admitter(
+    admit = Admission(
+        routes=settings.routes, accounts=settings.accounts, connectors=settings.connectors,
+        messages=settings.messages,
+    ).admitter(
         "demo", settings.accounts["demo"], sender="SHOP", msg_class="transactional",
         callback_url=receiver.url,
     )
@@ -64,7 +67,7 @@ async def run(url: str, receiver: ReceiverProcess, count: int, batch_size: int,
         await store.parts_submitted(acks)
         await store.apply_receipts([("sim", f"s{m.id}", b"delivered|000|DELIVRD")
                                     for m in batch], ttl)
-    webhooks = Webhooks(settings, store, "bench")
+    webhooks = Webhooks(settings.webhooks, settings.accounts, store, "bench")
     recv_proc = psutil.Process(receiver.pid)
     recv_cpu0, redis_cpu0 = sum(recv_proc.cpu_times()[:2]), await _redis_cpu(store)
     times0, wall0 = os.times(), time.perf_counter()

@@ -2,6 +2,15 @@
 
 Shared by every ingress (HTTP now, SMPP later) so the same input is judged the
 same way whichever door it came through.
+
+Opt-outs are decided here too, and only here: `Admission.optout_key` says which
+opt-out list entry (account, number) may stop a message (marketing only), and
+`Admission.opted_out` checks a batch's messages against the list. An ingress
+never reads the list itself. The one-message path without an idempotency key
+passes `optout_key`'s answer to the enqueue script, which reads the list in
+the same atomic step that stores the message (no race with an opt-out added
+meanwhile, no extra round trip); every other path calls `opted_out` before it
+stores anything.
 """
 
 from __future__ import annotations
@@ -10,16 +19,27 @@ import datetime as dt
 import re
 import time
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.admission.callbacks import Receivers, events_mask, refused_target
 from gateway.admission.routing import NoRoute, Router
 from gateway.core import numbers
-from gateway.core.config import AccountSettings, Settings
+from gateway.core.config import (
+    AccountSettings,
+    ConnectorSettings,
+    MessageSettings,
+    RouteSettings,
+)
 from gateway.core.model import Message, id_sequence, new_id
 from protocols.text import Concat, TextError, count_parts
+
+if TYPE_CHECKING:
+    from gateway.store import Store
+
+# Message classes an opt-out stops (OTP and transactional always go).
+OPT_OUT_CLASSES = frozenset({"marketing"})
 
 
 class AdmissionError(ValueError):
@@ -120,17 +140,20 @@ def check_sender(sender: str) -> None:
 
 
 class Admission:
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.router = Router(tuple(settings.routes))
+    def __init__(self, *, routes: Sequence[RouteSettings],
+                 accounts: Mapping[str, AccountSettings],
+                 connectors: Mapping[str, ConnectorSettings],
+                 messages: MessageSettings) -> None:
+        self.limits = messages
+        self.router = Router(tuple(routes))
         self.receivers = Receivers()
         self._default_masks = {
             name: events_mask(account.callback_events)
-            for name, account in settings.accounts.items()
+            for name, account in accounts.items()
         }
         self._concat = {
             name: Concat(c.concat) if c.kind == "smpp" else Concat.UDH8
-            for name, c in settings.connectors.items()
+            for name, c in connectors.items()
         }
 
     def admit(self, account_name: str, account: AccountSettings, sub: Submission) -> Message:
@@ -207,6 +230,28 @@ class Admission:
 
         return admit_one
 
+    @staticmethod
+    def optout_key(account_name: str, message: Message) -> tuple[str, str] | None:
+        """The opt-out list entry (account, number) that stops `message` if
+        listed; None when no opt-out applies to it."""
+        if message.msg_class in OPT_OUT_CLASSES:
+            return account_name, message.to
+        return None
+
+    async def opted_out(self, store: Store, account_name: str,
+                        messages: Sequence[Message]) -> list[bool]:
+        """Per message, whether its recipient's opt-out stops it (one Redis
+        call for all; none when no opt-out applies to any)."""
+        keys = [self.optout_key(account_name, m) for m in messages]
+        checked = [key[1] for key in keys if key is not None]
+        if not checked:
+            return [False] * len(messages)
+        if len(checked) == 1:  # one SISMEMBER, not EXISTS then SMISMEMBER
+            listed = iter([await store.optout_has(account_name, checked[0])])
+        else:
+            listed = iter(await store.optout_many(account_name, checked))
+        return [key is not None and next(listed) for key in keys]
+
     def _mask(self, account_name: str, callback_events: list[str] | None) -> int:
         """The statuses that make a callback: the request's, else the account's."""
         if callback_events is not None:
@@ -214,7 +259,7 @@ class Admission:
         return self._default_masks.get(account_name, 0)
 
     def _expires_at(self, now: float, send_at: float | None, validity: int | None) -> float:
-        limits = self.settings.messages
+        limits = self.limits
         if validity is None:
             validity = limits.default_validity
         if not 0 < validity <= limits.max_validity:
@@ -246,7 +291,7 @@ class Admission:
             enc, parts = count_parts(text, encoding, concat)
         except TextError as exc:
             raise AdmissionError(exc.code, str(exc), "text") from exc
-        max_parts = self.settings.messages.max_parts
+        max_parts = self.limits.max_parts
         if parts > max_parts:
             raise AdmissionError(
                 "too_long",

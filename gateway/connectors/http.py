@@ -9,6 +9,7 @@ correlated like SMPP ones (see gateway/receipts/provider_http.py).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -35,12 +36,10 @@ def dig(document: Any, path: str) -> Any:
 
 
 class HttpConnector:
-    whole_message = True  # one request carries every part; its receipt covers them all
-
     def __init__(self, name: str, settings: ConnectorSettings) -> None:
         self.name = name
         self.settings = settings
-        self.health = Health()
+        self.health = Health(settings.failing_after)
         self.client: httpx.AsyncClient | None = None
 
     def start(self) -> None:
@@ -61,6 +60,17 @@ class HttpConnector:
 
     async def wait_bound(self, timeout: float | None = None) -> bool:
         return self.client is not None
+
+    def capacity(self) -> int:
+        return self.settings.concurrency
+
+    def binds_bound(self) -> int:
+        return 0  # no sessions: requests on a pool
+
+    def try_send(
+        self, message: Message, part: Part, on_result: Callable[[SendResult], None]
+    ) -> bool:
+        return False  # every request is a coroutine: `send`
 
     def parts(self, message: Message) -> list[Part]:
         # One "part" standing for the whole message, numbered 0 so a receipt

@@ -16,15 +16,18 @@ import ssl
 import struct
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from gateway.connectors import Health, Outcome, SendResult
 from gateway.core import logs, metrics
+from gateway.core.backoff import backoff
 from gateway.core.config import ConnectorSettings
+from gateway.core.events import Concatenation, Event, Inbound, Mo, Receipt
 from gateway.core.model import Message
 from gateway.core.slots import Slots
 from gateway.core.smpp_transport import SmppProtocol
+from protocols.receipt import merge_receipt_tlvs, parse_receipt
 from protocols.smpp import (
     BindReceiver,
     BindTransceiver,
@@ -36,11 +39,9 @@ from protocols.smpp import (
     SubmitSm,
     Tag,
 )
-from protocols.text import Part, split
+from protocols.text import Part, decode_short_message, split
 
 log = logs.get("smsgw.connector")
-
-DeliverHandler = Callable[[str, list[DeliverSm]], Awaitable[list[int]]]
 
 # command_status values worth another try: the SMSC is busy, not refusing the
 # message. Everything else is permanent. The table is docs/delivery.md's.
@@ -63,17 +64,40 @@ def source_address(sender: str) -> tuple[int, int, str]:
     return 5, 0, sender
 
 
-RECONNECT_BASE = 0.25
-RECONNECT_CAP = 30.0
+ESM_RECEIPT = 0x04  # esm_class bits 2-5 = 0001: SMSC delivery receipt (SMPP 3.4 §5.2.12)
 
 
-def reconnect_delay(attempt: int, rng: random.Random | None = None) -> float:
-    """Seconds before reconnect attempt `attempt` (1, 2, ...): full jitter, i.e.
-    uniform in [0, min(cap, base * 2**attempt)] (the AWS architecture blog's
-    backoff study), so the binds of many gateways spread their reconnects over
-    the whole interval instead of hitting a recovering SMSC together."""
-    ceiling = min(RECONNECT_CAP, RECONNECT_BASE * 2 ** min(attempt, 16))
-    return (rng or random).uniform(0, ceiling)
+def inbound_event(connector: str, settings: ConnectorSettings, pdu: DeliverSm) -> Event | None:
+    """A deliver_sm as a Receipt or an Mo; None for a receipt that cannot be
+    read (no id): acknowledged and dropped, as the SMSC would only resend it."""
+    if not pdu.esm_class & ESM_RECEIPT:
+        payload = pdu.get(Tag.MESSAGE_PAYLOAD)
+        data = payload if isinstance(payload, bytes) and payload else pdu.short_message
+        text, udh = decode_short_message(data, pdu.data_coding, pdu.esm_class)
+        source = pdu.source_addr
+        if pdu.source_addr_ton == 1 and source.isdigit():
+            source = "+" + source
+        concat = None
+        if udh is not None and udh.concat is not None:
+            concat = Concatenation(*udh.concat)
+        else:
+            ref, total, seq = (pdu.get(Tag.SAR_MSG_REF_NUM), pdu.get(Tag.SAR_TOTAL_SEGMENTS),
+                               pdu.get(Tag.SAR_SEGMENT_SEQNUM))
+            if isinstance(ref, int) and isinstance(total, int) and isinstance(seq, int):
+                concat = Concatenation(ref, total, seq)
+        return Mo(connector, source, pdu.destination_addr, text, concat)
+    state_tlv = pdu.get(Tag.MESSAGE_STATE)
+    id_tlv = pdu.get(Tag.RECEIPTED_MESSAGE_ID)
+    receipt = merge_receipt_tlvs(
+        parse_receipt(pdu.short_message),
+        id_tlv if isinstance(id_tlv, str) else None,
+        state_tlv if isinstance(state_tlv, int) else None,
+    )
+    if receipt is None or not receipt.id:
+        log.warning("receipt_unreadable", connector=connector)
+        return None
+    return Receipt.of(connector, receipt.id, settings.receipt_id_format, receipt.stat,
+                      receipt.err or "", receipt.done_date)
 
 
 def concat_reference(message_id: str) -> int:
@@ -109,14 +133,12 @@ def tls_context(settings: ConnectorSettings) -> ssl.SSLContext | None:
 
 
 class SmppConnector:
-    whole_message = False
-
-    def __init__(self, name: str, settings: ConnectorSettings, on_deliver: DeliverHandler) -> None:
+    def __init__(self, name: str, settings: ConnectorSettings, inbound: Inbound) -> None:
         self.name = name
         self.settings = settings
-        self.on_deliver = on_deliver
+        self.inbound = inbound
         self._tls = tls_context(settings)
-        self.health = Health()
+        self.health = Health(settings.failing_after)
         self.senders: list[_Bind] = []  # binds that can submit (TRX or TX)
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = asyncio.Event()
@@ -148,6 +170,20 @@ class SmppConnector:
 
     def down_for(self) -> float:
         return self.health.down_for()
+
+    def capacity(self) -> int:
+        return self.settings.window * self.settings.binds
+
+    def reconnect_delay(self, attempt: int) -> float:
+        """Seconds before reconnect attempt `attempt` (1, 2, ...): full jitter up
+        to min(reconnect_max, reconnect_base * 2**attempt), so the binds of many
+        gateways spread their reconnects over the whole interval instead of
+        hitting a recovering SMSC together."""
+        s = self.settings
+        return backoff(attempt, s.reconnect_base, s.reconnect_max)
+
+    def binds_bound(self) -> int:
+        return len(self.senders)
 
     async def wait_bound(self, timeout: float | None = None) -> bool:
         try:
@@ -208,12 +244,12 @@ class SmppConnector:
                 raise
             except (OSError, TimeoutError, ConnectionError, SmppError) as exc:
                 attempt += 1
-                delay = reconnect_delay(attempt)
+                delay = self.reconnect_delay(attempt)
                 log.warning("bind_failed", connector=self.name, bind=label, error=str(exc),
                             retry_in=round(delay, 2))
             except Exception as exc:
                 attempt += 1
-                delay = reconnect_delay(attempt)
+                delay = self.reconnect_delay(attempt)
                 log.error("bind_task_failed", connector=self.name, bind=label,
                           error=repr(exc), exc_info=exc, retry_in=round(delay, 2))
             await asyncio.sleep(delay)
@@ -279,9 +315,7 @@ class SmppConnector:
             while self._delivered:
                 batch, self._delivered = self._delivered, []
                 try:
-                    statuses = await self.on_deliver(self.name, [pdu for _, pdu in batch])
-                    if len(statuses) != len(batch):
-                        raise RuntimeError(f"{len(statuses)} statuses for {len(batch)} PDUs")
+                    statuses = await self._handle([pdu for _, pdu in batch])
                 except Exception as exc:  # keep the binds alive; the SMSC will retry
                     log.error("deliver_sm_failed", connector=self.name, error=repr(exc),
                               exc_info=exc)
@@ -299,6 +333,17 @@ class SmppConnector:
             self._delivering = None
             if self._delivered and not self._stopping:  # arrived while this one was failing
                 self._delivering = asyncio.get_running_loop().create_task(self._deliver())
+
+    async def _handle(self, pdus: list[DeliverSm]) -> list[int]:
+        """The command_status to answer each PDU with, once `inbound` has them."""
+        events = [inbound_event(self.name, self.settings, pdu) for pdu in pdus]
+        readable = [e for e in events if e is not None]
+        answers = await self.inbound(readable) if readable else []
+        if len(answers) != len(readable):
+            raise RuntimeError(f"{len(answers)} answers for {len(readable)} events")
+        taken = iter(answers)
+        return [CommandStatus.ESME_ROK if e is None or next(taken)
+                else CommandStatus.ESME_RX_T_APPN for e in events]
 
     # --- sending ----------------------------------------------------------------
 

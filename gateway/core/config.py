@@ -210,6 +210,9 @@ class ConnectorSettings(_Section):
     # Seconds a connector may be down (or failing every attempt) before its
     # queued traffic moves to the next connector of each message's route.
     failover_after: float = Field(default=15.0, gt=0)
+    # Transient failures in a row (throttling aside) after which a bound
+    # connector counts as failing: `failover_after` then runs for it too.
+    failing_after: int = Field(default=20, ge=1, le=1_000_000)
 
     # --- SMPP ---------------------------------------------------------------
     host: str = "127.0.0.1"
@@ -224,6 +227,10 @@ class ConnectorSettings(_Section):
     window: int = Field(default=64, ge=1, le=10_000)
     response_timeout: float = Field(default=10.0, gt=0)
     enquire_link_interval: float = Field(default=30.0, gt=0)
+    # Reconnects after a lost or refused bind: full-jitter backoff from 0 up to
+    # min(reconnect_max, reconnect_base * 2**attempt) seconds.
+    reconnect_base: float = Field(default=0.25, gt=0)
+    reconnect_max: float = Field(default=30.0, gt=0)
     concat: Literal["udh8", "udh16", "sar", "payload"] = "udh8"
     gsm_packed: bool = False
     # data_coding sent for GSM 7-bit text: 0x00 "SMSC default alphabet" (most
@@ -373,6 +380,9 @@ class WebhookSettings(_Section):
     # A receiver whose last request timed out or could not connect holds at most
     # this many of a worker's requests until one succeeds again, so a dead
     # receiver never ties up the pool other receivers share.
+    # Requests of a worker's `concurrency` one healthy receiver may hold; unset:
+    # half of them.
+    receiver_share: int | None = Field(default=None, ge=1, le=10_000)
     slow_share: int = Field(default=2, ge=1, le=1000)
     timeout: float = Field(default=10.0, gt=0)  # per request, connect to last byte
     retry_base: float = Field(default=2.0, gt=0)  # first retry within this many seconds

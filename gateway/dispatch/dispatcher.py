@@ -17,16 +17,21 @@ connector of each message's route; retries that run out end the message as
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from functools import partial
 from typing import Any
 
-from gateway.connectors import Outcome, SendResult
+from gateway.connectors import Connector, Outcome, SendResult
 from gateway.core import logs, metrics
+from gateway.core.backoff import backoff
 from gateway.core.coalesce import Coalescer
-from gateway.core.config import RetrySettings, Settings
+from gateway.core.config import (
+    CarrierSettings,
+    DispatchSettings,
+    RetrySettings,
+    ThrottleSettings,
+)
 from gateway.core.model import EXPIRED, FAILED, FINAL_STATUSES, MessageState
 from gateway.core.slots import Slots
 from gateway.dispatch.rates import SharedRate
@@ -41,15 +46,14 @@ log = logs.get("smsgw.dispatch")
 PRIORITY = {msg_class: rank for rank, msg_class in enumerate(LANES)}
 
 
-def backoff(retry: RetrySettings, attempt: int, throttled: bool, priority: int) -> float:
+def retry_delay(retry: RetrySettings, attempt: int, throttled: bool, priority: int) -> float:
     """Seconds before retry `attempt` of a part: full-jitter exponential backoff.
     OTP and transactional parts that were only throttled try again within
     `base_delay`, without growing: the SMSC is busy, not failing, and (over
     SMPP) the connector's own pause already spaces the retries, so they
     overtake the marketing that is backing off (docs/delivery.md)."""
-    if throttled and priority < PRIORITY["marketing"]:
-        return random.uniform(0, retry.base_delay)
-    return random.uniform(0, min(retry.max_delay, retry.base_delay * 2 ** min(attempt, 16)))
+    grows = not (throttled and priority < PRIORITY["marketing"])
+    return backoff(attempt if grows else 0, retry.base_delay, retry.max_delay)
 
 
 class _Failover(Exception):
@@ -59,17 +63,21 @@ class _Failover(Exception):
 class Dispatcher:
     def __init__(
         self,
-        name: str,
-        settings: Settings,
+        connector: Connector,
         store: Store,
-        connector,  # SmppConnector | HttpConnector  # type: ignore[no-untyped-def]
         receipts: Receipts,
         consumer: str,
         takeover: Takeover | None = None,
+        *,
+        dispatch: DispatchSettings,
+        retry: RetrySettings,
+        throttle: ThrottleSettings,
+        carriers: Mapping[str, CarrierSettings],
     ) -> None:
-        self.name = name
-        self.settings = settings
-        self.conn_settings = settings.connectors[name]
+        self.name = name = connector.name
+        self.dispatch = dispatch
+        self.retry = retry
+        self.conn_settings = connector.settings
         self.store = store
         self.connector = connector
         self.receipts = receipts
@@ -80,9 +88,7 @@ class Dispatcher:
         # connector's concurrency). Only as many entries as there are free slots
         # are read from the lanes, so an OTP that arrives behind a marketing
         # backlog waits for one slot, not for a read-ahead batch.
-        window = self.conn_settings.window * self.conn_settings.binds
-        self.capacity = self.conn_settings.concurrency if self.conn_settings.kind == "http" \
-            else window
+        self.capacity = connector.capacity()
         self._inflight = Slots(self.capacity)
         self._tasks: set[asyncio.Task[None]] = set()
         tps = self.conn_settings.tps
@@ -90,11 +96,10 @@ class Dispatcher:
         # Per-message Redis writes, batched across every message in flight.
         self._submitted: Coalescer[AckedPart, bytes | None] = Coalescer(store.parts_submitted)
         self._acks = Coalescer(self._ack_many)
-        self._per_minute = settings.throttle.recipient_per_minute
-        self._try_send = getattr(connector, "try_send", None)  # SMPP connectors have it
+        self._per_minute = throttle.recipient_per_minute
         self.carrier_rates = {
             carrier: SharedRate(store, f"carrier:{carrier}", c.tps)
-            for carrier, c in settings.carriers.items()
+            for carrier, c in carriers.items()
         }
 
     def stop(self) -> None:
@@ -113,7 +118,7 @@ class Dispatcher:
 
     async def run(self) -> None:
         await self.store.ensure_lanes(self.name)
-        dispatch = self.settings.dispatch
+        dispatch = self.dispatch
         next_reclaim = 0.0
         while not self._stopping:
             down_for = self.connector.down_for()
@@ -207,7 +212,7 @@ class Dispatcher:
         nothing was sent; `_send` handles it. Whatever goes wrong after the
         submit_sm left (an error response, a timeout, a lost bind) continues in
         `_send` with that first result, under the same rules."""
-        if self._try_send is None or state is None or state.status in FINAL_STATUSES \
+        if state is None or state.status in FINAL_STATUSES \
                 or state.smsc_ids:
             return False
         m = state.message
@@ -219,7 +224,7 @@ class Dispatcher:
         parts = self.connector.parts(m)
         if len(parts) != 1:
             return False
-        return bool(self._try_send(m, parts[0], partial(self._sent_now, entry, state, parts[0])))
+        return self.connector.try_send(m, parts[0], partial(self._sent_now, entry, state, parts[0]))
 
     def _sent_now(self, entry: LaneEntry, state: MessageState, part: Part,
                   result: SendResult) -> None:
@@ -293,6 +298,18 @@ class Dispatcher:
         carrier_rate = self.carrier_rates.get(m.carrier)
         priority = PRIORITY.get(m.msg_class, len(LANES))
         parts = self.connector.parts(m)
+        if not parts or parts[0].total != m.parts:
+            # Admission counted the parts with the route's first connector's
+            # concat setting; this one (a fallback, or a resend) cuts the text
+            # otherwise. Sending it would give the SMSC parts that do not match
+            # the stored count, the receipts and the part states.
+            cut = parts[0].total if parts else 0
+            code = f"parts_mismatch: {self.name} cuts {cut} parts, admission counted {m.parts}"
+            log.error("parts_mismatch", message_id=m.id, connector=self.name, cut=cut,
+                      parts=m.parts)
+            if await self.store.set_status(m.id, FAILED, code, e="parts_mismatch"):
+                metrics.count_status(FAILED)
+            return
         for part in parts:
             if part.seq in state.smsc_ids:
                 continue  # acknowledged before a crash or reconnect: never send twice
@@ -322,14 +339,14 @@ class Dispatcher:
                 if (self.connector.down_for() >= self.conn_settings.failover_after
                         and hop + 1 < len(m.connectors)):
                     raise _Failover
-                if attempt >= self.settings.retry.max_attempts and not result.throttled:
+                if attempt >= self.retry.max_attempts and not result.throttled:
                     if await self.store.dead_letter(
                         m.id, FAILED, f"retries_exhausted: {result.error_code}", self.name
                     ):
                         metrics.count_status(FAILED)
                     return
                 await asyncio.sleep(
-                    backoff(self.settings.retry, attempt, result.throttled, priority))
+                    retry_delay(self.retry, attempt, result.throttled, priority))
             # Stored as the SMSC wrote it (users look it up in the carrier's
             # records); receipts are matched on the normalised form.
             smsc_id = result.provider_id

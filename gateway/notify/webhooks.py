@@ -1,5 +1,9 @@
 """Webhooks: status callbacks and MO messages, POSTed durably from Redis.
 
+What to send comes ready: the store scripts queue status events, and
+gateway.receipts.mo hands over MO messages already reassembled and routed to
+their account; this module queues those and POSTs.
+
 A status change that a message's callback spec asks for is queued by the
 store script that makes the change, on one lane (queue) of the message's
 receiver (gateway.admission.callbacks). Each worker's sender leases due queues in one
@@ -26,8 +30,9 @@ whole batch again for a batching receiver, until the head is older than
 queue moves on.
 
 Isolation: a worker has ``concurrency`` requests in flight at most; a healthy
-receiver may take half of them, one whose last request timed out or could
-not connect ``slow_share`` until a request succeeds again.
+receiver may take ``receiver_share`` of them (half by default), one whose last
+request timed out or could not connect ``slow_share`` until a request
+succeeds again.
 
 Each request carries ``X-Smsgw-Timestamp`` (Unix seconds) and
 ``X-Smsgw-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>", keyed
@@ -41,8 +46,8 @@ import asyncio
 import hashlib
 import hmac
 import itertools
-import random
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import msgpack
@@ -50,8 +55,9 @@ import orjson
 
 from gateway.admission.callbacks import Receivers, target_policy
 from gateway.core import logs, metrics
+from gateway.core.backoff import backoff
 from gateway.core.coalesce import Coalescer
-from gateway.core.config import AccountSettings, Settings
+from gateway.core.config import AccountSettings, WebhookSettings
 from gateway.core.model import FINAL_STATUSES, Message, new_id
 from gateway.core.targets import RefusedTarget
 from gateway.notify.client import HttpFailure, WebhookClient
@@ -64,8 +70,6 @@ from gateway.store import (
     Store,
 )
 from gateway.store.keys import wh_queue_receiver
-from protocols.smpp import DeliverSm, Tag
-from protocols.text import Udh, decode_short_message, join_parts
 
 log = logs.get("smsgw.webhooks")
 
@@ -172,46 +176,16 @@ def render(entry: bytes, fields: list[bytes | None] | None) -> Callback | None:
     return Callback(m.callback_url, body, ts, event_id)
 
 
-def backoff(attempt: int, base: float, cap: float) -> float:
-    step = min(cap, base * 2 ** min(attempt - 1, 40))
-    return random.uniform(step / 2, step)
-
-
-def _concat(pdu: DeliverSm, udh: Udh | None) -> tuple[int, int, int] | None:
-    """(reference, parts in total, this part's number) of a concatenated MO,
-    from its UDH or its SAR TLVs; None for a message of one part."""
-    if udh is not None and udh.concat is not None:
-        return udh.concat
-    ref, total, seq = (pdu.get(Tag.SAR_MSG_REF_NUM), pdu.get(Tag.SAR_TOTAL_SEGMENTS),
-                       pdu.get(Tag.SAR_SEGMENT_SEQNUM))
-    if isinstance(ref, int) and isinstance(total, int) and isinstance(seq, int):
-        return ref, total, seq
-    return None
-
-
-def _joined(parts: dict[int, bytes]) -> str:
-    """The text of the parts that came, as stored by `on_mo`."""
-    return join_parts({k: v.decode("utf-8", "surrogatepass") for k, v in parts.items()})
-
-
 class Webhooks:
-    def __init__(self, settings: Settings, store: Store, consumer: str) -> None:
-        self.settings = settings
-        self.conf = settings.webhooks
+    def __init__(self, conf: WebhookSettings, accounts: Mapping[str, AccountSettings],
+                 store: Store, consumer: str) -> None:
+        self.conf = conf
         self.store = store
         self.consumer = consumer
-        self.accounts: dict[str, AccountSettings] = dict(settings.accounts)
-        self.mo_routes: dict[str, str] = {
-            number.lstrip("+"): name
-            for name, account in settings.accounts.items()
-            for number in account.mo_numbers
-        }
+        self.accounts: dict[str, AccountSettings] = dict(accounts)
         self.receivers = Receivers()
-        self.healthy_share = max(1, self.conf.concurrency // 2)
+        self.healthy_share = self.conf.receiver_share or max(1, self.conf.concurrency // 2)
         self._stopping = False
-        # How long the parts of an MO message (and then the mark that it was
-        # sent) are kept: a day past the give-up time.
-        self._mo_ttl = int(self.conf.mo_combine_timeout) + 24 * 3600
         self._inflight = 0
         self._busy: dict[str, int] = {}  # receiver ("<rid>:<account>") -> requests here
         self._slow: set[str] = set()  # receivers whose last request timed out / failed
@@ -230,10 +204,7 @@ class Webhooks:
 
     async def run(self) -> None:
         try:
-            loops = [self._sender()]
-            if any(account.mo_url for account in self.accounts.values()):
-                loops.append(self._overdue())  # no MO webhooks, nothing to give up on
-            await asyncio.gather(*loops)
+            await self._sender()
         finally:
             if self._tasks:
                 await asyncio.wait(self._tasks, timeout=self.conf.timeout)
@@ -252,52 +223,14 @@ class Webhooks:
                 max_idle=self.conf.concurrency + 8)
         return client
 
-    # --- MO messages ----------------------------------------------------------
+    # --- MO messages (reassembled and routed by gateway.receipts.mo) ---------------
 
-    async def on_mo(self, connector: str, pdu: DeliverSm) -> None:
-        """Queue an MO message for its account's mo_url (routed by destination).
-        The parts of a concatenated one (UDH or SAR) are kept in Redis until all
-        have come, then go as one message."""
-        target = self._mo_target(pdu.destination_addr)
-        if target is None:
-            log.info("mo_unrouted", connector=connector, number=pdu.destination_addr)
-            return
-        name, url = target
-        payload = pdu.get(Tag.MESSAGE_PAYLOAD)
-        data = payload if isinstance(payload, bytes) and payload else pdu.short_message
-        text, udh = decode_short_message(data, pdu.data_coding, pdu.esm_class)
-        source = pdu.source_addr
-        if pdu.source_addr_ton == 1 and source.isdigit():
-            source = "+" + source
-        concat = _concat(pdu, udh)
-        if concat is None or concat[1] <= 1:
-            await self._queue_mo(name, url, connector, source, pdu.destination_addr, text, 1,
-                                 True, None)
-            return
-        ref, total, seq = concat
-        if not 1 <= seq <= total:
-            log.warning("mo_part_out_of_range", connector=connector, seq=seq, total=total)
-            return
-        # JSON: addresses may hold any character, "|" included
-        conversation = orjson.dumps([connector, source, pdu.destination_addr, ref, total]).decode()
-        parts = await self.store.mo_part(
-            conversation, seq, total, text.encode("utf-8", "surrogatepass"),
-            time.time() + self.conf.mo_combine_timeout, self._mo_ttl,
-        )
-        if parts is not None:
-            await self._queue_mo(name, url, connector, source, pdu.destination_addr,
-                                 _joined(parts), total, True, conversation)
-
-    def _mo_target(self, number: str) -> tuple[str, str] | None:
-        """(account, mo_url) of the account whose mo_numbers has `number`."""
-        name = self.mo_routes.get(number.lstrip("+"))
-        account = self.accounts.get(name) if name else None
-        if name is None or account is None or not account.mo_url:
-            return None
-        return name, account.mo_url
-
-    async def _queue_mo(self, account: str, url: str, connector: str, source: str, dest: str,
-                        text: str, parts: int, complete: bool, conversation: str | None) -> None:
+    async def queue_mo(self, account: str, url: str, connector: str, source: str, dest: str,
+                       text: str, parts: int, complete: bool, once: str | None = None,
+                       ttl: int = 0) -> None:
+        """Queue one MO webhook for `account` at `url`. With `once` (a
+        reassembled message's conversation), only if no one queued it before:
+        the mark is kept `ttl` seconds."""
         now = time.time()
         mo_id = new_id()
         body: dict[str, Any] = {
@@ -308,35 +241,12 @@ class Webhooks:
             body["complete"] = False
         entry = WH_RENDERED + msgpack.packb([url, account, orjson.dumps(body), now, mo_id])
         queue = self.receivers.queue(account, self.accounts[account], url, mo_id)
-        if conversation is None:
+        if once is None:
             await self.store.webhook_push(queue, entry, now)
-        elif not await self.store.mo_done(conversation, queue, entry, self._mo_ttl, now):
+        elif not await self.store.mo_done(once, queue, entry, ttl, now):
             return  # another bind or worker completed it first
         log.info("mo_queued", connector=connector, mo_id=mo_id, account=account, parts=parts,
                  complete=complete)
-
-    async def give_up_overdue(self, now: float | None = None) -> int:
-        """Concatenated MO messages still missing parts after `mo_combine_timeout`
-        go with the parts that came, marked `"complete": false`."""
-        count = 0
-        for conversation, parts in await self.store.mo_overdue(time.time() if now is None
-                                                               else now):
-            connector, source, dest, _ref, total = orjson.loads(conversation)
-            target = self._mo_target(dest)
-            if target is None:
-                continue  # the number moved away meanwhile; the TTL clears the parts
-            await self._queue_mo(*target, connector, source, dest, _joined(parts), int(total),
-                                 False, conversation)
-            count += 1
-        return count
-
-    async def _overdue(self) -> None:
-        while not self._stopping:
-            try:
-                await self.give_up_overdue()
-            except Exception as exc:  # Redis away: the parts wait in Redis
-                log.error("mo_overdue_error", error=repr(exc))
-            await asyncio.sleep(1.0)
 
     # --- queues → receivers ---------------------------------------------------
 
@@ -465,7 +375,7 @@ class Webhooks:
             return Settle(claim.queue, token, delivered, dead, why)
         if reason.startswith(REFUSED):  # the next entries try on their own at once
             return Settle(claim.queue, token, delivered, dead, reason, now)
-        delay = backoff(attempt, self.conf.retry_base, self.conf.retry_max)
+        delay = backoff(attempt - 1, self.conf.retry_base, self.conf.retry_max, jitter="equal")
         log.info("webhook_retry", queue=claim.queue, reason=reason, attempt=attempt,
                  retry_in=round(delay, 3))
         return Settle(claim.queue, token, delivered, dead, f"max_age {reason}", now + delay)

@@ -1,4 +1,4 @@
-"""Delivery receipts: SMSC deliver_sm → (message, part) → status machine.
+"""Delivery receipts: a connector's Receipt → (message, part) → status machine.
 
 Every part asks for its own receipt; the message is `delivered` when all its
 parts are and takes the first failed part's state otherwise (Jasmin keeps only
@@ -9,17 +9,16 @@ applied when the response is recorded.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Mapping, Sequence
 
 from gateway.core import logs, metrics
-from gateway.core.config import ResendRule, Settings
+from gateway.core.config import ConnectorSettings, ResendRule, RetrySettings
+from gateway.core.events import Receipt
 from gateway.store import Store
-from protocols.receipt import merge_receipt_tlvs, normalize_message_id, parse_receipt
-from protocols.smpp import CommandStatus, DeliverSm, Tag
+from protocols.receipt import normalize_message_id
 
 log = logs.get("smsgw.receipts")
 
-ESM_RECEIPT = 0x04  # esm_class bits 2-5 = 0001: SMSC delivery receipt (SMPP 3.4 §5.2.12)
 # Receipt stat → the state of that part. Intermediate states (ENROUTE,
 # ACCEPTD) change nothing: a final receipt follows them.
 STAT_TO_STATE = {
@@ -51,48 +50,27 @@ class Receipts:
     def __init__(
         self,
         store: Store,
-        settings: Settings,
-        on_mo: Callable[[str, DeliverSm], Awaitable[None]] | None = None,
+        connectors: Mapping[str, ConnectorSettings],
+        retry: RetrySettings,
     ) -> None:
         self.store = store
-        self.settings = settings
-        self.connectors = settings.connectors
-        self.on_mo = on_mo  # MO messages: gateway.notify.webhooks.Webhooks.on_mo
+        self.connectors = connectors
+        self.resend_on = retry.resend_on
         self._receipt_counters: dict[tuple[str, str], object] = {}
 
     # An SMSC may write ids one way in submit_sm_resp and another in receipts
-    # (hex vs decimal); each side is normalised by its own setting.
+    # (hex vs decimal); each side is normalised by its own setting (the
+    # receipt side by the connector, into Receipt.smsc_id_key).
     def normalize_resp(self, connector: str, smsc_id: str) -> str:
         return normalize_message_id(smsc_id, self.connectors[connector].resp_id_format)
 
-    def normalize_receipt(self, connector: str, smsc_id: str) -> str:
-        return normalize_message_id(smsc_id, self.connectors[connector].receipt_id_format)
-
-    async def on_deliver(self, connector: str, pdus: list[DeliverSm]) -> list[int]:
-        """Handle the deliver_sm that arrived together on one bind; returns the
-        command_status to answer each with. Ordinary receipts are correlated and
-        applied in one script call; MO and receipts that a resend rule may catch
-        go one by one."""
-        statuses: list[int] = []
+    async def on_receipts(self, receipts: Sequence[Receipt]) -> None:
+        """Correlate and apply receipts from any connector (or park those that
+        beat their submit response). Ordinary `delivered` ones are applied in
+        one script call; those a resend rule may catch go one by one."""
         batch: list[tuple[str, str, bytes]] = []
-        for pdu in pdus:
-            statuses.append(CommandStatus.ESME_ROK)
-            if not pdu.esm_class & ESM_RECEIPT:
-                log.info("mo_received", connector=connector, source_addr=pdu.source_addr)
-                if self.on_mo is not None:
-                    await self.on_mo(connector, pdu)  # durable before the deliver_sm_resp
-                continue
-            state_tlv = pdu.get(Tag.MESSAGE_STATE)
-            id_tlv = pdu.get(Tag.RECEIPTED_MESSAGE_ID)
-            receipt = merge_receipt_tlvs(
-                parse_receipt(pdu.short_message),
-                id_tlv if isinstance(id_tlv, str) else None,
-                state_tlv if isinstance(state_tlv, int) else None,
-            )
-            if receipt is None or not receipt.id:
-                log.warning("receipt_unreadable", connector=connector)
-                continue
-            item = self._prepare(connector, receipt.id, receipt.stat, receipt.err or "")
+        for receipt in receipts:
+            item = self._prepare(receipt)
             if item is None:
                 continue
             if item[2].startswith(b"delivered|"):
@@ -103,20 +81,11 @@ class Receipts:
             for result in await self.store.apply_receipts(batch, EARLY_RECEIPT_TTL):
                 if result is not None and result[1] is not None:
                     metrics.count_status(result[1])
-        return statuses
 
-    async def handle(self, connector: str, provider_id: str, stat: str, err: str) -> None:
-        """One receipt from an HTTP provider: correlate and apply, or park it
-        until the submit response it belongs to is recorded."""
-        item = self._prepare(connector, provider_id, stat, err)
-        if item is not None:
-            await self._apply_one(item)
-
-    def _prepare(
-        self, connector: str, provider_id: str, stat: str, err: str
-    ) -> tuple[str, str, bytes] | None:
+    def _prepare(self, receipt: Receipt) -> tuple[str, str, bytes] | None:
         """(connector, normalised id, "state|err|stat"), or None for a receipt
         that changes nothing (ENROUTE, ACCEPTD, ...)."""
+        connector, stat = receipt.connector, receipt.status
         counter = self._receipt_counters.get((connector, stat))
         if counter is None:
             counter = self._receipt_counters[(connector, stat)] = metrics.RECEIPTS.labels(
@@ -126,9 +95,7 @@ class Receipts:
         state = STAT_TO_STATE.get(stat)
         if state is None:
             return None
-        return connector, self.normalize_receipt(connector, provider_id), (
-            f"{state}|{err}|{stat}".encode()
-        )
+        return connector, receipt.smsc_id_key, f"{state}|{receipt.error}|{stat}".encode()
 
     async def _apply_one(self, item: tuple[str, str, bytes]) -> None:
         connector, smsc_id, payload = item
@@ -152,7 +119,7 @@ class Receipts:
         state, err, stat = payload.decode().split("|", 2)
         if (
             state != "delivered"
-            and resend_wanted(self.settings.retry.resend_on, stat, err)
+            and resend_wanted(self.resend_on, stat, err)
             and await self._resend_on_fallback(message_id, part, stat, err)
         ):
             return

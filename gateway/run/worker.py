@@ -15,7 +15,7 @@ from typing import Any
 
 import uvicorn
 
-from gateway.connectors import make_connector
+from gateway.connectors import Connector, make_connector
 from gateway.core import logs, metrics, numbers
 from gateway.core.config import Settings
 from gateway.core.processes import consumer_name
@@ -27,6 +27,8 @@ from gateway.ingress.http.protocol import protocol_class
 from gateway.ingress.http.submit import PATH as SUBMIT_PATH
 from gateway.notify.webhooks import Webhooks
 from gateway.receipts.dlr import Receipts
+from gateway.receipts.inbound import Inbound
+from gateway.receipts.mo import MoRouter
 from gateway.receipts.provider_http import receipts_router
 from gateway.store import REDIS_AWAY, Store
 
@@ -118,7 +120,7 @@ def add_provider_receipts(app: Any, settings: Settings, receipts: Receipts) -> N
     if not any(c.kind == "http" for c in settings.connectors.values()):
         return
     # Its Problems are answered by the app's own handler (gateway/ingress/http/problems.py).
-    app.include_router(receipts_router(settings, receipts))
+    app.include_router(receipts_router(settings.connectors, receipts))
 
 
 async def serve(settings: Settings, redis_url: str, worker: int = 0,
@@ -142,9 +144,12 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0,
     gc.set_threshold(50_000, 20, 100)
     store = Store.from_url(redis_url, settings.messages.receipt_grace)
     consumer = consumer_name()
-    webhooks = Webhooks(settings, store, consumer)
-    receipts = Receipts(store, settings, on_mo=webhooks.on_mo)
-    connectors = {}
+    # Each stage gets the config sections it reads, no more.
+    webhooks = Webhooks(settings.webhooks, settings.accounts, store, consumer)
+    receipts = Receipts(store, settings.connectors, settings.retry)
+    mo = MoRouter(settings.webhooks, settings.accounts, store, webhooks)
+    inbound = Inbound(receipts, mo)
+    connectors: dict[str, Connector] = {}
     dispatchers: list[Dispatcher] = []
     takeover = Takeover(store, consumer, settings.connectors, claim_from)
     housekeeper = Housekeeper(store, consumer=consumer,
@@ -152,10 +157,11 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0,
                               retention=settings.messages.retention,
                               identity=takeover.record)
     for name, conn in settings.connectors.items():
-        connector = make_connector(name, conn, receipts.on_deliver)
+        connector = make_connector(name, conn, inbound)
         connectors[name] = connector
-        dispatchers.append(Dispatcher(name, settings, store, connector, receipts, consumer,
-                                      takeover))
+        dispatchers.append(Dispatcher(
+            connector, store, receipts, consumer, takeover, dispatch=settings.dispatch,
+            retry=settings.retry, throttle=settings.throttle, carriers=settings.carriers))
 
     tasks: list[asyncio.Task[None]] = []
     health = TaskHealth()
@@ -196,6 +202,8 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0,
     watch("metrics", lambda: _publish_metrics(store, worker, stop))
     if settings.webhooks.enabled:
         watch("webhooks", webhooks.run)
+        if mo.wanted():  # no MO webhooks, nothing to give up on
+            watch("mo_overdue", mo.run)
     if server is not None:
         submitter = app.submitter
         watch("auth_blocks", lambda: submitter.follow_blocks(stop))
@@ -209,6 +217,7 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0,
         d.stop()
     housekeeper.stop()
     webhooks.stop()
+    mo.stop()
     # Dispatchers finish the sends they started; unacknowledged lane entries
     # would be reclaimed by another worker anyway.
     await asyncio.wait(tasks, timeout=10)
@@ -233,8 +242,8 @@ async def _publish_metrics(store: Store, worker: int, stop: asyncio.Event) -> No
             pass
 
 
-async def _report(store: Store, worker: str, connectors: dict, stop: asyncio.Event,  # type: ignore[type-arg]
-                  health: TaskHealth) -> None:
+async def _report(store: Store, worker: str, connectors: dict[str, Connector],
+                  stop: asyncio.Event, health: TaskHealth) -> None:
     """Publish this worker's view of its connectors for `smsgw status`."""
     while not stop.is_set():
         for name, connector in connectors.items():
@@ -243,8 +252,8 @@ async def _report(store: Store, worker: str, connectors: dict, stop: asyncio.Eve
                 "kind": s.kind,
                 "up": connector.down_for() == 0,
                 "down_for_s": round(connector.down_for(), 1),
-                "binds_bound": len(getattr(connector, "senders", ())),
-                "window": getattr(s, "window", None),
+                "binds_bound": connector.binds_bound(),
+                "window": s.window,
                 "tps_limit": s.tps or None,
                 "dispatcher": "running" if health.running.get(f"dispatcher:{name}")
                 else "down",

@@ -306,3 +306,36 @@ def test_status_command_reports_connectors_and_queues(tmp_path: Path) -> None:
         assert status["dead_letters"] == 0
         assert status["webhooks"] == {"queues": 0, "dead": 0}
         assert len(status["connectors"]["sim"]) == 1  # one worker
+
+
+def test_a_fallback_that_would_cut_other_parts_fails_the_message_and_sends_nothing(
+        tmp_path: Path) -> None:
+    """Admission counts the parts with the route's first connector (UDH: 153
+    GSM characters a part); a fallback with SAR TLVs (160 a part) would cut a
+    310-character text into 2, not the 3 stored: the message fails with
+    parts_mismatch and the fallback's SMSC sees none of it. A text both cut
+    alike (200 characters: 2 parts either way) goes through the fallback."""
+    backup = SimProcess(tmp_path).start()
+    config = write_config(
+        tmp_path,
+        smpp_connector("primary", free_port(), failover_after=0.5)
+        + "\n" + smpp_connector("backup", backup.port, concat="sar"),
+        '[[routes]]\nconnectors = ["primary", "backup"]',
+    )
+    try:
+        with GatewayProcess(tmp_path, config=config) as gw, \
+                httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
+            mismatched = submit(client, text="a" * 310)
+            body = wait_final(client, mismatched)
+            assert body["status"] == "failed" and body["parts"] == 3
+            assert body["error_code"] == "parts_mismatch"
+            assert "backup cuts 2 parts, admission counted 3" in body["history"][-1]["detail"]
+            alike = submit(client, text="b" * 200)
+            body = wait_final(client, alike)
+            assert body["status"] == "delivered" and body["connector"] == "backup"
+            assert body["parts"] == 2 and len(body["smsc_message_ids"]) == 2
+        # The simulator writes its stats now and then: wait for them to show.
+        wait_for(lambda: backup.stats()["unique"] >= 2, 10)
+        assert backup.stats()["unique"] == 2  # the two parts of the second message only
+    finally:
+        backup.stop()

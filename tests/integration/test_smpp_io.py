@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 
 from gateway.connectors.smpp import SmppConnector
 from gateway.core.config import ConnectorSettings
+from gateway.core.events import Event, Mo
 from gateway.core.smpp_transport import SmppProtocol
 from protocols.smpp import BindTransceiver, CommandStatus, DeliverSm, EnquireLink, Role
 
@@ -86,12 +87,12 @@ async def test_deliver_sm_from_every_bind_is_stored_together_and_answered_on_its
     calls: list[list[bytes]] = []
     release = asyncio.Event()
 
-    async def on_deliver(connector: str, pdus: list[DeliverSm]) -> list[int]:
-        calls.append([p.short_message for p in pdus])
+    async def on_deliver(events: Sequence[Event]) -> list[bool]:
+        texts = [e.text.encode() for e in events if isinstance(e, Mo)]
+        calls.append(texts)
         if len(calls) == 1:
             await release.wait()
-        return [CommandStatus.ESME_RX_T_APPN if p.short_message == b"b2"
-                else CommandStatus.ESME_ROK for p in pdus]
+        return [text != b"b2" for text in texts]  # b2: not taken, to be sent again
 
     settings = ConnectorSettings(system_id="t", password="p", port=port, binds=2)
     connector = SmppConnector("sim", settings, on_deliver)
@@ -160,8 +161,8 @@ async def test_an_unexpected_error_while_binding_is_logged_and_the_bind_comes_ba
     settings = ConnectorSettings(system_id="t", password="p",
                                  port=server.sockets[0].getsockname()[1], binds=1)
 
-    async def no_deliver(connector: str, pdus: list[DeliverSm]) -> list[int]:
-        return [CommandStatus.ESME_ROK for _ in pdus]
+    async def no_deliver(events: Sequence[Event]) -> list[bool]:
+        return [True for _ in events]
 
     connector = SmppConnector("sim", settings, no_deliver)
     real, calls = connector._bind_once, []
@@ -202,8 +203,8 @@ async def test_a_keepalive_that_fails_unexpectedly_closes_its_bind_which_rebinds
 
     monkeypatch.setattr(smpp_connector._Bind, "keepalive", buggy_keepalive)
 
-    async def no_deliver(connector: str, pdus: list[DeliverSm]) -> list[int]:
-        return [CommandStatus.ESME_ROK for _ in pdus]
+    async def no_deliver(events: Sequence[Event]) -> list[bool]:
+        return [True for _ in events]
 
     connector = SmppConnector("sim", settings, no_deliver)
     connector.start()
@@ -224,10 +225,10 @@ async def test_a_receipt_handler_answering_the_wrong_count_is_logged_and_nacked(
     settings = ConnectorSettings(system_id="t", password="p",
                                  port=server.sockets[0].getsockname()[1], binds=1)
 
-    async def on_deliver(connector: str, pdus: list[DeliverSm]) -> list[int]:
-        if pdus[0].short_message == b"bug":
-            return []  # a bug: no status for the PDU
-        return [CommandStatus.ESME_ROK for _ in pdus]
+    async def on_deliver(events: Sequence[Event]) -> list[bool]:
+        if isinstance(events[0], Mo) and events[0].text == "bug":
+            return []  # a bug: no answer for the event
+        return [True for _ in events]
 
     connector = SmppConnector("sim", settings, on_deliver)
     connector.start()
@@ -265,8 +266,8 @@ async def test_a_connection_to_itself_is_dropped_so_the_smsc_can_listen_there_la
 
     monkeypatch.setattr(loop, "create_connection", from_the_same_port)
 
-    async def no_deliver(connector: str, pdus: list[DeliverSm]) -> list[int]:
-        return [CommandStatus.ESME_ROK for _ in pdus]
+    async def no_deliver(events: Sequence[Event]) -> list[bool]:
+        return [True for _ in events]
 
     settings = ConnectorSettings(system_id="t", password="p", port=port, binds=1)
     connector = SmppConnector("sim", settings, no_deliver)

@@ -15,9 +15,12 @@ from typing import Any
 
 import httpx
 
+from gateway.connectors.smpp import SmppConnector
 from gateway.core.config import Settings
 from gateway.notify.webhooks import Webhooks, sign
 from gateway.receipts.dlr import Receipts
+from gateway.receipts.inbound import Inbound
+from gateway.receipts.mo import MoRouter
 from gateway.run.embedded_redis import free_port
 from gateway.store import Store
 from loadtest.harness import GatewayProcess
@@ -273,10 +276,24 @@ def _settings(mo_url: str) -> Settings:
     })
 
 
-def _mo_wiring(store: Store, receiver: Receiver) -> tuple[Settings, Webhooks, Receipts]:
+class _Binds:
+    """deliver_sm as the SMPP connector takes them off its binds: translated
+    into Mo / Receipt events and handed to gateway/receipts/."""
+
+    def __init__(self, connector: SmppConnector) -> None:
+        self.connector = connector
+
+    async def on_deliver(self, _connector: str, pdus: list[DeliverSm]) -> list[int]:
+        return await self.connector._handle(pdus)
+
+
+def _mo_wiring(store: Store, receiver: Receiver) -> tuple[Settings, Webhooks, MoRouter, _Binds]:
     settings = _settings(receiver.url)
-    webhooks = Webhooks(settings, store, "test")
-    return settings, webhooks, Receipts(store, settings, on_mo=webhooks.on_mo)
+    webhooks = Webhooks(settings.webhooks, settings.accounts, store, "test")
+    mo = MoRouter(settings.webhooks, settings.accounts, store, webhooks)
+    inbound = Inbound(Receipts(store, settings.connectors, settings.retry), mo)
+    return settings, webhooks, mo, _Binds(SmppConnector("sim", settings.connectors["sim"],
+                                                        inbound))
 
 
 async def _mo_requests(webhooks: Webhooks, receiver: Receiver,
@@ -299,7 +316,7 @@ async def _mo_requests(webhooks: Webhooks, receiver: Receiver,
 async def test_mo_messages_go_to_the_account_that_owns_the_number(
     store: Store, receiver: Receiver
 ) -> None:
-    _, webhooks, receipts = _mo_wiring(store, receiver)
+    _, webhooks, _, receipts = _mo_wiring(store, receiver)
     mo = DeliverSm(source_addr_ton=1, source_addr="8613800138000",
                    destination_addr="10690002", data_coding=8,
                    short_message="退订".encode("utf-16-be"))
@@ -330,7 +347,7 @@ async def test_a_concatenated_mo_goes_out_once_whole_whatever_order_and_copies(
 ) -> None:
     """Parts arrive out of order, one twice, one across two calls (as on two
     binds): one webhook with the whole text; a SAR message likewise."""
-    _, webhooks, receipts = _mo_wiring(store, receiver)
+    _, webhooks, _, receipts = _mo_wiring(store, receiver)
     # "请回复TD退订😀" with the emoji's surrogate pair cut between parts 2 and 3
     units = "请回复TD退订😀".encode("utf-16-be")
     cut = [units[0:6], units[6:14], units[14:18]]
@@ -358,16 +375,16 @@ async def test_a_concatenated_mo_goes_out_once_whole_whatever_order_and_copies(
 async def test_a_concatenated_mo_missing_parts_goes_with_what_came_after_the_timeout(
     store: Store, receiver: Receiver
 ) -> None:
-    settings, webhooks, receipts = _mo_wiring(store, receiver)
+    settings, webhooks, mo, receipts = _mo_wiring(store, receiver)
     # (an alphanumeric source may hold any character)
     await receipts.on_deliver("sim", [_udh_part(9, 3, 1, "abc", "A|B"),
                                       _udh_part(9, 3, 3, "ghi", "A|B")])
-    assert await webhooks.give_up_overdue() == 0  # not yet due
+    assert await mo.give_up_overdue() == 0  # not yet due
     later = time.time() + settings.webhooks.mo_combine_timeout + 1
-    assert await webhooks.give_up_overdue(later) == 1
-    assert await webhooks.give_up_overdue(later) == 0  # once
+    assert await mo.give_up_overdue(later) == 1
+    assert await mo.give_up_overdue(later) == 0  # once
     await receipts.on_deliver("sim", [_udh_part(9, 3, 2, "def", "A|B")])  # too late: dropped
-    assert await webhooks.give_up_overdue(later + 3600) == 0
+    assert await mo.give_up_overdue(later + 3600) == 0
     [body] = [r["events"][0] for r in await _mo_requests(webhooks, receiver, 1)]
     assert (body["text"], body["parts"], body["complete"]) == ("abcghi", 3, False)
     assert body["from"] == "A|B"

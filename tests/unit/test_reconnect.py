@@ -8,8 +8,17 @@ import random
 import statistics
 import time
 
-from gateway.connectors.smpp import RECONNECT_CAP, SmppConnector, reconnect_delay
+from gateway.connectors.smpp import SmppConnector
+from gateway.core.backoff import backoff
 from gateway.core.config import ConnectorSettings
+
+RECONNECT_CAP = ConnectorSettings(system_id="t").reconnect_max
+
+
+def reconnect_delay(attempt: int, rng: random.Random) -> float:
+    # What SmppConnector.reconnect_delay computes with the default settings.
+    s = ConnectorSettings(system_id="t")
+    return backoff(attempt, s.reconnect_base, s.reconnect_max, rng=rng)
 
 
 def test_delays_grow_with_attempts_up_to_the_cap() -> None:
@@ -38,7 +47,7 @@ def test_a_window_of_throttled_answers_is_one_pause_not_an_escalation() -> None:
 
     async def scenario() -> list[int]:
         settings = ConnectorSettings(kind="smpp", system_id="t", password="p")
-        connector = SmppConnector("t", settings, on_deliver=None)  # type: ignore[arg-type]
+        connector = SmppConnector("t", settings, inbound=None)  # type: ignore[arg-type]
         hits = []
         for _ in range(200):
             connector._slow_down()

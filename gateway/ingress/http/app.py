@@ -285,7 +285,8 @@ SUBMIT_DECLARATION = APIRoute(
 
 
 def create_app(settings: Settings, store: Store, worker: int = 0) -> Api:
-    admission = Admission(settings)
+    admission = Admission(routes=settings.routes, accounts=settings.accounts,
+                          connectors=settings.connectors, messages=settings.messages)
 
     app = Api(
         title="smsgw",
@@ -358,21 +359,20 @@ def create_app(settings: Settings, store: Store, worker: int = 0) -> Api:
         messages, accepted, rejected = await batches.admit(
             admission, name, account, req, batch_id
         )
-        if req.msg_class == "marketing" and messages:
-            opted = await store.optout_many(name, [m.to for m in messages])
-            if any(opted):
-                kept = []
-                for (index, m), out in zip(accepted, opted, strict=True):
-                    if out:
-                        rejected.append({
-                            "index": index, "to": req.messages[index]["to"], "code": "opted_out",
-                            "detail": f"{numbers.mask(m.to)} opted out of marketing",
-                        })
-                    else:
-                        kept.append((index, m))
-                accepted = kept
-                messages = [m for _, m in kept]
-                rejected.sort(key=lambda r: r["index"])
+        opted = await admission.opted_out(store, name, messages)
+        if any(opted):
+            kept = []
+            for (index, m), out in zip(accepted, opted, strict=True):
+                if out:
+                    rejected.append({
+                        "index": index, "to": req.messages[index]["to"], "code": "opted_out",
+                        "detail": f"{numbers.mask(m.to)} opted out of marketing",
+                    })
+                else:
+                    kept.append((index, m))
+            accepted = kept
+            messages = [m for _, m in kept]
+            rejected.sort(key=lambda r: r["index"])
         for r in rejected:
             metrics.POLICY_REJECTIONS.labels(r["code"]).inc()
         response = orjson.dumps({

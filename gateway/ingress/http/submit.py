@@ -330,10 +330,10 @@ class Submitter:
             if prior is not None:
                 return replay(prior, idem[1])
         message = self.admission.admit(name, account, submission(body, self.api.send_at_horizon))
-        # Marketing is checked against the account's opt-out list: inside the
-        # enqueue script for a request without a key, on its own before the key
-        # is claimed for one with a key.
-        optout = (name, message.to) if message.msg_class == "marketing" else None
+        # Admission decides which opt-out may stop the message; the list is read
+        # inside the enqueue script for a request without a key, and by
+        # admission before the key is claimed for one with a key.
+        optout = self.admission.optout_key(name, message)
         accepted = orjson.dumps({
             "id": message.id, "status": "accepted", "parts": message.parts,
             "encoding": message.encoding,
@@ -342,7 +342,8 @@ class Submitter:
             if await self._enqueue.submit((self.store.record(message), optout)):
                 raise _opted_out(message)
         else:
-            if optout is not None and await self.store.optout_has(*optout):
+            if optout is not None and (await self.admission.opted_out(
+                    self.store, name, [message]))[0]:
                 raise _opted_out(message)
             replayed = await persist(self.store, self.api, name, [message], accepted, idem)
             if replayed is not None:
