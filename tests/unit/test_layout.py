@@ -16,9 +16,10 @@ RANKS = {
     "core": 0,
     "store": 1,
     "admission": 2, "connectors": 2,
-    "receipts": 3, "notify": 3,
-    "ingress": 4, "dispatch": 4,
-    "run": 5,
+    "notify": 3,
+    "receipts": 4,
+    "ingress": 5, "dispatch": 5,
+    "run": 6,
 }
 FORBIDDEN = ("loadtest", "tests")
 
