@@ -46,7 +46,7 @@ async def measure(url: str, count: int) -> float:
                 [("sim", f"{i + j:x}", b"delivered|000|DELIVRD") for j in range(len(chunk))],
                 3600,
             )
-        await store.redis.delete(lane_key("sim", "marketing"))
+        await store.redis.delete(lane_key(0, "sim", "marketing"))
         after = (await store.redis.info("memory"))["used_memory"]
         return (after - before) / count
     finally:

@@ -44,7 +44,7 @@ import gateway.store as store_module
 from gateway.core.model import Message, new_id
 from gateway.run.embedded_redis import EmbeddedRedis
 from gateway.store import Store
-from gateway.store.keys import EXPIRY_KEY
+from gateway.store.keys import expiry_key
 from loadtest.harness import command_stats
 
 CONNECTOR = "sim"
@@ -210,7 +210,7 @@ async def run(url: str, count: int, parts: int, callbacks: bool, chunk: int,
 
 
 async def _expiry_left(r: Any, now: float) -> int:
-    return int(await r.zcount(EXPIRY_KEY, "-inf", now))
+    return int(await r.zcount(expiry_key(0), "-inf", now))
 
 
 def median(runs: list[list[Stage]]) -> list[Stage]:

@@ -32,7 +32,7 @@ from gateway.core.config import (
     MessageSettings,
     RouteSettings,
 )
-from gateway.core.model import Message, id_sequence, new_id
+from gateway.core.model import Message, id_sequence, new_id, shard_of
 from protocols.text import Concat, TextError, count_parts
 
 if TYPE_CHECKING:
@@ -156,9 +156,11 @@ class Admission:
             for name, c in connectors.items()
         }
 
-    def admit(self, account_name: str, account: AccountSettings, sub: Submission) -> Message:
+    def admit(self, account_name: str, account: AccountSettings, sub: Submission,
+              shard: int | None = None) -> Message:
         """One message, judged by the same rules as each recipient of a batch
-        (`admitter`) without building the closure a batch shares."""
+        (`admitter`) without building the closure a batch shares; its id of
+        store shard `shard` (default: any)."""
         now = time.time()
         check_sender(sub.sender)
         expires_at = self._expires_at(now, sub.send_at, sub.validity)
@@ -166,7 +168,7 @@ class Admission:
             account_name, account.default_region, sub.msg_class, sub.sender, sub.to
         )
         enc, parts = self._parts(sub.text, sub.encoding, self._concat[connectors[0]])
-        message_id = new_id()
+        message_id = new_id(shard)
         callback_url = sub.callback_url or account.callback_url
         _check_target(account, callback_url)
         webhook = self.receivers.spec(account_name, account, callback_url,
@@ -206,7 +208,8 @@ class Admission:
         place = self._place
         count = self._parts
         concat = self._concat
-        next_id = id_sequence()
+        # A batch's messages live in the batch's store shard.
+        next_id = id_sequence(shard_of(batch_id) if batch_id else None)
         # (text, concat) -> (encoding, parts): a template without variables is
         # counted once per batch, not once per recipient.
         counted: dict[tuple[str, Concat], tuple[str, int]] = {}

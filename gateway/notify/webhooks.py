@@ -308,12 +308,12 @@ class Webhooks:
 
     async def _deliver(self, claim: Claim, token: str, receiver: str, lease_end: float
                        ) -> None:
-        settle = Settle(claim.queue, token, 0)
+        settle = Settle(claim.queue, claim.shard, token, 0)
         try:
             settle = await self._send(claim, token, receiver, lease_end)
         except Exception as exc:  # a bug must not strand the lease: it lapses, and is retried
             log.error("webhook_task_failed", error=repr(exc), exc_info=exc)
-            settle = Settle(claim.queue, token, settle.delivered,
+            settle = Settle(claim.queue, claim.shard, token, settle.delivered,
                             retry_at=time.time() + self.conf.retry_base)
         finally:
             self._settles.push(settle, lambda _result: self._release(receiver))
@@ -327,13 +327,13 @@ class Webhooks:
         if size > 1:
             sendable = [e for e in events if e is not None]
             if not sendable:
-                return Settle(claim.queue, token, len(events))
+                return Settle(claim.queue, claim.shard, token, len(events))
             body = b'{"results":[' + b",".join(e.body for e in sendable) + b"]}"
             reason = await self._post(sendable[0].url, body, secret, claim.attempts + 1, None,
                                       receiver, account_name)
             if not reason:
                 _DELIVERED.inc(len(sendable))
-                return Settle(claim.queue, token, len(events))
+                return Settle(claim.queue, claim.shard, token, len(events))
             return self._failed(claim, token, 0, events, claim.attempts + 1, reason)
         delivered = 0
         # Each request may take `timeout`: stop in time to hand the lease back.
@@ -351,7 +351,7 @@ class Webhooks:
                 return self._failed(claim, token, delivered, events[i:], attempt, reason)
             _DELIVERED.inc()
             delivered += 1
-        return Settle(claim.queue, token, delivered)
+        return Settle(claim.queue, claim.shard, token, delivered)
 
     def _failed(self, claim: Claim, token: str, delivered: int,
                 rest: list[Callback | None], attempt: int, reason: str) -> Settle:
@@ -372,13 +372,14 @@ class Webhooks:
                         attempts=attempt)
         if dead == len(rest):
             why = reason if reason.startswith(REFUSED) else f"max_age {reason}"
-            return Settle(claim.queue, token, delivered, dead, why)
+            return Settle(claim.queue, claim.shard, token, delivered, dead, why)
         if reason.startswith(REFUSED):  # the next entries try on their own at once
-            return Settle(claim.queue, token, delivered, dead, reason, now)
+            return Settle(claim.queue, claim.shard, token, delivered, dead, reason, now)
         delay = backoff(attempt - 1, self.conf.retry_base, self.conf.retry_max, jitter="equal")
         log.info("webhook_retry", queue=claim.queue, reason=reason, attempt=attempt,
                  retry_in=round(delay, 3))
-        return Settle(claim.queue, token, delivered, dead, f"max_age {reason}", now + delay)
+        return Settle(claim.queue, claim.shard, token, delivered, dead, f"max_age {reason}",
+                      now + delay)
 
     async def _post(self, url: str, body: bytes, secret: str, attempt: int,
                     event_id: str | None, receiver: str, account_name: str) -> str:

@@ -10,11 +10,12 @@ lane entries.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from typing import NamedTuple, TypeVar
 
 import msgpack
 import orjson
@@ -35,37 +36,37 @@ from gateway.core.model import (
     SUBMITTED,
     Message,
     MessageState,
+    use_shards,
 )
 from gateway.core.model import CLASSES as LANES  # the lanes, read in this order: OTP first
 from gateway.store.keys import (
     AUTH_BLOCKED,
-    BATCH_OWNER_PREFIX,
-    BATCH_PREFIX,
     CONN_PREFIX,
-    DELAYED_KEY,
-    DEPTH_KEY,
-    DLQ_KEY,
-    EXPIRY_KEY,
     GROUP,
-    MO_DUE,
-    MSG_PREFIX,
-    WH_DEAD,
-    WH_DUE,
-    WH_LEASE,
-    WH_QUEUE_PREFIX,
-    WH_TRY,
+    SHARD_KEY_NAMES,
     authfail_key,
     batch_key,
     batch_owner_key,
     conn_key,
     consumer_key,
+    conversation_shard,
     corr_key,
+    corr_shard,
+    delayed_key,
+    depth_key,
+    dlq_key,
+    key_shard,
     lane_key,
     metrics_key,
+    mo_due_key,
     mo_parts_key,
     msg_key,
     optout_key,
     rate_key,
+    shard_keys,
+    shard_of,
+    wh_dead_key,
+    wh_due_key,
     wh_queue_key,
 )
 
@@ -95,6 +96,8 @@ def probe(host: str, port: int, connect_timeout: float) -> Iterator[Callable[[],
 
 
 
+T = TypeVar("T")
+
 # A worker's identity record lives this long unless its housekeeper renews it.
 CONSUMER_TTL = 24 * 3600
 
@@ -116,19 +119,26 @@ HISTORY_RANK = {ACCEPTED: 0, SCHEDULED: 1, QUEUED: 2, SUBMITTED: 3,
 # Marks a receipt parked in a correlation key until its submit_sm_resp is seen
 # (a correlation itself is "<id>|<part>", and ids never start with it).
 PARKED = "~"
+
+# Every shard script starts with this: KEYS[1..NK] are keys.shard_keys(k) of
+# the shard it runs in (prefixes of the keys it builds from ids and names, and
+# the shard's own keys); the script's own keys come after, from KEYS[NK + 1].
+NK = len(SHARD_KEY_NAMES)
+SHARD_LUA = (
+    "local " + ", ".join(("MSGP", "DEPTH", "EXPIRY", "DELAYED", "DLQ", "WH_DUE", "WH_LEASE",
+                          "WH_TRY", "WH_DEAD", "WHQ", "BATCHP", "BOP", "MO_DUE"))
+    + f" = unpack(KEYS, 1, {NK})\nlocal NK = {NK}\n"
+)
 _FINAL_LUA = (
     "local FINAL = {" + ", ".join(f"{s}=true" for s in sorted(FINAL_STATUSES)) + "}\n"
-    + f"local MSG_PREFIX = '{MSG_PREFIX}'\n"
-    + f"local EXPIRY = '{EXPIRY_KEY}'\nlocal DELAYED = '{DELAYED_KEY}'\n"
     + f"local PARKED, PARKED_BYTE = '{PARKED}', {ord(PARKED)}\n"
     + "local RANK = {" + ", ".join(f"{st}={r}" for st, r in HISTORY_RANK.items()) + "}\n"
     + "local HFIELD = {" + ", ".join(f"{st}='h{r}'" for st, r in HISTORY_RANK.items())
     + "}\n"
     + """
-local function msg(id) return MSG_PREFIX .. '{' .. id .. '}' end
+local function msg(id) return MSGP .. id end
 """
     + "local EVENT_BIT = {" + ", ".join(f"{st}={b}" for st, b in EVENT_BITS.items()) + "}\n"
-    + f"local WH_DUE, WH_LEASE, WHQ = '{WH_DUE}', '{WH_LEASE}', '{WH_QUEUE_PREFIX}'\n"
     + """
 -- A status callback, if the message's `w` ("<events mask> <queue>") asks for
 -- this status: appended to the receiver queue the message was given at
@@ -138,7 +148,7 @@ local function msg(id) return MSG_PREFIX .. '{' .. id .. '}' end
 local function wh_event(id, w, status, ts)
   local mask, q = string.match(w, '^(%d+) (.+)$')
   if not mask or bit.band(tonumber(mask), EVENT_BIT[status] or 0) == 0 then return end
-  local n = redis.call('RPUSH', WHQ .. '{' .. q .. '}', id .. '|' .. status .. '|' .. ts)
+  local n = redis.call('RPUSH', WHQ .. q, id .. '|' .. status .. '|' .. ts)
   local size, linger = string.match(q, '^(%d+):(%d+):')
   if n == 1 then
     redis.call('ZADD', WH_DUE, 'NX', tonumber(ts) + tonumber(linger) / 1000, q)
@@ -157,7 +167,7 @@ end
 # marked (`d` = the entry it left), so a reclaim of the entry after a crash
 # skips it.
 _LANE_LUA = f"""
-local GROUP, LANE_GROUP, DEPTH = '{GROUP}', {LANE_GROUP}, '{DEPTH_KEY}'
+local GROUP, LANE_GROUP = '{GROUP}', {LANE_GROUP}
 local function leave(lane, eid, last, total, key)
   if last then
     if redis.call('XACK', lane, GROUP, eid) == 1 then
@@ -238,11 +248,11 @@ end
 # KEYS: message; ARGV: status, ts, detail, then field/value pairs stored with it.
 _SET_STATUS = (
     _STATUS_LUA
+    + f"local key = KEYS[{NK + 1}]\n"
     + """
-local key = KEYS[1]
 local v = redis.call('HMGET', key, 's', 'b', 'w')
 local out = {}
-local moved = move(string.sub(key, #MSG_PREFIX + 2, -2), v, ARGV[1], ARGV[2], ARGV[3], out)
+local moved = move(string.sub(key, #MSGP + 1), v, ARGV[1], ARGV[2], ARGV[3], out)
 if moved then
   for i = 4, #ARGV do out[#out + 1] = ARGV[i] end
   redis.call('HSET', key, unpack(out))
@@ -312,34 +322,50 @@ local function part_final(id, part, state, ts, err, detail)
 end
 """
 
-# A part was acknowledged by the SMSC: store its id and correlation, move the
-# message to `submitted`, and deal with a receipt that arrived early (it waits
-# in the correlation key, marked PARKED, and the SET ... GET that writes the
-# correlation returns it): a `delivered` one is applied here; any other is
-# handed back for the receipt rules (it may be resent on a fallback). ARGV: ts,
-# and one msgpack array of 7 strings per part: message id, correlation key
-# (of the normalised id), part, smsc id as the SMSC wrote it (for i<k> and the
-# history), ttl, connector, parts in total (as this connector cut the text).
-# Returns per part '' (no early receipt), '=' or '=<new status>' (applied), or
-# the receipt payload.
+# Correlations live in the shard of their SMSC id (a receipt knows nothing
+# else), messages in theirs, so a submit_sm_resp and a receipt each take two
+# script calls: one in the correlation's shard, one in the message's
+# (docs/cluster.md says what a crash between the two does).
+#
+# A part was acknowledged by the SMSC, first step: write its correlations, and
+# take the receipts that arrived early (they wait in the correlation key,
+# marked PARKED, and the SET ... GET that writes the correlation returns them:
+# the two cannot miss each other). ARGV: one msgpack array of 3 strings per
+# part: correlation key (of the normalised id), "<id>|<part>", ttl. Returns per
+# part what was there before ('' if nothing).
+_CORR_WRITE = """
+local a, out = cmsgpack.unpack(ARGV[1]), {}
+for i = 1, #a, 3 do
+  out[#out + 1] = redis.call('SET', a[i], a[i + 1], 'EX', a[i + 2], 'GET') or ''
+end
+return out
+"""
+
+# Second step, in the message's shard: store the SMSC id, move the message to
+# `submitted`, and deal with an early receipt: a `delivered` one is applied
+# here; any other is handed back for the receipt rules (it may be resent on a
+# fallback). ARGV: ts, and one msgpack array of 6 strings per part: message
+# id, part, smsc id as the SMSC wrote it (for i<k> and the history),
+# connector, parts in total (as this connector cut the text), what the first
+# step found. Returns per part '' (no early receipt), '=' or '=<new status>'
+# (applied), or the receipt payload.
 _SUBMITTED = (
     _STATUS_LUA
     + _PART_FINAL_FN
     + """
 local ts, out = ARGV[1], {}
 local a = cmsgpack.unpack(ARGV[2])
-for i = 1, #a, 7 do
-  local id, part, smsc_id, conn = a[i], a[i + 2], a[i + 3], a[i + 5]
+for i = 1, #a, 6 do
+  local id, part, smsc_id, conn, early = a[i], a[i + 1], a[i + 2], a[i + 3], a[i + 5]
   local key = msg(id)
-  local early = redis.call('SET', a[i + 1], id .. '|' .. part, 'EX', a[i + 4], 'GET')
   local v = redis.call('HMGET', key, 's', 'b', 'w', 'n')
   if v[1] then
     local w = {'i' .. part, smsc_id, 'c', conn}
-    if (v[4] or '1') ~= a[i + 6] then w[5], w[6] = 'n', a[i + 6] end  -- 1 if absent
+    if (v[4] or '1') ~= a[i + 4] then w[5], w[6] = 'n', a[i + 4] end  -- 1 if absent
     move(id, v, 'submitted', ts, conn .. ' ' .. smsc_id, w)
     redis.call('HSET', key, unpack(w))
   end
-  if not early or string.byte(early) ~= PARKED_BYTE then
+  if early == '' or string.byte(early) ~= PARKED_BYTE then
     out[#out + 1] = ''
   else
     local payload = string.sub(early, #PARKED + 1)
@@ -368,41 +394,51 @@ return new
 )
 
 # Look up the message part of an SMSC id; if the submit_sm_resp has not been
-# seen yet, park the receipt in the correlation key where _SUBMITTED will find
-# it (atomically, so the two cannot miss each other). KEYS: correlation;
-# ARGV: receipt, ttl.
+# seen yet, park the receipt in the correlation key where _CORR_WRITE will find
+# it. KEYS: correlation; ARGV: receipt, ttl.
 _CORRELATE = f"""
-local v = redis.call('GET', KEYS[1])
+local v = redis.call('GET', KEYS[{NK + 1}])
 if v and string.byte(v) ~= {ord(PARKED)} then return v end
-redis.call('SET', KEYS[1], '{PARKED}' .. ARGV[1], 'EX', ARGV[2])
+redis.call('SET', KEYS[{NK + 1}], '{PARKED}' .. ARGV[1], 'EX', ARGV[2])
 return false
 """
 
-# Many receipts at once: correlate each and apply it, or park it.
-# ARGV: ts, ttl, and one msgpack array with 2 strings per receipt: correlation
-# key, "state|err|stat".
-# Returns per receipt two strings: '', '' (parked) or id, the new status or ''.
-_RECEIPTS = (
-    _STATUS_LUA
-    + _PART_FINAL_FN
-    + """
-local ts, ttl, out, parsed = ARGV[1], ARGV[2], {}, {}
-local a = cmsgpack.unpack(ARGV[3])
+# Many receipts at once, first step (correlation shard): per receipt, the
+# "<id>|<part>" it belongs to, or '' when it was parked until its
+# submit_sm_resp. ARGV: ttl, and one msgpack array with 2 strings per receipt:
+# correlation key, "state|err|stat".
+_CORR_READ = _FINAL_LUA + """
+local ttl, out = ARGV[1], {}
+local a = cmsgpack.unpack(ARGV[2])
 for i = 1, #a, 2 do
   local v = redis.call('GET', a[i])
   if v and string.byte(v) ~= PARKED_BYTE then
-    local id, part = string.match(v, '^(.*)|(%d+)$')
-    local p = parsed[a[i + 1]]  -- most receipts of a call read the same
-    if not p then
-      local state, err, stat = string.match(a[i + 1], '^([^|]*)|([^|]*)|(.*)$')
-      p = {state, err, stat .. ' err:' .. err}
-      parsed[a[i + 1]] = p
-    end
-    out[#out + 1], out[#out + 2] = id, part_final(id, part, p[1], ts, p[2], p[3]) or ''
+    out[#out + 1] = v
   else
     redis.call('SET', a[i], PARKED .. a[i + 1], 'EX', ttl)
-    out[#out + 1], out[#out + 2] = '', ''
+    out[#out + 1] = ''
   end
+end
+return out
+"""
+
+# Second step (message shard): apply the receipts. ARGV: ts, and one msgpack
+# array of 3 strings per receipt: message id, part, "state|err|stat". Returns
+# per receipt the message's new status or ''.
+_APPLY_RECEIPTS = (
+    _STATUS_LUA
+    + _PART_FINAL_FN
+    + """
+local ts, out, parsed = ARGV[1], {}, {}
+local a = cmsgpack.unpack(ARGV[2])
+for i = 1, #a, 3 do
+  local p = parsed[a[i + 2]]  -- most receipts of a call read the same
+  if not p then
+    local state, err, stat = string.match(a[i + 2], '^([^|]*)|([^|]*)|(.*)$')
+    p = {state, err, stat .. ' err:' .. err}
+    parsed[a[i + 2]] = p
+  end
+  out[#out + 1] = part_final(a[i], a[i + 1], p[1], ts, p[2], p[3]) or ''
 end
 flush()
 return out
@@ -449,14 +485,15 @@ _REROUTE = (
     _STATUS_LUA
     + _LANE_LUA
     + """
-redis.call('XADD', KEYS[3], '*', 'm', ARGV[2], 'k', ARGV[3])
-redis.call('HINCRBY', DEPTH, KEYS[3], 1)
-leave(KEYS[2], ARGV[1], ARGV[6] == '1', tonumber(ARGV[7]), KEYS[1])
-local v = redis.call('HMGET', KEYS[1], 's')
+local key, old, new = KEYS[NK + 1], KEYS[NK + 2], KEYS[NK + 3]
+redis.call('XADD', new, '*', 'm', ARGV[2], 'k', ARGV[3])
+redis.call('HINCRBY', DEPTH, new, 1)
+leave(old, ARGV[1], ARGV[6] == '1', tonumber(ARGV[7]), key)
+local v = redis.call('HMGET', key, 's')
 if v[1] then
   local out = {}
-  note(KEYS[1], v, ARGV[4], ARGV[5], out)
-  redis.call('HSET', KEYS[1], unpack(out))
+  note(key, v, ARGV[4], ARGV[5], out)
+  redis.call('HSET', key, unpack(out))
 end
 return 1
 """
@@ -524,7 +561,7 @@ _DEFER = (
     + _LANE_LUA
     + """
 redis.call('ZADD', DELAYED, ARGV[3], ARGV[2])
-leave(KEYS[1], ARGV[1], ARGV[4] == '1', tonumber(ARGV[5]), ARGV[6])
+leave(KEYS[NK + 1], ARGV[1], ARGV[4] == '1', tonumber(ARGV[5]), ARGV[6])
 return 1
 """
 )
@@ -633,7 +670,7 @@ _TAKE_OVER = (
     _CLAIMED_LUA
     + """
 local me, dead, count = ARGV[1], ARGV[2], ARGV[3]
-local now = redis.call('GET', KEYS[1])
+local now = redis.call('GET', KEYS[NK + 1])
 if dead == me or (now and now ~= ARGV[4]) then return {-1} end
 local out, drained = {1}, 1
 for i = 5, #ARGV do
@@ -660,7 +697,7 @@ return out
 # Delete consumer KEYS[1]'s identity record if it is still ARGV[1] (not a new
 # process's that took the name meanwhile).
 _FORGET_CONSUMER = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[NK + 1]) == ARGV[1] then return redis.call('DEL', KEYS[NK + 1]) end
 return 0
 """
 
@@ -699,8 +736,6 @@ return #due
 # else 0, ids expired}.
 _EXPIRE_DUE = (
     _STATUS_LUA
-    # batch_key and batch_owner_key without the "{<batch id>}"
-    + f"local BATCH_PREFIX, BATCH_OWNER_PREFIX = '{BATCH_PREFIX}', '{BATCH_OWNER_PREFIX}'"
     + """
 local now, limit, ts, keep = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
 local expired, seen, batches = {}, 0, {}
@@ -722,7 +757,7 @@ while seen < limit do
       if v[2] and not batches[v[2]] then  -- its counts, and who owns it
         batches[v[2]] = true
         redis.call('EXPIRE', v[2], keep)
-        redis.call('EXPIRE', BATCH_OWNER_PREFIX .. string.sub(v[2], #BATCH_PREFIX + 1), keep)
+        redis.call('EXPIRE', BOP .. string.sub(v[2], #BATCHP + 1), keep)
       end
     end
     seen = seen + 1
@@ -768,15 +803,15 @@ _RESEND_PART = (
     _STATUS_LUA
     + _LANE_LUA
     + """
-local key, part = KEYS[1], ARGV[1]
+local key, lane, part = KEYS[NK + 1], KEYS[NK + 2], ARGV[1]
 local v = redis.call('HMGET', key, 's', 'p' .. part, 'f' .. part)
 if (not v[1]) or FINAL[v[1]] or v[2] or v[3] then return 0 end
 local out = {'f' .. part, '1'}
 note(key, v, ARGV[4], ARGV[5], out)
 redis.call('HSET', key, unpack(out))
 redis.call('HDEL', key, 'i' .. part)
-redis.call('XADD', KEYS[2], '*', 'm', ARGV[2], 'k', ARGV[3])
-redis.call('HINCRBY', DEPTH, KEYS[2], 1)
+redis.call('XADD', lane, '*', 'm', ARGV[2], 'k', ARGV[3])
+redis.call('HINCRBY', DEPTH, lane, 1)
 return 1
 """
 )
@@ -785,16 +820,16 @@ return 1
 # KEYS: message; ARGV: status, ts, error code, connector.
 _DEAD_LETTER = (
     _STATUS_LUA
-    + f"""
-local key = KEYS[1]
-local id = string.sub(key, #MSG_PREFIX + 2, -2)
+    + """
+local key = KEYS[NK + 1]
+local id = string.sub(key, #MSGP + 1)
 local v = redis.call('HMGET', key, 's', 'b', 'w')
-local out = {{}}
+local out = {}
 if not move(id, v, ARGV[1], ARGV[2], ARGV[3], out) then return 0 end
 out[#out + 1], out[#out + 2] = 'e', ARGV[3]
 redis.call('HSET', key, unpack(out))
 flush()
-redis.call('XADD', '{DLQ_KEY}', '*', 'm', id, 'e', ARGV[3], 'c', ARGV[4], 't', ARGV[2])
+redis.call('XADD', DLQ, '*', 'm', id, 'e', ARGV[3], 'c', ARGV[4], 't', ARGV[2])
 return 1
 """
 )
@@ -809,25 +844,52 @@ Record = tuple[str, bytes, str, int, str, float, str]
 
 
 class Store:
-    def __init__(self, client: aioredis.Redis, receipt_grace: float = 300.0) -> None:
+    """The gateway's Redis: every stage's reads and writes, over `shards`
+    shards of the key layout (gateway.store.keys). A call that touches
+    messages of several shards makes one script call per shard, all in one
+    round trip."""
+
+    def __init__(self, client: aioredis.Redis, receipt_grace: float = 300.0,
+                 shards: int = 1) -> None:
         self.redis = client
         # How long after the end of validity a receipt may still arrive before
         # the message is declared expired.
         self.receipt_grace = receipt_grace
-        self._set_status = client.register_script(_SET_STATUS)
-        self._submitted = client.register_script(_SUBMITTED)
-        self._correlate = client.register_script(_CORRELATE)
-        self._part_final = client.register_script(_PART_FINAL)
-        self._receipts = client.register_script(_RECEIPTS)
-        self._dispatch_view = client.register_script(_DISPATCH_VIEW)
-        self._reroute = client.register_script(_REROUTE)
-        self._defer = client.register_script(_DEFER)
-        self._ack = client.register_script(_ACK)
-        self._read = client.register_script(_READ)
-        self._reclaim = client.register_script(_RECLAIM)
-        self._keep_claimed = client.register_script(_KEEP_CLAIMED)
-        self._take_over = client.register_script(_TAKE_OVER)
-        self._forget_consumer = client.register_script(_FORGET_CONSUMER)
+        self.shards = shards
+        use_shards(shards)  # new ids spread over these shards
+        # On Redis Cluster a blocking read cannot span shards (see read_lanes).
+        self.cluster = isinstance(client, aioredis.RedisCluster)
+        self._shard_keys = [shard_keys(k) for k in range(shards)]
+        self._rotate = 0  # the shard webhook claims start with
+        shard = functools.partial(_register, client, SHARD_LUA)
+        self._set_status = shard(_SET_STATUS)
+        self._corr_write = shard(_CORR_WRITE)
+        self._submitted = shard(_SUBMITTED)
+        self._correlate = shard(_CORRELATE)
+        self._part_final = shard(_PART_FINAL)
+        self._corr_read = shard(_CORR_READ)
+        self._apply_receipts = shard(_APPLY_RECEIPTS)
+        self._dispatch_view = shard(_DISPATCH_VIEW)
+        self._reroute = shard(_REROUTE)
+        self._defer = shard(_DEFER)
+        self._ack = shard(_ACK)
+        self._read = shard(_READ)
+        self._reclaim = shard(_RECLAIM)
+        self._keep_claimed = shard(_KEEP_CLAIMED)
+        self._take_over = shard(_TAKE_OVER)
+        self._forget_consumer = shard(_FORGET_CONSUMER)
+        self._promote = shard(_PROMOTE)
+        self._expire_due = shard(_EXPIRE_DUE)
+        self._resend_part = shard(_RESEND_PART)
+        self._dead_letter = shard(_DEAD_LETTER)
+        self._chunk = shard(_ENQUEUE_CHUNK)
+        self._wh_push = shard(_WH_PUSH)
+        self._wh_claim = shard(_WH_CLAIM)
+        self._wh_settle = shard(_WH_SETTLE)
+        self._mo_part = shard(_MO_PART)
+        self._mo_done = shard(_MO_DONE)
+        self._gcra = client.register_script(_GCRA)
+        self._auth_failed = client.register_script(_AUTH_FAILED)
         # (lane, entry id) → [its messages handed out here and not done yet,
         # messages in the entry]
         self._in_flight: dict[tuple[str, bytes], list[int]] = {}
@@ -835,14 +897,9 @@ class Store:
         # acknowledged nor kept claimed by this process, so a reclaim hands the
         # message out again.
         self._abandoned: set[tuple[str, bytes]] = set()
-        self._promote = client.register_script(_PROMOTE)
-        self._expire_due = client.register_script(_EXPIRE_DUE)
-        self._gcra = client.register_script(_GCRA)
-        self._resend_part = client.register_script(_RESEND_PART)
-        self._dead_letter = client.register_script(_DEAD_LETTER)
 
     @classmethod
-    def from_url(cls, url: str, receipt_grace: float = 300.0) -> Store:
+    def from_url(cls, url: str, receipt_grace: float = 300.0, shards: int = 1) -> Store:
         # A blocking pool: under a burst, callers wait for a free connection
         # instead of failing with "Too many connections".
         # socket_timeout: redis-py 8 defaults to 5 s, which a pipelined 10,000-message
@@ -851,7 +908,7 @@ class Store:
         pool = aioredis.BlockingConnectionPool.from_url(
             url, max_connections=128, timeout=30, socket_timeout=30
         )
-        return cls(aioredis.Redis(connection_pool=pool), receipt_grace)
+        return cls(aioredis.Redis(connection_pool=pool), receipt_grace, shards)
 
     async def ping(self) -> None:
         """Raises unless Redis answers."""
@@ -860,11 +917,21 @@ class Store:
     async def close(self) -> None:
         await self.redis.aclose()
 
+    def _call(self, script: AsyncScript, shard: int, keys: Sequence[str] = (),
+              args: Sequence[str | bytes | int | float] = ()) -> Awaitable[object]:
+        """One call of a shard script in `shard`."""
+        return script(keys=[*self._shard_keys[shard], *keys], args=list(args))
+
+    def _in(self, shard: int, keys: Sequence[str], args: list[str | bytes | int]
+            ) -> tuple[list[str], list[str | bytes | int]]:
+        """A call of a shard script in `shard`, for `_script_calls`."""
+        return [*self._shard_keys[shard], *keys], args
+
     # --- admission -------------------------------------------------------
 
     async def enqueue(self, messages: Sequence[Message]) -> None:
         """Persist records and append them to their first connector's lane: one
-        script call per (account, batch) group, all in one round trip."""
+        script call per (account, batch, shard) group, all in one round trip."""
         groups: dict[tuple[str, str | None], list[Record]] = {}
         for m in messages:
             groups.setdefault((m.account, m.batch_id), []).append(self.record(m))
@@ -876,8 +943,8 @@ class Store:
         parts, its callback spec, when it expires (validity + receipt grace), and
         its send_at if that is still ahead."""
         due = f"{m.send_at:.3f}" if m.send_at and m.send_at > time.time() + 0.5 else ""
-        return (m.id, m.pack(), lane_key(m.connectors[0], m.msg_class), m.parts,
-                m.webhook, m.expires_at + self.receipt_grace, due)
+        return (m.id, m.pack(), lane_key(shard_of(m.id), m.connectors[0], m.msg_class),
+                m.parts, m.webhook, m.expires_at + self.receipt_grace, due)
 
     # --- state -----------------------------------------------------------
 
@@ -887,17 +954,22 @@ class Store:
 
     async def dispatch_view(self, ids: Sequence[str]) -> list[MessageState | None]:
         """What the dispatcher needs of each message — status, record, and which
-        parts the SMSC already acknowledged — in one script call (a pipeline of
-        HGETALLs cost a fifth of the dispatcher's CPU in redis-py's packing)."""
-        raw = await self._dispatch_view(keys=[], args=list(ids))
-        out: list[MessageState | None] = []
-        for status, record, acked in zip(raw[::3], raw[1::3], raw[2::3], strict=True):
-            if not status:
-                out.append(None)
-                continue
-            parts = {int(k): "" for k in acked.split(b",") if k} if acked else {}
-            out.append(MessageState(Message.unpack(record), status.decode(), [], None, None,
-                                    parts, {}))
+        parts the SMSC already acknowledged — in one script call per shard (a
+        pipeline of HGETALLs cost a fifth of the dispatcher's CPU in redis-py's
+        packing)."""
+        by_shard = _by_shard(ids, shard_of)
+        calls = [self._in(k, (), list(group)) for k, (_, group) in by_shard.items()]
+        replies = await self._script_calls(self._dispatch_view, calls)
+        out: list[MessageState | None] = [None] * len(ids)
+        for (positions, _), raw in zip(by_shard.values(), replies, strict=True):
+            assert isinstance(raw, list)
+            for pos, status, record, acked in zip(positions, raw[::3], raw[1::3], raw[2::3],
+                                                  strict=True):
+                if not status:
+                    continue
+                parts = {int(k): "" for k in acked.split(b",") if k} if acked else {}
+                out[pos] = MessageState(Message.unpack(record), status.decode(), [], None,
+                                        None, parts, {})
         return out
 
     async def get_many(self, ids: Iterable[str]) -> list[MessageState | None]:
@@ -912,58 +984,111 @@ class Store:
         args: list[str] = [status, _ts(), detail]
         for name, value in fields.items():
             args += [name, value]
-        return bool(await self._set_status(keys=[msg_key(message_id)], args=args))
+        return bool(await self._call(self._set_status, shard_of(message_id),
+                                     [msg_key(message_id)], args))
 
     async def parts_submitted(self, parts: Sequence[AckedPart]) -> list[bytes | None]:
         """Record acknowledged parts, (connector, message id, part, smsc id as the
         SMSC wrote it, the same id normalised for correlation, ttl, parts in
-        total) each, in one script call. The message keeps the id as written (it
-        is what the carrier's records show); receipts are matched on the
-        normalised one. Per part: None, or what became of a receipt that arrived
-        early: b"=<status>" / b"=" if it was applied, else its payload."""
-        flat: list[str] = []
-        for connector, message_id, part, smsc_id, match_id, ttl, total in parts:
-            flat += (
-                message_id, corr_key(connector, match_id), str(part), smsc_id,
-                str(max(ttl, 60)), connector, str(total),
-            )
-        # One packed argument: redis-py's per-argument packing was the cost.
-        packed = msgpack.packb(flat, use_bin_type=False)
-        return [r or None for r in await self._submitted(keys=[], args=[_ts(), packed])]
+        total) each: first their correlations (one script call per correlation
+        shard), then the messages (one per message shard). The message keeps
+        the id as written (it is what the carrier's records show); receipts are
+        matched on the normalised one. Per part: None, or what became of a
+        receipt that arrived early: b"=<status>" / b"=" if it was applied, else
+        its payload."""
+        by_corr = _by_shard(parts, lambda p: corr_shard(p[4], self.shards))
+        calls = []
+        for k, (_, group) in by_corr.items():
+            flat: list[str] = []
+            for connector, message_id, part, _smsc, match_id, ttl, _total in group:
+                flat += (corr_key(k, connector, match_id), f"{message_id}|{part}",
+                         str(max(ttl, 60)))
+            # One packed argument: redis-py's per-argument packing was the cost.
+            calls.append(self._in(k, (), [msgpack.packb(flat, use_bin_type=False)]))
+        early: list[bytes] = [b""] * len(parts)
+        for (positions, _), reply in zip(by_corr.values(),
+                                         await self._script_calls(self._corr_write, calls),
+                                         strict=True):
+            assert isinstance(reply, list)
+            for pos, value in zip(positions, reply, strict=True):
+                early[pos] = value
+        by_msg = _by_shard(range(len(parts)), lambda i: shard_of(parts[i][1]))
+        ts, calls = _ts(), []
+        for k, (_, group) in by_msg.items():
+            flat = []
+            for i in group:
+                connector, message_id, part, smsc_id, _match, _ttl, total = parts[i]
+                flat += (message_id, str(part), smsc_id, connector, str(total), early[i])
+            calls.append(self._in(k, (), [ts, msgpack.packb(flat, use_bin_type=False)]))
+        out: list[bytes | None] = [None] * len(parts)
+        for (_, group), reply in zip(by_msg.values(),
+                                     await self._script_calls(self._submitted, calls),
+                                     strict=True):
+            assert isinstance(reply, list)
+            for i, r in zip(group, reply, strict=True):
+                out[i] = r or None
+        return out
 
     async def apply_receipts(
         self, receipts: Sequence[tuple[str, str, bytes]], ttl: int
     ) -> list[tuple[str, str | None] | None]:
-        """Correlate and apply (connector, smsc id, "state|err|stat") receipts in one
-        script call: per receipt None if parked until its submit_sm_resp, else
-        (message id, the message's new final status if this receipt set one)."""
-        flat: list[str | bytes] = []
-        for connector, smsc_id, payload in receipts:
-            flat += (corr_key(connector, smsc_id), payload)
-        packed = msgpack.packb(flat, use_bin_type=False)
-        raw = await self._receipts(keys=[], args=[_ts(), max(ttl, 60), packed])
-        return [(message_id.decode(), new.decode() or None) if message_id else None
-                for message_id, new in zip(raw[::2], raw[1::2], strict=True)]
+        """Correlate and apply (connector, smsc id, "state|err|stat") receipts:
+        per receipt None if parked until its submit_sm_resp, else (message id,
+        the message's new final status if this receipt set one). One script
+        call per correlation shard, then one per message shard."""
+        by_corr = _by_shard(receipts, lambda r: corr_shard(r[1], self.shards))
+        calls = []
+        for k, (_, group) in by_corr.items():
+            flat: list[str | bytes] = []
+            for connector, smsc_id, payload in group:
+                flat += (corr_key(k, connector, smsc_id), payload)
+            calls.append(self._in(k, (), [max(ttl, 60), msgpack.packb(flat, use_bin_type=False)]))
+        found: list[tuple[int, str, str]] = []  # (position, message id, part)
+        for (positions, _), reply in zip(by_corr.values(),
+                                         await self._script_calls(self._corr_read, calls),
+                                         strict=True):
+            assert isinstance(reply, list)
+            for pos, value in zip(positions, reply, strict=True):
+                if value:
+                    message_id, _, part = value.decode().rpartition("|")
+                    found.append((pos, message_id, part))
+        out: list[tuple[str, str | None] | None] = [None] * len(receipts)
+        if not found:
+            return out
+        by_msg = _by_shard(found, lambda f: shard_of(f[1]))
+        ts, calls = _ts(), []
+        for k, (_, group) in by_msg.items():
+            flat = []
+            for pos, message_id, part in group:
+                flat += (message_id, part, receipts[pos][2])
+            calls.append(self._in(k, (), [ts, msgpack.packb(flat, use_bin_type=False)]))
+        for (_, group), reply in zip(by_msg.values(),
+                                     await self._script_calls(self._apply_receipts, calls),
+                                     strict=True):
+            assert isinstance(reply, list)
+            for (pos, message_id, _part), new in zip(group, reply, strict=True):
+                out[pos] = (message_id, new.decode() or None)
+        return out
 
     async def correlate(
         self, connector: str, smsc_id: str, receipt: bytes, ttl: int
     ) -> tuple[str, int] | None:
-        value = await self._correlate(
-            keys=[corr_key(connector, smsc_id)], args=[receipt, max(ttl, 60)]
-        )
+        k = corr_shard(smsc_id, self.shards)
+        value = await self._call(self._correlate, k, [corr_key(k, connector, smsc_id)],
+                                 [receipt, max(ttl, 60)])
         if not value:
             return None
-        message_id, _, part = value.decode().partition("|")
+        assert isinstance(value, bytes)
+        message_id, _, part = value.decode().rpartition("|")
         return message_id, int(part)
 
     async def part_final(
         self, message_id: str, part: int, state: str, error_code: str, detail: str
     ) -> str | None:
         """Record a part's final state; returns the message's new final status, if it changed."""
-        new = await self._part_final(
-            keys=[], args=[message_id, part, state, _ts(), error_code, detail]
-        )
-        return new.decode() if new else None
+        new = await self._call(self._part_final, shard_of(message_id), (),
+                               [message_id, part, state, _ts(), error_code, detail])
+        return new.decode() if isinstance(new, bytes) else None
 
     async def batch_counts(self, batch_id: str) -> dict[str, int]:
         raw = await self.redis.hgetall(batch_key(batch_id))
@@ -971,32 +1096,44 @@ class Store:
 
     # --- lanes -----------------------------------------------------------
 
+    def _lanes(self, shard: int, connector: str) -> list[str]:
+        return [lane_key(shard, connector, c) for c in LANES]
+
     async def ensure_lanes(self, connector: str) -> None:
-        for msg_class in LANES:
-            try:
-                await self.redis.xgroup_create(
-                    lane_key(connector, msg_class), GROUP, id="0", mkstream=True
-                )
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        for k in range(self.shards):
+            for lane in self._lanes(k, connector):
+                try:
+                    await self.redis.xgroup_create(lane, GROUP, id="0", mkstream=True)
+                except ResponseError as exc:
+                    if "BUSYGROUP" not in str(exc):
+                        raise
 
     async def read_lanes(
         self, connector: str, consumer: str, count: int, block_ms: int
     ) -> list[LaneEntry]:
         """About `count` messages (up to LANE_GROUP - 1 more: an entry is read
-        whole), higher lanes first: a marketing backlog never delays OTP or
-        transactional traffic. One script call; if every lane is empty, one
-        blocking read of all of them."""
-        lanes = [lane_key(connector, c) for c in LANES]
-        flat = await self._read(keys=[], args=[consumer, count, *lanes])
+        whole; with several shards about count / shards from each), higher
+        lanes first: a marketing backlog never delays OTP or transactional
+        traffic. One script call per shard; if every lane is empty, one
+        blocking read of all of them (on Redis Cluster, where a blocking read
+        cannot span slots, a pause of up to 20 ms instead)."""
+        want = -(-count // self.shards)
+        calls = [self._in(k, (), [consumer, want, *self._lanes(k, connector)])
+                 for k in range(self.shards)]
+        flat: list[bytes | str] = []
+        for reply in await self._script_calls(self._read, calls):
+            assert isinstance(reply, list)
+            flat += reply
         if flat:
             return self._handed_out(flat, 4)
+        if self.cluster:
+            await asyncio.sleep(min(block_ms, 20) / 1000)
+            return []
+        lanes = [lane for k in range(self.shards) for lane in self._lanes(k, connector)]
         got = await self.redis.xreadgroup(
             GROUP, consumer, dict.fromkeys(lanes, ">"), count=-(-count // LANE_GROUP),
             block=block_ms,
         )
-        flat = []
         for lane, items in got or ():
             for eid, f in items:
                 if f:
@@ -1010,16 +1147,18 @@ class Store:
         messages are still being sent or retried here. Without it a message in a
         long throttle backoff (over `dispatch.claim_idle_ms`) was reclaimed and
         sent a second time. Returns the entries touched."""
-        args: list[str | bytes | int] = [consumer]
         by_lane: dict[str, list[bytes]] = {}
         for lane, entry_id in list(self._in_flight):
             if (lane, entry_id) not in self._abandoned:
                 by_lane.setdefault(lane, []).append(entry_id)
+        args: dict[int, list[str | bytes | int]] = {}
         for lane, ids in by_lane.items():
-            args += [lane, len(ids), *ids]
-        if len(args) == 1:
+            args.setdefault(key_shard(lane), [consumer]).extend((lane, len(ids), *ids))
+        if not args:
             return 0
-        return int(await self._keep_claimed(keys=[], args=args))
+        replies = await self._script_calls(
+            self._keep_claimed, [self._in(k, (), a) for k, a in args.items()])
+        return sum(int(r) for r in replies)  # type: ignore[call-overload]
 
     async def reclaim(
         self, connector: str, consumer: str, idle_ms: int, count: int
@@ -1027,10 +1166,13 @@ class Store:
         """Take over entries a dead process read but never acknowledged (about
         `count` messages per lane), without the messages that had already left
         them (deferred, rerouted)."""
-        lanes = [lane_key(connector, c) for c in LANES]
-        flat = await self._reclaim(
-            keys=[], args=[consumer, idle_ms, -(-count // LANE_GROUP), *lanes]
-        )
+        calls = [self._in(k, (), [consumer, idle_ms, -(-count // LANE_GROUP),
+                                  *self._lanes(k, connector)])
+                 for k in range(self.shards)]
+        flat: list[bytes | str] = []
+        for reply in await self._script_calls(self._reclaim, calls):
+            assert isinstance(reply, list)
+            flat += reply
         return self._handed_out(flat, 5)
 
     async def take_over(
@@ -1042,41 +1184,57 @@ class Store:
         them. Only for a consumer known to be dead (`gateway.dispatch.takeover`):
         `record` is its identity record as read when that was decided (b"" for
         none); if another has been recorded since, a new process has the name
-        and nothing is taken. Returns (None if refused, else whether `dead`
-        holds nothing more here, in which case it is removed from these lanes'
-        group), and the entries."""
-        lanes = [lane_key(connector, c) for c in LANES]
-        flat = await self._take_over(
-            keys=[consumer_key(dead)],
-            args=[consumer, dead, -(-count // LANE_GROUP), record, *lanes],
-        )
-        if int(flat[0]) < 0:
-            return None, []
-        return bool(int(flat[0])), self._handed_out(flat[1:], 5)
+        and nothing is taken (per shard: the record has a copy in each).
+        Returns (None if refused, else whether `dead` holds nothing more here,
+        in which case it is removed from these lanes' group), and the entries."""
+        calls = [self._in(k, [consumer_key(k, dead)],
+                          [consumer, dead, -(-count // LANE_GROUP), record,
+                           *self._lanes(k, connector)])
+                 for k in range(self.shards)]
+        drained: bool | None = True
+        flat: list[bytes | str] = []
+        for reply in await self._script_calls(self._take_over, calls):
+            assert isinstance(reply, list)
+            if int(reply[0]) < 0:
+                drained = None
+                continue
+            if drained is not None and not int(reply[0]):
+                drained = False
+            flat += reply[1:]
+        return drained, self._handed_out(flat, 5)
 
     async def record_consumer(self, consumer: str, identity: bytes) -> None:
-        """Write (or renew) the identity record of the worker reading as `consumer`."""
-        await self.redis.set(consumer_key(consumer), identity, ex=CONSUMER_TTL)
+        """Write (or renew) the identity record of the worker reading as
+        `consumer`, in every shard."""
+        pipe = self.redis.pipeline(transaction=False)
+        for k in range(self.shards):
+            pipe.set(consumer_key(k, consumer), identity, ex=CONSUMER_TTL)
+        await pipe.execute()
 
     async def consumer_records(self, consumers: Sequence[str]) -> list[bytes | None]:
         if not consumers:
             return []
-        return list(await self.redis.mget([consumer_key(c) for c in consumers]))
+        # Shard 0's copies: one slot, one MGET.
+        return list(await self.redis.mget([consumer_key(0, c) for c in consumers]))
 
     async def forget_consumer(self, consumer: str, record: bytes) -> bool:
         """Delete a dead consumer's identity record, unless a new process has
         recorded itself under that name since `record` was read."""
         if not record:
             return False
-        return bool(await self._forget_consumer(keys=[consumer_key(consumer)], args=[record]))
+        calls = [self._in(k, [consumer_key(k, consumer)], [record])
+                 for k in range(self.shards)]
+        replies = await self._script_calls(self._forget_consumer, calls)
+        return any(int(r) for r in replies)  # type: ignore[call-overload]
 
     async def group_consumers(self, connectors: Iterable[str]) -> set[str]:
         """Every consumer of the `dispatch` group of these connectors' lanes (a
         lane not created yet has none)."""
         pipe = self.redis.pipeline(transaction=False)
         for connector in connectors:
-            for msg_class in LANES:
-                pipe.xinfo_consumers(lane_key(connector, msg_class), GROUP)
+            for k in range(self.shards):
+                for lane in self._lanes(k, connector):
+                    pipe.xinfo_consumers(lane, GROUP)
         names: set[str] = set()
         for reply in await pipe.execute(raise_on_error=False):
             if isinstance(reply, ResponseError):
@@ -1136,52 +1294,44 @@ class Store:
 
     async def ack(self, entries: Iterable[tuple[str, bytes]]) -> None:
         """The messages of these (lane, entry id)s are done: acknowledge each entry
-        whose last message this was, in one script call; the lanes are trimmed
-        behind the oldest entry still in flight (see _ACK)."""
+        whose last message this was, in one script call per shard; the lanes are
+        trimmed behind the oldest entry still in flight (see _ACK)."""
         by_lane: dict[str, list[bytes | int]] = {}
         for lane, entry_id in entries:
             last, total = self._leave(lane, entry_id)
             if last:
                 by_lane.setdefault(lane, []).extend((entry_id, total))
-        args: list[str | bytes | int] = []
+        args: dict[int, list[str | bytes | int]] = {}
         for lane, pairs in by_lane.items():
-            args += [lane, len(pairs) // 2, *pairs]
+            args.setdefault(key_shard(lane), []).extend((lane, len(pairs) // 2, *pairs))
         if args:
-            await self._ack(keys=[], args=args)
+            await self._script_calls(self._ack, [self._in(k, (), a) for k, a in args.items()])
 
     async def lane_depths(self, connectors: Iterable[str]) -> dict[str, int]:
-        """Messages per lane, waiting or in flight."""
-        names, fields = [], []
-        for connector in connectors:
-            for msg_class in LANES:
-                names.append(f"{connector}:{msg_class}")
-                fields.append(lane_key(connector, msg_class))
-        if not fields:
+        """Messages per lane (summed over the shards), waiting or in flight."""
+        lanes = [(connector, msg_class) for connector in connectors for msg_class in LANES]
+        if not lanes:
             return {}
-        counts = await self.redis.hmget(DEPTH_KEY, fields)
-        return {name: max(0, int(c or 0)) for name, c in zip(names, counts, strict=True)}
-
-    # === HTTP API and webhooks (issue 4); keys and Lua at the end of the file ===
-
-    @functools.cached_property
-    def _api_scripts(self) -> dict[str, AsyncScript]:
-        return {
-            name: self.redis.register_script(src)
-            for name, src in (
-                ("chunk", _ENQUEUE_CHUNK), ("wh_push", _WH_PUSH), ("wh_claim", _WH_CLAIM),
-                ("wh_settle", _WH_SETTLE), ("mo_part", _MO_PART), ("mo_done", _MO_DONE),
-            )
-        }
+        names = [f"{connector}:{msg_class}" for connector, msg_class in lanes]
+        pipe = self.redis.pipeline(transaction=False)
+        for k in range(self.shards):
+            pipe.hmget(depth_key(k), [lane_key(k, *lane) for lane in lanes])
+        totals = dict.fromkeys(names, 0)
+        for counts in await pipe.execute():
+            for name, c in zip(names, counts, strict=True):
+                totals[name] += int(c or 0)
+        return {name: max(0, n) for name, n in totals.items()}
 
     # --- admission: chunks, idempotency, batches ----------------------------
 
-    @staticmethod
     def _chunk_args(
+        self,
         account: str,
         records: Sequence[Record],
         batch_id: str | None,
         idem: tuple[str, str, str, bytes, bytes, int] | None,
         ts: str,
+        shard: int,
     ) -> tuple[list[str], list[str | bytes | int]]:
         mode, key, token, body_hash, response, ttl = idem or ("", "", "", b"", b"", 0)
         args: list[str | bytes | int] = [
@@ -1195,7 +1345,7 @@ class Store:
             flat += (message_id, packed, lane, webhook, f"{expiry:.3f}", due)
         # use_bin_type=False: Lua's cmsgpack reads every string type as a Lua string.
         args.append(msgpack.packb(flat, use_bin_type=False))
-        return ([key] if mode else []), args
+        return self._in(shard, [key] if mode else [], args)
 
     async def enqueue_api(
         self,
@@ -1207,14 +1357,21 @@ class Store:
         ts: float | None = None,
     ) -> tuple[bytes, bytes] | None:
         """Persist chunks of `Store.record`s in one pipelined round trip, one
-        `_ENQUEUE_CHUNK` call per chunk.
+        `_ENQUEUE_CHUNK` call per chunk. A batch's messages are of the batch's
+        shard, and a request with an idempotency key has its messages in the
+        key's shard (`keys.idem_shard`): the ingress makes their ids so.
 
         idem is (key, token, body hash, response, ttl). Returns None when this
         request's messages were queued, or (body hash, response) of the earlier
         request that owns the idempotency key — then nothing was queued.
         """
-        script = self._api_scripts["chunk"]
         stamp = _ts(ts)
+        if idem is not None:
+            shard = key_shard(idem[0])
+        elif batch_id is not None:
+            shard = shard_of(batch_id)
+        else:
+            shard = -1  # each record's own
         calls = []
         for i, chunk in enumerate(chunks or [[]]):
             spec = None
@@ -1222,8 +1379,17 @@ class Store:
                 key, token, body_hash, response, ttl = idem
                 spec = ("first" if i == 0 else "next", key, token, body_hash,
                         response if i == 0 else b"", ttl)
-            calls.append(self._chunk_args(account, chunk, batch_id, spec, stamp))
-        first = (await self._script_calls(script, calls))[0]
+            if shard >= 0:
+                if any(shard_of(r[0]) != shard for r in chunk):
+                    raise ValueError("a batch's or idempotent request's messages must be of "
+                                     "its shard (ids from new_id/id_sequence of that shard)")
+                calls.append(self._chunk_args(account, chunk, batch_id, spec, stamp, shard))
+            else:
+                for k, (_, group) in _by_shard(chunk, lambda r: shard_of(r[0])).items():
+                    calls.append(self._chunk_args(account, group, None, None, stamp, k))
+        if not calls:
+            return None
+        first = (await self._script_calls(self._chunk, calls))[0]
         if isinstance(first, list):
             return first[0], first[1]
         return None
@@ -1231,7 +1397,11 @@ class Store:
     async def _script_calls(
         self, script: AsyncScript, calls: Sequence[tuple[list[str], list[str | bytes | int]]]
     ) -> list[object]:
-        """Run calls of one script in one pipelined round trip."""
+        """Run calls of one script in one pipelined round trip (a call alone
+        goes straight)."""
+        if len(calls) == 1:
+            keys, args = calls[0]
+            return [await script(keys=keys, args=args)]
         # EVALSHA straight on the pipeline: redis-py's script registration would
         # cost a SCRIPT EXISTS round trip on every request. NOSCRIPT can only come
         # back for the first call (every call runs the same script), so nothing ran
@@ -1244,30 +1414,33 @@ class Store:
                 return list(await pipe.execute())
             except NoScriptError:
                 await self.redis.script_load(script.script)
-        raise NoScriptError("enqueue script could not be loaded")
+        raise NoScriptError("script could not be loaded")
 
     async def enqueue_records(
         self, records: Sequence[Record], optouts: Sequence[tuple[int, str, str]] = ()
     ) -> set[int]:
-        """Persist messages without a batch or an idempotency key, of any accounts,
-        in one `_ENQUEUE_CHUNK` call: the script's account argument only names a
-        batch's owner, so single messages of several accounts can share a call.
+        """Persist messages without a batch or an idempotency key, of any accounts
+        and shards, in one `_ENQUEUE_CHUNK` call per shard: the script's account
+        argument only names a batch's owner, so single messages of several
+        accounts can share a call.
 
         optouts: (index in records, account, number) of marketing messages; each
         whose number is on its account's opt-out list is left out. Returns the
-        indices left out. The lists are read in the same call, before anything
-        is written."""
-        keys, args = self._chunk_args("", records, None, None, _ts())
+        indices left out. The lists are read first (one SMISMEMBER per account
+        with an opt-out list; an opt-out added meanwhile counts as after the
+        submission)."""
+        left_out: set[int] = set()
         if optouts:
-            flat: list[str | int] = []
+            by_account: dict[str, list[tuple[int, str]]] = {}
             for index, account, number in optouts:
-                flat += (index + 1, optout_key(account), number)
-            args.append(msgpack.packb(flat, use_bin_type=False))
-        result = (await self._script_calls(self._api_scripts["chunk"], [(keys, args)]))[0]
-        if not optouts:
-            return set()
-        assert isinstance(result, list)
-        return {int(k) - 1 for k in result[1:]}
+                by_account.setdefault(account, []).append((index, number))
+            for account, checks in by_account.items():
+                listed = await self.optout_many(account, [n for _, n in checks])
+                left_out.update(i for (i, _), out in zip(checks, listed, strict=True) if out)
+        kept = [r for i, r in enumerate(records) if i not in left_out]
+        if kept:
+            await self.enqueue_api("", [kept])
+        return left_out
 
     async def idempotent_response(self, key: str) -> tuple[bytes, bytes] | None:
         """(body hash, response) stored under an idempotency key, if any."""
@@ -1284,10 +1457,7 @@ class Store:
         """Count one failed API key from `source`: (failures in the current
         window, seconds the window still runs). The window starts at the first
         failure; the key `smsgw:authfail:<source>` expires with it."""
-        script = getattr(self, "_auth_failed", None)
-        if script is None:
-            script = self._auth_failed = self.redis.register_script(_AUTH_FAILED)
-        count, ttl = await script(keys=[authfail_key(source)], args=[window])
+        count, ttl = await self._auth_failed(keys=[authfail_key(source)], args=[window])
         return int(count), max(1, int(ttl))
 
     async def auth_block(self, source: str, seconds: float) -> None:
@@ -1321,6 +1491,8 @@ class Store:
     async def optout_many(self, account: str, numbers: Sequence[str]) -> list[bool]:
         if not numbers:
             return []
+        if len(numbers) == 1:
+            return [await self.optout_has(account, numbers[0])]
         key = optout_key(account)
         # An account with no opt-outs (the set does not exist) is answered by one
         # EXISTS instead of a 10,000-argument SMISMEMBER.
@@ -1337,38 +1509,46 @@ class Store:
 
     async def webhook_push(self, queue: str, entry: bytes, now: float | None = None) -> None:
         """Append a rendered delivery (an MO message: WH_RENDERED + packed) to a
-        receiver queue. Status callbacks are pushed by the status scripts."""
-        await self._api_scripts["wh_push"](
-            keys=[], args=[wh_queue_key(queue), queue, entry, _ts(now)]
-        )
+        receiver queue (in the shard of the queue's name, so one receiver's
+        MO messages stay in order). Status callbacks are pushed by the status
+        scripts."""
+        k = conversation_shard(queue, self.shards)
+        await self._call(self._wh_push, k, (), [wh_queue_key(k, queue), queue, entry, _ts(now)])
 
     async def mo_part(self, conversation: str, seq: int, total: int, text: bytes,
                       due: float, ttl: int) -> dict[int, bytes] | None:
         """Keep part `seq` of `total` of an MO message; all its parts by number
         once every one is in (until `mo_done`), else None."""
-        flat = await self._api_scripts["mo_part"](
-            keys=[],
-            args=[mo_parts_key(conversation), seq, text, total, _ts(due), ttl, conversation],
+        k = conversation_shard(conversation, self.shards)
+        flat = await self._call(
+            self._mo_part, k, (),
+            [mo_parts_key(k, conversation), seq, text, total, _ts(due), ttl, conversation],
         )
-        return {int(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)} if flat else None
+        if not flat:
+            return None
+        assert isinstance(flat, list)
+        return {int(flat[i]): flat[i + 1] for i in range(0, len(flat), 2)}
 
     async def mo_overdue(self, now: float, limit: int = 100) -> list[tuple[str, dict[int, bytes]]]:
         """MO messages still missing parts at their give-up time: (conversation,
         the parts that came). They stay until `mo_done`."""
-        due = [c.decode() for c in
-               await self.redis.zrangebyscore(MO_DUE, "-inf", _ts(now), start=0, num=limit)]
-        pipe = self.redis.pipeline(transaction=False)
-        for conversation in due:
-            pipe.hgetall(mo_parts_key(conversation))
         out: list[tuple[str, dict[int, bytes]]] = []
-        gone: list[str] = []
-        for conversation, raw in zip(due, await pipe.execute() if due else [], strict=True):
-            if not raw or b"done" in raw:  # gone by its TTL, or sent meanwhile
-                gone.append(conversation)
-            else:
-                out.append((conversation, {int(k): v for k, v in raw.items()}))
-        if gone:
-            await self.redis.zrem(MO_DUE, *gone)
+        for k in range(self.shards):
+            due = [c.decode() for c in await self.redis.zrangebyscore(
+                mo_due_key(k), "-inf", _ts(now), start=0, num=limit)]
+            if not due:
+                continue
+            pipe = self.redis.pipeline(transaction=False)
+            for conversation in due:
+                pipe.hgetall(mo_parts_key(k, conversation))
+            gone: list[str] = []
+            for conversation, raw in zip(due, await pipe.execute(), strict=True):
+                if not raw or b"done" in raw:  # gone by its TTL, or sent meanwhile
+                    gone.append(conversation)
+                else:
+                    out.append((conversation, {int(x): v for x, v in raw.items()}))
+            if gone:
+                await self.redis.zrem(mo_due_key(k), *gone)
         return out
 
     async def mo_done(self, conversation: str, queue: str, entry: bytes, ttl: int,
@@ -1376,9 +1556,11 @@ class Store:
         """Queue the webhook of a whole (or given-up) MO message and drop its
         parts, leaving a mark for `ttl` seconds that ignores later copies of
         them; False if another call did it first."""
-        return bool(await self._api_scripts["mo_done"](
-            keys=[], args=[mo_parts_key(conversation), _ts(now), wh_queue_key(queue), queue,
-                           entry, ttl, conversation]
+        k = conversation_shard(conversation, self.shards)
+        return bool(await self._call(
+            self._mo_done, k, (),
+            [mo_parts_key(k, conversation), _ts(now), wh_queue_key(k, queue), queue, entry,
+             ttl, conversation],
         ))
 
     async def webhook_claim(
@@ -1391,51 +1573,54 @@ class Store:
         batching receiver, up to `single` for one taking single events). A
         status entry comes with the fields of its message a callback needs
         (WH_FIELDS, then the SMSC ids of parts 2..n if it has more parts; None
-        where a field or the message is gone). With nothing due: ([], the time
-        the next queue falls due, or None)."""
-        flat = await self._api_scripts["wh_claim"](
-            keys=[], args=[_ts(now), _ts(now + lease), limit, token, single, *skip]
-        )
-        if flat and flat[0] == b"next":
-            return [], float(flat[1]) if len(flat) > 1 else None
+        where a field or the message is gone). The shards are asked in turn,
+        starting one further each call, until `limit` queues are leased. With
+        nothing due: ([], the time the next queue falls due, or None)."""
         claims: list[Claim] = []
-        i, width = 0, len(WH_FIELDS)
-        while i < len(flat):
-            queue, attempts, count = flat[i].decode(), int(flat[i + 1]), int(flat[i + 2])
-            i += 3
-            entries: list[tuple[bytes, list[bytes | None] | None]] = []
-            for _ in range(count):
-                entry = flat[i]
-                if entry[:1] == WH_RENDERED:
-                    entries.append((entry, None))
-                    i += 1
-                else:
-                    more = flat[i + 1 + width]  # ids of parts 2.. after the fields
-                    entries.append((entry, flat[i + 1 : i + 1 + width]
-                                    + flat[i + 2 + width : i + 2 + width + more]))
-                    i += 2 + width + more
-            claims.append(Claim(queue, attempts, entries))
-        return claims, None
+        next_due: float | None = None
+        start = self._rotate = (self._rotate + 1) % self.shards
+        for j in range(self.shards):
+            k = (start + j) % self.shards
+            flat = await self._call(
+                self._wh_claim, k, (),
+                [_ts(now), _ts(now + lease), limit - len(claims), token, single, *skip])
+            assert isinstance(flat, list)
+            if flat and flat[0] == b"next":
+                if len(flat) > 1:
+                    due = float(flat[1])
+                    next_due = due if next_due is None else min(next_due, due)
+                continue
+            claims += _claims(k, flat)
+            if len(claims) >= limit:
+                break
+        return claims, (None if claims else next_due)
 
     async def webhook_settle(self, settles: Sequence[Settle], now: float | None = None
                              ) -> None:
-        """Hand leased queues back in one script call: per queue, drop the entries
-        delivered and those given up (to the dead-letter stream, with the
-        reason), then make it due again at `retry_at` (a failed attempt, counted
-        against the new head) or now if entries are left. A settle whose lease
-        passed to another claim does nothing: that claim owns the queue now."""
-        args: list[str | int] = [_ts(now)]
+        """Hand leased queues back in one script call per shard: per queue, drop
+        the entries delivered and those given up (to the dead-letter stream,
+        with the reason), then make it due again at `retry_at` (a failed
+        attempt, counted against the new head) or now if entries are left. A
+        settle whose lease passed to another claim does nothing: that claim
+        owns the queue now."""
+        stamp = _ts(now)
+        args: dict[int, list[str | bytes | int]] = {}
         for st in settles:
-            args += (wh_queue_key(st.queue), st.queue, st.token, st.delivered, st.dead,
-                     st.reason, _ts(st.retry_at) if st.retry_at is not None else "")
-        await self._api_scripts["wh_settle"](keys=[], args=args)
+            args.setdefault(st.shard, [stamp]).extend((
+                wh_queue_key(st.shard, st.queue), st.queue, st.token, st.delivered, st.dead,
+                st.reason, _ts(st.retry_at) if st.retry_at is not None else ""))
+        if args:
+            await self._script_calls(self._wh_settle,
+                                     [self._in(k, (), a) for k, a in args.items()])
 
     async def webhook_backlog(self) -> dict[str, int]:
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zcard(WH_DUE)
-        pipe.xlen(WH_DEAD)
-        due, dead = await pipe.execute()
-        return {"queues": int(due), "dead": int(dead)}
+        for k in range(self.shards):
+            pipe.zcard(wh_due_key(k))
+            pipe.xlen(wh_dead_key(k))
+        counts = await pipe.execute()
+        return {"queues": sum(int(c) for c in counts[::2]),
+                "dead": sum(int(c) for c in counts[1::2])}
 
     # --- delivery: failover, deferral, expiry, limits, dead letters --------
 
@@ -1443,10 +1628,12 @@ class Store:
         """Move a message from its lane entry to the lane of the connector at `hop`
         in the message's route."""
         last, total = self._leave(entry.lane, entry.entry_id)
-        await self._reroute(
-            keys=[msg_key(message.id), entry.lane, lane_key(message.connectors[hop],
-                                                            message.msg_class)],
-            args=[entry.entry_id, message.id, hop, _ts(), detail, "1" if last else "", total],
+        k = shard_of(message.id)
+        await self._call(
+            self._reroute, k,
+            [msg_key(message.id), entry.lane, lane_key(k, message.connectors[hop],
+                                                       message.msg_class)],
+            [entry.entry_id, message.id, hop, _ts(), detail, "1" if last else "", total],
         )
 
     async def defer(self, entry: LaneEntry, due: float) -> None:
@@ -1454,14 +1641,15 @@ class Store:
         hop) at `due`."""
         last, total = self._leave(entry.lane, entry.entry_id)
         member = f"{entry.message_id}|{entry.hop}|{entry.lane}"
-        await self._defer(keys=[entry.lane], args=[
+        await self._call(self._defer, key_shard(entry.lane), [entry.lane], [
             entry.entry_id, member, f"{due:.3f}", "1" if last else "", total,
             msg_key(entry.message_id),
         ])
 
     async def promote_due(self, limit: int = 1000) -> int:
         now = time.time()
-        return int(await self._promote(keys=[], args=[f"{now:.3f}", limit, _ts(now)]))
+        calls = [self._in(k, (), [f"{now:.3f}", limit, _ts(now)]) for k in range(self.shards)]
+        return sum(int(n) for n in await self._script_calls(self._promote, calls))  # type: ignore[call-overload]
 
     async def expire_due(
         self, limit: int = 1000, now: float | None = None, rounds: int = 20,
@@ -1470,19 +1658,21 @@ class Store:
         """Expire messages whose expiry (end of validity + receipt grace) is at or
         before `now`; returns the ids expired. Every message is looked at once
         when its expiry comes (most are final by then), so while more are due
-        this takes up to `rounds` script calls of about `limit` messages each:
-        one call stays short, and the housekeeper keeps up with the traffic.
-        With `retention` (seconds) each message looked at, and its batch's
-        counts, are deleted by Redis that long afterwards."""
+        this takes, per shard, up to `rounds` script calls of about `limit`
+        messages each: one call stays short, and the housekeeper keeps up with
+        the traffic. With `retention` (seconds) each message looked at, and its
+        batch's counts, are deleted by Redis that long afterwards."""
         now = time.time() if now is None else now
         out: list[str] = []
-        for _ in range(max(1, rounds)):
-            more, ids = await self._expire_due(
-                keys=[], args=[f"{now:.3f}", limit, _ts(now), int(retention)]
-            )
-            out += [i.decode() for i in ids]
-            if not more:
-                break
+        for k in range(self.shards):
+            for _ in range(max(1, rounds)):
+                reply = await self._call(self._expire_due, k, (),
+                                         [f"{now:.3f}", limit, _ts(now), int(retention)])
+                assert isinstance(reply, list)
+                more, ids = reply
+                out += [i.decode() for i in ids]
+                if not more:
+                    break
         return out
 
     async def rate_acquire(self, name: str, rate: float, burst: float, n: int) -> tuple[int, float]:
@@ -1496,37 +1686,47 @@ class Store:
         self, message: Message, part: int, hop: int, detail: str
     ) -> bool:
         """Send a failed part once more on the connector at `hop` (never twice)."""
-        lane = lane_key(message.connectors[hop], message.msg_class)
-        return bool(
-            await self._resend_part(
-                keys=[msg_key(message.id), lane], args=[part, message.id, hop, _ts(), detail]
-            )
-        )
+        k = shard_of(message.id)
+        lane = lane_key(k, message.connectors[hop], message.msg_class)
+        return bool(await self._call(self._resend_part, k, [msg_key(message.id), lane],
+                                     [part, message.id, hop, _ts(), detail]))
 
     async def dead_letter(
         self, message_id: str, status: str, error_code: str, connector: str
     ) -> bool:
-        return bool(
-            await self._dead_letter(
-                keys=[msg_key(message_id)], args=[status, _ts(), error_code, connector]
-            )
-        )
+        return bool(await self._call(self._dead_letter, shard_of(message_id),
+                                     [msg_key(message_id)],
+                                     [status, _ts(), error_code, connector]))
 
     async def dead_letters(self, count: int = 100) -> list[dict[str, str]]:
-        rows = await self.redis.xrange(DLQ_KEY, count=count)
+        """The oldest dead letters of every shard, oldest first; `entry` names one
+        for `remove_dead_letter` (``<shard>-<stream entry id>``)."""
+        rows: list[tuple[bytes, int, dict[bytes, bytes]]] = []
+        for k in range(self.shards):
+            rows += [(eid, k, fields) for eid, fields in
+                     await self.redis.xrange(dlq_key(k), count=count)]
+        rows.sort(key=lambda r: tuple(int(x) for x in r[0].split(b"-")))
         return [
-            {"entry": eid.decode(), **{k.decode(): v.decode() for k, v in fields.items()}}
-            for eid, fields in rows
+            {"entry": f"{k}-{eid.decode()}",
+             **{name.decode(): v.decode() for name, v in fields.items()}}
+            for eid, k, fields in rows[:count]
         ]
 
     async def remove_dead_letter(self, entry: str) -> None:
-        await self.redis.xdel(DLQ_KEY, entry)
+        k, _, eid = entry.partition("-")
+        await self.redis.xdel(dlq_key(int(k)), eid)
 
     async def dead_letter_count(self) -> int:
-        return int(await self.redis.xlen(DLQ_KEY))
+        pipe = self.redis.pipeline(transaction=False)
+        for k in range(self.shards):
+            pipe.xlen(dlq_key(k))
+        return sum(int(n) for n in await pipe.execute())
 
     async def delayed_count(self) -> int:
-        return int(await self.redis.zcard(DELAYED_KEY))
+        pipe = self.redis.pipeline(transaction=False)
+        for k in range(self.shards):
+            pipe.zcard(delayed_key(k))
+        return sum(int(n) for n in await pipe.execute())
 
     # --- connector reports (each worker publishes its view; `smsgw status` reads) --
 
@@ -1568,18 +1768,59 @@ class Store:
         return out
 
 
+def _register(client: aioredis.Redis, head: str, src: str) -> AsyncScript:
+    return client.register_script(head + src)
+
+
+def _by_shard(items: Iterable[T], shard: Callable[[T], int]
+              ) -> dict[int, tuple[list[int], list[T]]]:
+    """Items grouped by shard: shard → (their positions, the items)."""
+    out: dict[int, tuple[list[int], list[T]]] = {}
+    for pos, item in enumerate(items):
+        group = out.get(k := shard(item))
+        if group is None:
+            group = out[k] = ([], [])
+        group[0].append(pos)
+        group[1].append(item)
+    return out
+
+
+def _claims(shard: int, flat: Sequence[bytes]) -> list[Claim]:
+    """The Claims of one shard's _WH_CLAIM reply."""
+    claims: list[Claim] = []
+    i, width = 0, len(WH_FIELDS)
+    while i < len(flat):
+        queue, attempts, count = flat[i].decode(), int(flat[i + 1]), int(flat[i + 2])
+        i += 3
+        entries: list[tuple[bytes, list[bytes | None] | None]] = []
+        for _ in range(count):
+            entry = flat[i]
+            if entry[:1] == WH_RENDERED:
+                entries.append((entry, None))
+                i += 1
+            else:
+                more = int(flat[i + 1 + width])  # ids of parts 2.. after the fields
+                entries.append((entry, list(flat[i + 1 : i + 1 + width])
+                                + list(flat[i + 2 + width : i + 2 + width + more])))
+                i += 2 + width + more
+        claims.append(Claim(queue, shard, attempts, entries))
+    return claims
+
+
 class Claim(NamedTuple):
-    """A leased receiver queue: its name, failed attempts of its head, and its
-    first entries with, for a status entry, its message's WH_FIELDS (and the
-    SMSC ids of parts 2..n after them)."""
+    """A leased receiver queue: its name, shard, failed attempts of its head,
+    and its first entries with, for a status entry, its message's WH_FIELDS
+    (and the SMSC ids of parts 2..n after them)."""
 
     queue: str
+    shard: int
     attempts: int
     entries: list[tuple[bytes, list[bytes | None] | None]]
 
 
 class Settle(NamedTuple):
     queue: str
+    shard: int  # the Claim's
     token: str
     delivered: int  # entries from the head that the receiver took
     dead: int = 0  # entries after those that are given up
@@ -1650,10 +1891,10 @@ WH_RENDERED = b"!"
 
 
 # Append a rendered entry to a webhook queue and make the queue due (if it was not).
-_WH_PUSH_LUA = f"""
+_WH_PUSH_LUA = """
 local function wh_push(queue_key, queue, entry, now)
   redis.call('RPUSH', queue_key, entry)
-  redis.call('ZADD', '{WH_DUE}', 'NX', now, queue)
+  redis.call('ZADD', WH_DUE, 'NX', now, queue)
 end
 """
 _WH_PUSH = _WH_PUSH_LUA + "wh_push(ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
@@ -1663,11 +1904,11 @@ _WH_PUSH = _WH_PUSH_LUA + "wh_push(ARGV[1], ARGV[2], ARGV[3], ARGV[4])\n"
 # loses nothing: the SMSC resends the part we did not acknowledge).
 # ARGV: parts key, part number, text, parts in total, due (give-up time), ttl,
 # conversation (MO_DUE's member).
-_MO_PART = f"""
+_MO_PART = """
 local key = ARGV[1]
 if redis.call('HEXISTS', key, 'done') == 1 then return false end  -- a copy, once sent
 if redis.call('HSETNX', key, ARGV[2], ARGV[3]) == 1 and redis.call('HLEN', key) == 1 then
-  redis.call('ZADD', '{MO_DUE}', ARGV[5], ARGV[7])
+  redis.call('ZADD', MO_DUE, ARGV[5], ARGV[7])
   redis.call('EXPIRE', key, ARGV[6])
 end
 if redis.call('HLEN', key) >= tonumber(ARGV[4]) then return redis.call('HGETALL', key) end
@@ -1678,13 +1919,13 @@ return false
 # parts by a `done` mark that lives as long as they could have (ttl), so a
 # second completion, or a copy of a part the SMSC sends again, does nothing.
 # ARGV: parts key, now, queue key, queue name, entry, ttl, conversation.
-_MO_DONE = _WH_PUSH_LUA + f"""
+_MO_DONE = _WH_PUSH_LUA + """
 if redis.call('HEXISTS', ARGV[1], 'done') == 1 or redis.call('DEL', ARGV[1]) == 0 then
   return 0
 end
 redis.call('HSET', ARGV[1], 'done', '1')
 redis.call('EXPIRE', ARGV[1], ARGV[6])
-redis.call('ZREM', '{MO_DUE}', ARGV[7])
+redis.call('ZREM', MO_DUE, ARGV[7])
 wh_push(ARGV[3], ARGV[4], ARGV[5], ARGV[2])
 return 1
 """
@@ -1698,7 +1939,7 @@ return 1
 # too: one member per second in which some of the chunk's messages expire (the
 # comma-joined ids, scored by that second rounded up), instead of one ZADD per
 # message and a ZREM when it ends.
-# KEYS[1]: idempotency key (when ARGV[1] ~= '').
+# KEYS[NK + 1]: idempotency key (when ARGV[1] ~= '').
 # ARGV: mode ('' | 'first' | 'next'), token, body hash, response, ttl,
 #       batch key or '', batch owner key or '', account, ts, records: one msgpack
 #       array of 6 values per message (id, packed record, lane, callback spec or
@@ -1706,21 +1947,17 @@ return 1
 #       and it waits in the delayed set instead of its lane). One packed argument
 #       instead of several per message: redis-py spent a fifth of a batch's
 #       admission time encoding arguments one by one.
-#       Optionally, opt-out checks: one msgpack array of 3 values per marketing
-#       message (its record's number in the chunk, opt-out set, number); a
-#       message whose number is in the set is left out (Store.enqueue_records).
 # Returns the number queued, or {hash, response} of an earlier request with this key
-# ('first'), or -1 when a later chunk finds the key owned by another request ('next');
-# with opt-out checks, {number queued, the record numbers left out...}.
+# ('first'), or -1 when a later chunk finds the key owned by another request ('next').
 _ENQUEUE_CHUNK = _FINAL_LUA + _LANE_LUA + """
 local mode = ARGV[1]
 if mode == 'first' then
-  local seen = redis.call('HMGET', KEYS[1], 'h', 'r')
+  local seen = redis.call('HMGET', KEYS[NK + 1], 'h', 'r')
   if seen[1] then return seen end
-  redis.call('HSET', KEYS[1], 't', ARGV[2], 'h', ARGV[3], 'r', ARGV[4])
-  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  redis.call('HSET', KEYS[NK + 1], 't', ARGV[2], 'h', ARGV[3], 'r', ARGV[4])
+  redis.call('EXPIRE', KEYS[NK + 1], ARGV[5])
 elseif mode == 'next' then
-  if redis.call('HGET', KEYS[1], 't') ~= ARGV[2] then return -1 end
+  if redis.call('HGET', KEYS[NK + 1], 't') ~= ARGV[2] then return -1 end
 end
 local b, owner, account, ts = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 if owner ~= '' then redis.call('SET', owner, account) end
@@ -1731,26 +1968,6 @@ local history = {
   scheduled = ts .. '\\taccepted\\t\\n' .. ts .. '\\tscheduled\\t\\n',
 }
 local recs = cmsgpack.unpack(ARGV[10])
-local left_out = {}
-if ARGV[11] then
-  -- Read before any write, so a message refused here leaves nothing behind.
-  local checks, skip = cmsgpack.unpack(ARGV[11]), {}
-  for j = 1, #checks, 3 do
-    if redis.call('SISMEMBER', checks[j + 1], checks[j + 2]) == 1 then
-      skip[checks[j]] = true
-      left_out[#left_out + 1] = checks[j]
-    end
-  end
-  if #left_out > 0 then
-    local kept = {}
-    for i = 1, #recs, 6 do
-      if not skip[(i + 5) / 6] then
-        for k = i, i + 5 do kept[#kept + 1] = recs[k] end
-      end
-    end
-    recs = kept
-  end
-end
 local count = {queued = 0, scheduled = 0}
 local expiry, seconds = {}, {}
 local lanes, order = {}, {}
@@ -1810,7 +2027,6 @@ if b ~= '' and n > 0 then
   if count.scheduled > 0 then redis.call('HINCRBY', b, 'scheduled', count.scheduled) end
   redis.call('HINCRBY', b, 'total', n)
 end
-if ARGV[11] then return {n, unpack(left_out)} end
 return n
 """
 
@@ -1828,31 +2044,31 @@ local now, lease, limit, token = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local single = tonumber(ARGV[5])
 local skip = {{}}
 for i = 6, #ARGV do skip[ARGV[i]] = true end
-local due = redis.call('ZRANGEBYSCORE', '{WH_DUE}', '-inf', now, 'LIMIT', 0,
+local due = redis.call('ZRANGEBYSCORE', WH_DUE, '-inf', now, 'LIMIT', 0,
                        limit + 64 * (#ARGV - 5))
 local out, taken = {{}}, 0
 for _, q in ipairs(due) do
   if taken >= limit then break end
   local size, receiver = string.match(q, '^(%d+):%d+:%d+:(.*)$')
   if not skip[receiver] then
-    local key = '{WH_QUEUE_PREFIX}{{' .. q .. '}}'
+    local key = WHQ .. q
     local k = tonumber(size)
     if k == 1 then k = single end
     local entries = redis.call('LRANGE', key, 0, k - 1)
     if #entries == 0 then
-      redis.call('ZREM', '{WH_DUE}', q)
+      redis.call('ZREM', WH_DUE, q)
     else
       taken = taken + 1
-      redis.call('ZADD', '{WH_DUE}', lease, q)
-      redis.call('HSET', '{WH_LEASE}', q, token)
+      redis.call('ZADD', WH_DUE, lease, q)
+      redis.call('HSET', WH_LEASE, q, token)
       out[#out + 1] = q
-      out[#out + 1] = redis.call('HGET', '{WH_TRY}', q) or '0'
+      out[#out + 1] = redis.call('HGET', WH_TRY, q) or '0'
       out[#out + 1] = #entries
       for _, e in ipairs(entries) do
         out[#out + 1] = e
         if string.byte(e) ~= {WH_RENDERED[0]} then
           local id = string.match(e, '^([^|]*)')
-          local mkey = '{MSG_PREFIX}{{' .. id .. '}}'
+          local mkey = MSGP .. id
           local f = redis.call('HMGET', mkey, {_WH_FIELDS_LUA})
           for j = 1, {len(WH_FIELDS)} do out[#out + 1] = f[j] end
           local n = tonumber(f[{WH_FIELDS.index("n") + 1}]) or 1
@@ -1869,7 +2085,7 @@ for _, q in ipairs(due) do
   end
 end
 if taken == 0 then
-  local first = redis.call('ZRANGE', '{WH_DUE}', 0, 0, 'WITHSCORES')
+  local first = redis.call('ZRANGE', WH_DUE, 0, 0, 'WITHSCORES')
   return {{'next', first[2]}}
 end
 return out
@@ -1877,28 +2093,28 @@ return out
 
 # Hand leased queues back. ARGV: now, then 7 per queue: queue key, queue,
 # token, delivered, dead, reason, retry at or ''.
-_WH_SETTLE = f"""
+_WH_SETTLE = """
 local now = ARGV[1]
 for i = 2, #ARGV, 7 do
   local key, q, token = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local delivered, dead = tonumber(ARGV[i + 3]), tonumber(ARGV[i + 4])
-  if redis.call('HGET', '{WH_LEASE}', q) == token then
-    redis.call('HDEL', '{WH_LEASE}', q)
+  if redis.call('HGET', WH_LEASE, q) == token then
+    redis.call('HDEL', WH_LEASE, q)
     if delivered > 0 then redis.call('LPOP', key, delivered) end
     if dead > 0 then
       for _, e in ipairs(redis.call('LPOP', key, dead)) do
-        redis.call('XADD', '{WH_DEAD}', 'MAXLEN', '~', 100000, '*', 'q', q, 'e', e,
+        redis.call('XADD', WH_DEAD, 'MAXLEN', '~', 100000, '*', 'q', q, 'e', e,
                    'why', ARGV[i + 5])
       end
     end
-    if delivered + dead > 0 then redis.call('HDEL', '{WH_TRY}', q) end
+    if delivered + dead > 0 then redis.call('HDEL', WH_TRY, q) end
     if ARGV[i + 6] ~= '' then
-      redis.call('HINCRBY', '{WH_TRY}', q, 1)
-      redis.call('ZADD', '{WH_DUE}', ARGV[i + 6], q)
+      redis.call('HINCRBY', WH_TRY, q, 1)
+      redis.call('ZADD', WH_DUE, ARGV[i + 6], q)
     elseif redis.call('LLEN', key) > 0 then
-      redis.call('ZADD', '{WH_DUE}', now, q)
+      redis.call('ZADD', WH_DUE, now, q)
     else
-      redis.call('ZREM', '{WH_DUE}', q)
+      redis.call('ZREM', WH_DUE, q)
     end
   end
 end

@@ -14,7 +14,16 @@ from gateway.core.config import AccountSettings
 from gateway.core.model import Message, new_id
 from gateway.notify.webhooks import render
 from gateway.store import WH_FIELDS, Claim, Settle, Store
-from gateway.store.keys import WH_DEAD, WH_DUE, idem_key, msg_key, wh_queue_key, wh_queue_name
+from gateway.store.keys import (
+    expiry_key,
+    idem_key,
+    lane_key,
+    msg_key,
+    wh_dead_key,
+    wh_due_key,
+    wh_queue_key,
+    wh_queue_name,
+)
 
 ACCOUNT = AccountSettings(api_keys=["k"])
 RECEIVERS = Receivers()
@@ -46,17 +55,17 @@ async def test_chunk_script_writes_record_lane_expiry_and_counts(store: Store) -
         stamp = state.history[0][0]
         assert state.history == [(stamp, "accepted", ""), (stamp, "queued", "")]
         # expiry = validity + receipt grace, rounded up to the second
-        assert await store.redis.zscore("smsgw:expiry", b.id) == math.ceil(b.expires_at + 300)
+        assert await store.redis.zscore(expiry_key(0), b.id) == math.ceil(b.expires_at + 300)
     counts = await store.batch_counts("b2")
     assert counts == {"queued": 1, "total": 1}
     assert await store.batch_owner("b2") == "demo"
     # accepted + queued for each of the 2 callback messages, in their receiver lanes
     queued = []
-    for queue in await store.redis.zrange(WH_DUE, 0, -1):
-        queued += await store.redis.lrange(wh_queue_key(queue.decode()), 0, -1)
+    for queue in await store.redis.zrange(wh_due_key(0), 0, -1):
+        queued += await store.redis.lrange(wh_queue_key(0, queue.decode()), 0, -1)
     assert sorted(e.split(b"|")[1] for e in queued) == [b"accepted", b"accepted",
                                                          b"queued", b"queued"]
-    entries = await store.redis.xrange("smsgw:lane:{sim}:marketing")
+    entries = await store.redis.xrange(lane_key(0, "sim", "marketing"))
     assert len(entries) == 4 and all(set(f) == {b"m"} for _, f in entries)  # hop 0
 
 
@@ -68,12 +77,12 @@ async def test_a_scheduled_message_waits_outside_its_lane(store: Store) -> None:
     assert state is not None and state.status == "scheduled"
     assert state.history == [(100.0, "accepted", ""), (100.0, "scheduled", "")]
     assert await store.delayed_count() == 1
-    assert await store.redis.xlen("smsgw:lane:{sim}:marketing") == 0
+    assert await store.redis.xlen(lane_key(0, "sim", "marketing")) == 0
     assert await store.batch_counts("b4") == {"scheduled": 1, "total": 1}
 
 
 async def test_an_idempotency_key_is_claimed_by_the_first_request_only(store: Store) -> None:
-    key = idem_key("demo", "k")
+    key = idem_key(0, "demo", "k")
     first = [[store.record(_message("b3")) for _ in range(3)], [store.record(_message("b3"))]]
     spec = (key, "token-1", b"hash-1", b"response-1", 60)
     assert await store.enqueue_api("demo", first, batch_id="b3", idem=spec) is None
@@ -93,27 +102,27 @@ async def test_a_receiver_queue_is_leased_whole_and_settled_only_by_its_lease(
     for entry in (b"!e1", b"!e2", b"!e3"):
         await store.webhook_push(q, entry, now=100.0)
     claims, _ = await store.webhook_claim(100.0, 30, 10, "t1", single=2)
-    assert claims == [Claim(q, 0, [(b"!e1", None), (b"!e2", None)])]
+    assert claims == [Claim(q, 0, 0, [(b"!e1", None), (b"!e2", None)])]
     assert await store.webhook_claim(120.0, 30, 10, "t2", single=2) == ([], 130.0)  # leased
     # The worker died: after the lease another one gets the same entries...
     claims, _ = await store.webhook_claim(131.0, 30, 10, "t3", single=2)
     assert [c.entries for c in claims] == [[(b"!e1", None), (b"!e2", None)]]
     # ...and the dead one's late settle does nothing.
-    await store.webhook_settle([Settle(q, "t1", 2)])
-    assert await store.redis.llen(wh_queue_key(q)) == 3
+    await store.webhook_settle([Settle(q, 0, "t1", 2)])
+    assert await store.redis.llen(wh_queue_key(0, q)) == 3
     # e1 taken, e2 failed: e2 is the head, one attempt against it, due at 150.
-    await store.webhook_settle([Settle(q, "t3", 1, retry_at=150.0)])
+    await store.webhook_settle([Settle(q, 0, "t3", 1, retry_at=150.0)])
     assert await store.webhook_claim(149.0, 30, 10, "t4", single=2) == ([], 150.0)
     claims, _ = await store.webhook_claim(150.0, 30, 10, "t4", single=2)
-    assert claims == [Claim(q, 1, [(b"!e2", None), (b"!e3", None)])]
-    await store.webhook_settle([Settle(q, "t4", 0, dead=1, reason="max_age http_500")], 150.0)
-    dead = await store.redis.xrange(WH_DEAD)
+    assert claims == [Claim(q, 0, 1, [(b"!e2", None), (b"!e3", None)])]
+    await store.webhook_settle([Settle(q, 0, "t4", 0, dead=1, reason="max_age http_500")], 150.0)
+    dead = await store.redis.xrange(wh_dead_key(0))
     assert [(f[b"e"], f[b"why"]) for _, f in dead] == [(b"!e2", b"max_age http_500")]
     claims, _ = await store.webhook_claim(150.0, 30, 10, "t5", single=2)
-    assert claims == [Claim(q, 0, [(b"!e3", None)])]  # attempts start again
-    await store.webhook_settle([Settle(q, "t5", 1)])
+    assert claims == [Claim(q, 0, 0, [(b"!e3", None)])]  # attempts start again
+    await store.webhook_settle([Settle(q, 0, "t5", 1)])
     assert await store.webhook_claim(10**10, 30, 10, "t6", single=2) == ([], None)
-    assert not await store.redis.exists(wh_queue_key(q))
+    assert not await store.redis.exists(wh_queue_key(0, q))
 
 
 async def test_a_claim_reads_a_status_callback_with_its_message_and_skips_a_busy_receiver(
@@ -170,7 +179,7 @@ async def test_single_messages_of_several_accounts_share_a_call_and_opt_outs_lea
         state = await store.get(m.id)
         assert state is not None and state.message == m and state.status == "queued"
     assert not await store.redis.exists(msg_key(c.id))
-    members = await store.redis.zrange("smsgw:expiry", 0, -1)
+    members = await store.redis.zrange(expiry_key(0), 0, -1)
     assert not any(c.id.encode() in m for m in members)
     assert await store.lane_depths(["sim"]) == {"sim:otp": 0, "sim:transactional": 0,
                                                 "sim:marketing": 2}

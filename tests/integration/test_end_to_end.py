@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 
+from gateway.store.keys import msg_key
 from loadtest.harness import GatewayProcess
 from tests.integration.conftest import AUTH, SimProcess, submit, wait_final, wait_for
 from tests.integration.receiver import Receiver
@@ -197,7 +198,7 @@ def test_with_redis_url_set_the_gateway_uses_that_redis(tmp_path: Path, redis_ur
 
     r = redis_client.Redis.from_url(redis_url)
     try:
-        assert r.hget(f"smsgw:m:{{{mid}}}", "s") == b"delivered"
+        assert r.hget(msg_key(mid), "s") == b"delivered"
     finally:
         r.close()
 

@@ -9,7 +9,16 @@ from gateway.admission.callbacks import Receivers, events_mask
 from gateway.core.config import AccountSettings
 from gateway.core.model import Message, new_id
 from gateway.store import Store
-from gateway.store.keys import WH_DUE, batch_key, batch_owner_key, msg_key, wh_queue_key
+from gateway.store.keys import (
+    batch_key,
+    batch_owner_key,
+    depth_key,
+    expiry_key,
+    lane_key,
+    msg_key,
+    wh_due_key,
+    wh_queue_key,
+)
 
 
 async def part_submitted(store: Store, connector: str, message_id: str, part: int,
@@ -143,8 +152,8 @@ async def test_status_changes_are_queued_for_the_callbacks_a_message_asked_for(
     await store.set_status(quiet.id, "failed", "x")
     await store.set_status(loud.id, "submitted", "x")  # not asked for
     await store.set_status(loud.id, "failed", "x")
-    [queue] = await store.redis.zrange(WH_DUE, 0, -1)
-    entries = await store.redis.lrange(wh_queue_key(queue.decode()), 0, -1)
+    [queue] = await store.redis.zrange(wh_due_key(0), 0, -1)
+    entries = await store.redis.lrange(wh_queue_key(0, queue.decode()), 0, -1)
     assert [e.decode().split("|")[:2] for e in entries] == [[loud.id, "accepted"],
                                                             [loud.id, "failed"]]
 
@@ -186,7 +195,7 @@ async def test_expiry_comes_per_chunk_and_ends_only_messages_still_open(store: S
     later.expires_at = now + 100
     await store.enqueue_api("demo", [[store.record(m) for m in (*soon, later)]], batch_id="b9")
     # one expiry entry for the three that end in the same second, one for the fourth
-    assert await store.redis.zcard("smsgw:expiry") == 2
+    assert await store.redis.zcard(expiry_key(0)) == 2
     await store.part_final(soon[0].id, 1, "delivered", "000", "DELIVRD")
     grace = store.receipt_grace
     assert await store.expire_due(now=now + 9 + grace) == []  # not before its time
@@ -199,9 +208,9 @@ async def test_expiry_comes_per_chunk_and_ends_only_messages_still_open(store: S
     delivered = await store.get(soon[0].id)
     assert delivered is not None and delivered.status == "delivered"
     assert (await store.get(later.id)).status == "queued"  # type: ignore[union-attr]
-    assert await store.redis.zcard("smsgw:expiry") == 1
+    assert await store.redis.zcard(expiry_key(0)) == 1
     assert await store.expire_due(now=now + 101 + grace) == [later.id]
-    assert await store.redis.zcard("smsgw:expiry") == 0
+    assert await store.redis.zcard(expiry_key(0)) == 0
     counts = await store.batch_counts("b9")
     assert {k: v for k, v in counts.items() if v} == {"total": 4, "delivered": 1, "expired": 3}
 
@@ -223,7 +232,7 @@ async def test_expiry_looks_at_about_limit_messages_per_script_call(store: Store
     await store.enqueue(chunk)
     assert len(await store.expire_due(limit=6, now=later)) == 10
     assert await store.expire_due(limit=6, now=later) == []
-    assert await store.redis.zcard("smsgw:expiry") == 1
+    assert await store.redis.zcard(expiry_key(0)) == 1
 
 
 async def test_retention_deletes_records_and_batch_counts_after_their_expiry(
@@ -349,7 +358,7 @@ async def test_an_entry_in_flight_for_long_does_not_hold_acknowledged_ones(
     store: Store,
 ) -> None:
     await store.ensure_lanes("sim")
-    lane = "smsgw:lane:{sim}:transactional"
+    lane = lane_key(0, "sim", "transactional")
     stuck = message()
     await store.enqueue([stuck])
     [held] = await store.read_lanes("sim", "c1", 10, 10)
@@ -371,7 +380,7 @@ async def test_messages_of_one_request_share_lane_entries_done_when_all_are(
     ms = [message() for _ in range(40)]
     await store.enqueue(ms)
     assert (await store.lane_depths(["sim"]))["sim:transactional"] == 40
-    lane = "smsgw:lane:{sim}:transactional"
+    lane = lane_key(0, "sim", "transactional")
     assert await store.redis.xlen(lane) == 2  # 32 + 8
     entries = await store.read_lanes("sim", "c1", 10, 10)
     assert [e.message_id for e in entries] == [m.id for m in ms[:32]]  # an entry is read whole
@@ -416,7 +425,7 @@ async def test_after_a_crash_a_shared_entry_comes_back_without_what_had_left_it(
 
 async def test_a_lane_count_gone_wrong_mends_when_the_lane_drains(store: Store) -> None:
     await store.ensure_lanes("sim")
-    await store.redis.hset("smsgw:depth", "smsgw:lane:{sim}:transactional", 99)
+    await store.redis.hset(depth_key(0), lane_key(0, "sim", "transactional"), 99)
     await store.enqueue([message()])
     [entry] = await store.read_lanes("sim", "c1", 10, 10)
     await store.ack([(entry.lane, entry.entry_id)])

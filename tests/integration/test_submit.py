@@ -18,8 +18,8 @@ import msgpack
 import pytest
 import redis
 
-from gateway.store import _ENQUEUE_CHUNK
-from gateway.store.keys import msg_key
+from gateway.store import _ENQUEUE_CHUNK, SHARD_LUA
+from gateway.store.keys import depth_key, msg_key, msg_prefix
 from loadtest.harness import GatewayProcess
 from loadtest.loadgen import redis_url_of
 from tests.integration.conftest import AUTH
@@ -27,7 +27,7 @@ from tests.integration.conftest import AUTH
 GOOD = {"to": "+8613800138000", "from": "SHOP", "text": "Your order shipped"}
 BODY_LIMIT = 100_000
 JSON = {"content-type": "application/json"}
-ENQUEUE_SHA = hashlib.sha1(_ENQUEUE_CHUNK.encode()).hexdigest()
+ENQUEUE_SHA = hashlib.sha1((SHARD_LUA + _ENQUEUE_CHUNK).encode()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -272,7 +272,7 @@ def _enqueue_calls(r: redis.Redis) -> int:
 
 
 def _message_keys(r: redis.Redis) -> int:
-    return sum(1 for _ in r.scan_iter("smsgw:m:*", count=1000))
+    return sum(1 for _ in r.scan_iter(msg_prefix(0) + "*", count=1000))
 
 
 def test_concurrent_single_messages_share_enqueue_script_calls(
@@ -304,7 +304,7 @@ def test_a_failed_flush_answers_503_to_each_request_and_writes_nothing(
     n = 16
     bodies = [json.dumps({**GOOD, "to": f"+86138002{i:05d}"}).encode() for i in range(n)]
     keys_before = _message_keys(r)
-    depth_before = r.hgetall("smsgw:depth")
+    depth_before = r.hgetall(depth_key(0))
     # Redis over its memory limit refuses the script's first write: the flush fails whole.
     r.config_set("maxmemory-policy", "noeviction")
     r.config_set("maxmemory", 1)
@@ -316,6 +316,6 @@ def test_a_failed_flush_answers_503_to_each_request_and_writes_nothing(
     for _, body in answers:
         assert json.loads(body)["code"] == "store_unavailable"
     assert _message_keys(r) == keys_before
-    assert r.hgetall("smsgw:depth") == depth_before
+    assert r.hgetall(depth_key(0)) == depth_before
     # the next flush works again
     assert api.post("/v1/messages", json=GOOD).status_code == 202

@@ -78,9 +78,9 @@ async def test_a_dead_workers_entries_are_taken_over_at_once_and_it_leaves_the_g
     assert sorted(taken) == sorted(e.message_id for e in entries)
     lane = entries[0].lane
     assert await consumers(store, lane) == {"host-new": 25}
-    assert await store.redis.get(consumer_key("host-dead")) is None
+    assert await store.redis.get(consumer_key(0, "host-dead")) is None
     # the taker's own record is what it wrote before reading anything
-    assert await store.redis.get(consumer_key("host-new")) == takeover.record
+    assert await store.redis.get(consumer_key(0, "host-new")) == takeover.record
     await other.ack([(e.lane, e.entry_id) for e in entries])
     assert (await store.redis.xpending(lane, GROUP))["pending"] == 0
 
@@ -90,7 +90,7 @@ async def test_a_live_consumer_keeps_its_entries(store: Store, other: Store) -> 
     await store.record_consumer("host-live", orjson.dumps(identity()))  # this very process
     assert await take_all(Takeover(other, "host-new", ["sim"])) == []
     assert await consumers(store, entries[0].lane) == {"host-live": 3}
-    assert await store.redis.get(consumer_key("host-live")) is not None
+    assert await store.redis.get(consumer_key(0, "host-live")) is not None
 
 
 async def test_a_consumer_recorded_on_another_boot_or_host_is_left_to_the_reclaim(
@@ -157,7 +157,7 @@ async def test_nothing_is_taken_from_a_new_process_that_took_the_name(
     assert await other.take_over("host-7", "sim", "host-new", 10, old) == (None, [])
     assert await consumers(store, entries[0].lane) == {"host-7": 2}
     assert not await other.forget_consumer("host-7", old)
-    assert await store.redis.get(consumer_key("host-7")) == orjson.dumps(identity())
+    assert await store.redis.get(consumer_key(0, "host-7")) == orjson.dumps(identity())
 
 
 async def test_two_workers_taking_over_together_share_the_entries_without_overlap(

@@ -350,12 +350,12 @@ def create_app(settings: Settings, store: Store, worker: int = 0) -> Api:
             raise Problem(
                 422, "validation_error", "the request is not valid", exc.errors
             ) from None
-        idem = idempotency(name, idempotency_key, raw)
+        idem = idempotency(name, idempotency_key, raw, store.shards)
         if idem is not None:
             prior = await store.idempotent_response(idem[0])
             if prior is not None:
                 return replay(prior, idem[1])
-        batch_id = new_id()
+        batch_id = new_id(idem[2] if idem else None)
         messages, accepted, rejected = await batches.admit(
             admission, name, account, req, batch_id
         )

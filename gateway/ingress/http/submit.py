@@ -61,7 +61,7 @@ from gateway.core.problems import Problem
 from gateway.ingress.http.auth import Keys, account_for, bearer_token
 from gateway.ingress.http.problems import error_response, invalid
 from gateway.store import Record, Store
-from gateway.store.keys import idem_key
+from gateway.store.keys import idem_key, idem_shard
 
 log = logs.get("smsgw.api")
 
@@ -193,12 +193,16 @@ def submission(body: MessageIn, send_at_horizon: float = 365 * 86400) -> Submiss
 # --- idempotency, shared with the batch endpoint ------------------------------------
 
 
-def idempotency(account: str, key: str | None, body: bytes) -> tuple[str, str] | None:
-    """(Redis key, body hash) for a keyed request, or None without a key."""
+def idempotency(account: str, key: str | None, body: bytes, shards: int
+                ) -> tuple[str, str, int] | None:
+    """(Redis key, body hash, store shard) for a keyed request, or None without
+    a key. The request's messages take the key's shard, so the script that
+    claims the key persists them."""
     if key is None:
         return None
     digest = hashlib.sha256(key.encode()).hexdigest()
-    return idem_key(account, digest), hashlib.sha256(body).hexdigest()
+    shard = idem_shard(account, digest, shards)
+    return idem_key(shard, account, digest), hashlib.sha256(body).hexdigest(), shard
 
 
 def replay(prior: tuple[bytes, bytes], body_hash: str) -> Response:
@@ -219,7 +223,7 @@ async def persist(
     account: str,
     messages: list[Message],
     response: bytes,
-    idem: tuple[str, str] | None,
+    idem: tuple[str, str, int] | None,
     batch_id: str | None = None,
 ) -> Response | None:
     """Queue the messages in their own script calls (claiming the idempotency key
@@ -324,15 +328,16 @@ class Submitter:
         body, errors = validate(data, idempotency_key)
         if body is None:
             return invalid(errors)
-        idem = idempotency(name, idempotency_key, raw)
+        idem = idempotency(name, idempotency_key, raw, self.store.shards)
         if idem is not None:
             prior = await self.store.idempotent_response(idem[0])
             if prior is not None:
                 return replay(prior, idem[1])
-        message = self.admission.admit(name, account, submission(body, self.api.send_at_horizon))
+        message = self.admission.admit(name, account, submission(body, self.api.send_at_horizon),
+                                       shard=idem[2] if idem else None)
         # Admission decides which opt-out may stop the message; the list is read
-        # inside the enqueue script for a request without a key, and by
-        # admission before the key is claimed for one with a key.
+        # before the enqueue script: by the coalesced enqueue for a request
+        # without a key, by admission before the key is claimed for one with a key.
         optout = self.admission.optout_key(name, message)
         accepted = orjson.dumps({
             "id": message.id, "status": "accepted", "parts": message.parts,
