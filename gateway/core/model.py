@@ -7,6 +7,7 @@ ids) that the store's Lua scripts update atomically.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import time
@@ -79,10 +80,11 @@ def new_id(shard: int | None = None) -> str:
 def shard_of(name: str) -> int:
     """The shard new_id wrote into an id (hex digits 12..13); a name of
     another shape (a test's batch "r1") is of shard 0."""
-    try:
-        return int(name[12:14], 16) if len(name) >= 14 else 0
-    except ValueError:
-        return 0
+    digits = name[12:14]
+    if len(digits) == 2 and digits.isalnum():
+        with contextlib.suppress(ValueError):
+            return int(digits, 16)
+    return 0
 
 
 def id_sequence(shard: int | None = None) -> Callable[[], str]:
