@@ -37,6 +37,7 @@ from gateway.core.model import (
     MessageState,
 )
 from gateway.core.model import CLASSES as LANES  # the lanes, read in this order: OTP first
+from gateway.store.client import connect
 from gateway.store.keys import (
     AUTH_BLOCKED,
     BATCH_OWNER_PREFIX,
@@ -842,16 +843,10 @@ class Store:
         self._dead_letter = client.register_script(_DEAD_LETTER)
 
     @classmethod
-    def from_url(cls, url: str, receipt_grace: float = 300.0) -> Store:
-        # A blocking pool: under a burst, callers wait for a free connection
-        # instead of failing with "Too many connections".
-        # socket_timeout: redis-py 8 defaults to 5 s, which a pipelined 10,000-message
-        # batch can exceed on a busy host (AOF rewrite, shared cores); the request
-        # then failed after its messages were written.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=128, timeout=30, socket_timeout=30
-        )
-        return cls(aioredis.Redis(connection_pool=pool), receipt_grace)
+    def from_url(cls, url: str, receipt_grace: float = 300.0, *, cluster: bool = False) -> Store:
+        """A store on `url` (`redis.url`; `cluster`: `redis.cluster`), its client
+        built by gateway.store.client.connect."""
+        return cls(connect(url, cluster=cluster), receipt_grace)
 
     async def ping(self) -> None:
         """Raises unless Redis answers."""
