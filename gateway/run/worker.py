@@ -142,7 +142,8 @@ async def serve(settings: Settings, redis_url: str, worker: int = 0,
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    store = Store.from_url(redis_url, settings.messages.receipt_grace)
+    store = Store.from_url(redis_url, settings.messages.receipt_grace,
+                           cluster=settings.redis.cluster, shards=settings.redis.shards)
     consumer = consumer_name()
     # Each stage gets the config sections it reads, no more.
     webhooks = Webhooks(settings.webhooks, settings.accounts, store, consumer)

@@ -22,8 +22,13 @@ import orjson
 import redis
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    ClusterDownError,
+    NoScriptError,
+    RedisClusterUnreachableError,
+    ResponseError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import RedisError as RedisError  # for callers: any failure of the store
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -39,6 +44,7 @@ from gateway.core.model import (
     use_shards,
 )
 from gateway.core.model import CLASSES as LANES  # the lanes, read in this order: OTP first
+from gateway.store.client import connect
 from gateway.store.keys import (
     AUTH_BLOCKED,
     CONN_PREFIX,
@@ -73,7 +79,8 @@ from gateway.store.keys import (
 # Errors that mean "Redis is away" (killed, restarting, loading, network):
 # waiting and trying again is the cure. The built-in ConnectionError and
 # TimeoutError are OSErrors.
-REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, OSError)
+REDIS_AWAY = (RedisConnectionError, RedisTimeoutError, OSError, ClusterDownError,
+              RedisClusterUnreachableError)
 
 
 @contextlib.contextmanager
@@ -899,16 +906,12 @@ class Store:
         self._abandoned: set[tuple[str, bytes]] = set()
 
     @classmethod
-    def from_url(cls, url: str, receipt_grace: float = 300.0, shards: int = 1) -> Store:
-        # A blocking pool: under a burst, callers wait for a free connection
-        # instead of failing with "Too many connections".
-        # socket_timeout: redis-py 8 defaults to 5 s, which a pipelined 10,000-message
-        # batch can exceed on a busy host (AOF rewrite, shared cores); the request
-        # then failed after its messages were written.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=128, timeout=30, socket_timeout=30
-        )
-        return cls(aioredis.Redis(connection_pool=pool), receipt_grace, shards)
+    def from_url(cls, url: str, receipt_grace: float = 300.0, *, cluster: bool = False,
+                 shards: int = 1) -> Store:
+        """A store on `url` (`redis.url`; `cluster`: `redis.cluster`) over
+        `shards` shards (`redis.shards`), its client built by
+        gateway.store.client.connect."""
+        return cls(connect(url, cluster=cluster), receipt_grace, shards)
 
     async def ping(self) -> None:
         """Raises unless Redis answers."""
@@ -1403,17 +1406,30 @@ class Store:
             keys, args = calls[0]
             return [await script(keys=keys, args=args)]
         # EVALSHA straight on the pipeline: redis-py's script registration would
-        # cost a SCRIPT EXISTS round trip on every request. NOSCRIPT can only come
-        # back for the first call (every call runs the same script), so nothing ran
-        # and loading the script and resending is safe.
+        # cost a SCRIPT EXISTS round trip on every request. A call answered
+        # NOSCRIPT ran nothing (a restarted server or, on a cluster, a master
+        # that never saw the script), so it alone is sent again after the script
+        # is loaded (on every master); the others ran, and are not.
+        out: list[object] = [None] * len(calls)
+        todo = list(range(len(calls)))
         for _attempt in range(2):
             pipe = self.redis.pipeline(transaction=False)
-            for keys, args in calls:
+            for i in todo:
+                keys, args = calls[i]
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
-            try:
-                return list(await pipe.execute())
-            except NoScriptError:
-                await self.redis.script_load(script.script)
+            replies = await pipe.execute(raise_on_error=False)
+            missing = []
+            for i, reply in zip(todo, replies, strict=True):
+                if isinstance(reply, NoScriptError):
+                    missing.append(i)
+                elif isinstance(reply, Exception):
+                    raise reply
+                else:
+                    out[i] = reply
+            if not missing:
+                return out
+            await self.redis.script_load(script.script)
+            todo = missing
         raise NoScriptError("script could not be loaded")
 
     async def enqueue_records(
