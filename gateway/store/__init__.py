@@ -1493,6 +1493,13 @@ class Store:
         return {(m.decode() if isinstance(m, bytes) else m): until - now
                 for m, until in blocked}
 
+    async def auth_blocks_left(self, sources: Sequence[str]) -> list[float | None]:
+        """Per source, the seconds its block (Store.auth_block) still runs, or
+        None when it is not blocked: one ZMSCORE, read-only."""
+        now = time.time()
+        ends = await self.redis.zmscore(AUTH_BLOCKED, list(sources))
+        return [None if until is None or until <= now else until - now for until in ends]
+
     # --- opt-outs ----------------------------------------------------------
 
     async def optout_add(self, account: str, number: str) -> bool:

@@ -370,15 +370,10 @@ def test_a_source_blocked_on_one_host_is_blocked_on_another(tmp_path: Path) -> N
             with client_from(a, "127.0.0.3", "guess-not-a-key") as attacker:
                 statuses = [attacker.get("/v1/optouts").status_code for _ in range(4)]
             assert statuses == [401, 401, 401, 429]
-            seen = []
+            # at once: b does not wait for its twice-a-second copy of the blocks
             with client_from(b, "127.0.0.3", API_KEY) as right_on_b:
-                for _ in range(100):  # b reads the blocks twice a second
-                    seen.append(right_on_b.get("/v1/optouts").status_code)
-                    if seen[-1] == 429:
-                        break
-                    time.sleep(0.05)
                 r = right_on_b.get("/v1/optouts")
-            assert seen[-1] == 429 and r.status_code == 429, seen
+            assert r.status_code == 429, r.text
             assert 1 <= int(r.headers["Retry-After"]) <= 60
             with client_from(b, "127.0.0.1", API_KEY) as other:
                 assert other.get("/v1/optouts").status_code == 200

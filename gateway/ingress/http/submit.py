@@ -262,6 +262,11 @@ class Submitter:
         self.api, self.store, self.admission, self.keys = settings_http, store, admission, keys
         # Source addresses over the failed-key limit → time.monotonic() it ends.
         self._blocked: dict[str, float] = {}
+        # A source this worker does not know to be blocked is asked about in
+        # the shared set, requests of one loop turn in one round trip.
+        self._shared_blocks: Coalescer[str, float | None] = Coalescer(
+            self._blocks_left, max_batch=settings_http.batch_chunk
+        )
         # Requests in flight on this worker share their Redis round trips.
         self._enqueue: Coalescer[tuple[Record, tuple[str, str] | None], bool] = Coalescer(
             self._flush, max_batch=settings_http.batch_chunk
@@ -371,16 +376,33 @@ class Submitter:
         self, client: tuple[str, int] | None, authorization: bytes | None
     ) -> tuple[str, AccountSettings]:
         """The key's account; a source over `http.auth_failures` failed keys in
-        the window gets 429 `rate_limited`, right key or not, until it ends."""
+        the window gets 429 `rate_limited`, right key or not, until it ends.
+
+        A block another worker or host set is read from Redis before the key
+        is judged, not taken from this worker's copy of the set (refreshed
+        only twice a second by `follow_blocks`, and empty until its first read
+        after start-up): otherwise the right key from a just-blocked source
+        got in on a worker that had not caught up, and a hit could be told
+        from a miss."""
         source = client[0] if client else "unknown"
+        left: float | None = None
         if self._blocked:
             until = self._blocked.get(source)
             if until is not None:
                 left = until - time.monotonic()
-                if left > 0:
-                    metrics.AUTH_FAILURES.labels("rate_limited").inc()
-                    raise _rate_limited(left)
-                del self._blocked[source]
+                if left <= 0:
+                    left = None
+                    del self._blocked[source]
+        if left is None:
+            try:
+                left = await self._shared_blocks.submit(source)
+            except Exception:  # Redis away: what this worker knows stands, as for a 401
+                left = None
+            if left is not None:
+                self._block(source, left)
+        if left is not None:
+            metrics.AUTH_FAILURES.labels("rate_limited").inc()
+            raise _rate_limited(left)
         token = bearer_token(authorization.decode("latin-1") if authorization else None)
         try:
             return account_for(self.keys, token)
@@ -412,15 +434,20 @@ class Submitter:
             log.warning("auth_block_not_shared", source=source, error=repr(exc))
         raise _rate_limited(left) from None
 
+    async def _blocks_left(self, sources: list[str]) -> list[float | None]:
+        unique = list(dict.fromkeys(sources))
+        left = dict(zip(unique, await self.store.auth_blocks_left(unique), strict=True))
+        return [left[source] for source in sources]
+
     def _block(self, source: str, seconds: float) -> None:
         if len(self._blocked) > 10_000:
             self._blocked.clear()
         self._blocked[source] = time.monotonic() + seconds
 
     async def follow_blocks(self, stop: asyncio.Event, interval: float = 0.5) -> None:
-        """Take on the sources other workers and hosts blocked (Store.auth_block),
-        every `interval` seconds, so the right key from a blocked source is
-        refused whichever worker its connection reaches."""
+        """Take on the sources other workers and hosts blocked (Store.auth_block)
+        every `interval` seconds, so their requests here are refused without a
+        Redis call (and ended blocks leave the shared set)."""
         while not stop.is_set():
             for source, left in (await self.store.auth_blocked()).items():
                 self._block(source, left)
