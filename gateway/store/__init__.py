@@ -276,17 +276,26 @@ return moved and 1 or 0
 # never acknowledged falls back to the record's count. Returns the new status
 # or false.
 _PART_FINAL_FN = """
-local function part_final(id, part, state, ts, err, detail)
+local function part_final(id, part, state, ts, err, detail, sub)
   local key = msg(id)
   local v = redis.call('HMGET', key, 's', 'b', 'w', 'n', 'p' .. part, 'i' .. part)
   if not v[1] then return false end
   local n = tonumber(v[4])
+  local out, others = {}, nil
+  if sub and not v[6] then
+    -- The receipt came before the message knew of its submission (a crash, or
+    -- a race, between the two steps of a submit_sm_resp): `sub` (smsc id,
+    -- connector, parts in total) from the correlation records it now.
+    out = {'i' .. part, sub[1], 'c', sub[2]}
+    if (v[4] or '1') ~= sub[3] then out[5], out[6] = 'n', sub[3] end
+    move(id, v, 'submitted', ts, sub[2] .. ' ' .. sub[1], out)
+    n = tonumber(sub[3])
+  end
   if not n then
     -- `n` is written for more than one part only; a message never acknowledged
     -- has its count in the record
     n = v[6] and 1 or tonumber(cmsgpack.unpack(redis.call('HGET', key, 'r'))[8]) or 1
   end
-  local out, others = {}, nil
   if part == '0' then
     local names = {}
     for k = 1, n do names[k] = 'p' .. k end
@@ -299,7 +308,7 @@ local function part_final(id, part, state, ts, err, detail)
     end
   else
     if v[5] then return false end
-    out[1], out[2] = 'p' .. part, state
+    out[#out + 1], out[#out + 2] = 'p' .. part, state
   end
   local moved
   if state ~= 'delivered' then
@@ -338,8 +347,9 @@ end
 # take the receipts that arrived early (they wait in the correlation key,
 # marked PARKED, and the SET ... GET that writes the correlation returns them:
 # the two cannot miss each other). ARGV: one msgpack array of 3 strings per
-# part: correlation key (of the normalised id), "<id>|<part>", ttl. Returns per
-# part what was there before ('' if nothing).
+# part: correlation key (of the normalised id), its value
+# "<id>|<part>|<parts in total>|<connector>|<smsc id as written>", ttl. Returns
+# per part what was there before ('' if nothing).
 _CORR_WRITE = """
 local a, out = cmsgpack.unpack(ARGV[1]), {}
 for i = 1, #a, 3 do
@@ -411,7 +421,7 @@ return false
 """
 
 # Many receipts at once, first step (correlation shard): per receipt, the
-# "<id>|<part>" it belongs to, or '' when it was parked until its
+# correlation ("<id>|<part>|…", see _CORR_WRITE) it belongs to, or '' when it was parked until its
 # submit_sm_resp. ARGV: ttl, and one msgpack array with 2 strings per receipt:
 # correlation key, "state|err|stat".
 _CORR_READ = _FINAL_LUA + """
@@ -430,22 +440,25 @@ return out
 """
 
 # Second step (message shard): apply the receipts. ARGV: ts, and one msgpack
-# array of 3 strings per receipt: message id, part, "state|err|stat". Returns
-# per receipt the message's new status or ''.
+# array of 6 strings per receipt: message id, part, "state|err|stat", and from
+# the correlation the parts in total, connector and smsc id (to record the
+# submission if the message does not know it yet). Returns per receipt the
+# message's new status or ''.
 _APPLY_RECEIPTS = (
     _STATUS_LUA
     + _PART_FINAL_FN
     + """
 local ts, out, parsed = ARGV[1], {}, {}
 local a = cmsgpack.unpack(ARGV[2])
-for i = 1, #a, 3 do
+for i = 1, #a, 6 do
   local p = parsed[a[i + 2]]  -- most receipts of a call read the same
   if not p then
     local state, err, stat = string.match(a[i + 2], '^([^|]*)|([^|]*)|(.*)$')
     p = {state, err, stat .. ' err:' .. err}
     parsed[a[i + 2]] = p
   end
-  out[#out + 1] = part_final(a[i], a[i + 1], p[1], ts, p[2], p[3]) or ''
+  out[#out + 1] = part_final(a[i], a[i + 1], p[1], ts, p[2], p[3],
+                             {a[i + 5], a[i + 4], a[i + 3]}) or ''
 end
 flush()
 return out
@@ -1003,8 +1016,9 @@ class Store:
         calls = []
         for k, (_, group) in by_corr.items():
             flat: list[str] = []
-            for connector, message_id, part, _smsc, match_id, ttl, _total in group:
-                flat += (corr_key(k, connector, match_id), f"{message_id}|{part}",
+            for connector, message_id, part, smsc, match_id, ttl, total in group:
+                flat += (corr_key(k, connector, match_id),
+                         f"{message_id}|{part}|{total}|{connector}|{smsc}",
                          str(max(ttl, 60)))
             # One packed argument: redis-py's per-argument packing was the cost.
             calls.append(self._in(k, (), [msgpack.packb(flat, use_bin_type=False)]))
@@ -1046,15 +1060,16 @@ class Store:
             for connector, smsc_id, payload in group:
                 flat += (corr_key(k, connector, smsc_id), payload)
             calls.append(self._in(k, (), [max(ttl, 60), msgpack.packb(flat, use_bin_type=False)]))
-        found: list[tuple[int, str, str]] = []  # (position, message id, part)
+        # (position, message id, part, parts in total, connector, smsc id)
+        found: list[tuple[int, str, str, str, str, str]] = []
         for (positions, _), reply in zip(by_corr.values(),
                                          await self._script_calls(self._corr_read, calls),
                                          strict=True):
             assert isinstance(reply, list)
             for pos, value in zip(positions, reply, strict=True):
                 if value:
-                    message_id, _, part = value.decode().rpartition("|")
-                    found.append((pos, message_id, part))
+                    message_id, part, total, connector, smsc = _correlation(value)
+                    found.append((pos, message_id, part, total, connector, smsc))
         out: list[tuple[str, str | None] | None] = [None] * len(receipts)
         if not found:
             return out
@@ -1062,14 +1077,14 @@ class Store:
         ts, calls = _ts(), []
         for k, (_, group) in by_msg.items():
             flat = []
-            for pos, message_id, part in group:
-                flat += (message_id, part, receipts[pos][2])
+            for pos, message_id, part, total, connector, smsc in group:
+                flat += (message_id, part, receipts[pos][2], total, connector, smsc)
             calls.append(self._in(k, (), [ts, msgpack.packb(flat, use_bin_type=False)]))
         for (_, group), reply in zip(by_msg.values(),
                                      await self._script_calls(self._apply_receipts, calls),
                                      strict=True):
             assert isinstance(reply, list)
-            for (pos, message_id, _part), new in zip(group, reply, strict=True):
+            for (pos, message_id, *_), new in zip(group, reply, strict=True):
                 out[pos] = (message_id, new.decode() or None)
         return out
 
@@ -1082,7 +1097,7 @@ class Store:
         if not value:
             return None
         assert isinstance(value, bytes)
-        message_id, _, part = value.decode().rpartition("|")
+        message_id, part, *_ = _correlation(value)
         return message_id, int(part)
 
     async def part_final(
@@ -1789,6 +1804,12 @@ class Store:
                 name, _, worker = key.decode().removeprefix(CONN_PREFIX).partition(":")
                 out.setdefault(name, {})[worker] = orjson.loads(raw)
         return out
+
+
+def _correlation(value: bytes) -> tuple[str, str, str, str, str]:
+    """A correlation's (message id, part, parts in total, connector, smsc id)."""
+    message_id, part, total, connector, smsc = value.decode().split("|", 4)
+    return message_id, part, total, connector, smsc
 
 
 def _register(client: aioredis.Redis, head: str, src: str) -> AsyncScript:

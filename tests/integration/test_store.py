@@ -523,3 +523,27 @@ async def test_an_abandoned_message_keeps_its_shared_entry_pending_for_a_reclaim
         assert {e.message_id for e in again} == {done.id, failed.id}
     finally:
         await other.close()
+
+
+async def test_a_receipt_between_the_two_steps_of_a_submit_sm_resp_records_the_submission(
+    store: Store,
+) -> None:
+    """A worker killed after writing a part's correlation and before the message
+    knew of it: the receipt that follows records the submission itself (SMSC id
+    as written, connector, a `submitted` line) before the final state."""
+    import msgpack
+
+    from gateway.store.keys import corr_key, corr_shard
+
+    m = message()
+    await store.enqueue([m])
+    k = corr_shard("ab12", store.shards)
+    value = f"{m.id}|1|1|sim|AB12"
+    await store._call(store._corr_write, k, (), [msgpack.packb(
+        [corr_key(k, "sim", "ab12"), value, "600"], use_bin_type=False)])
+    assert await store.apply_receipts([("sim", "ab12", b"delivered|000|DELIVRD")], 600) == [
+        (m.id, "delivered")]
+    state = await store.get(m.id)
+    assert state is not None and state.status == "delivered"
+    assert state.smsc_ids == {1: "AB12"} and state.connector == "sim"
+    assert [s for _, s, _ in state.history] == ["accepted", "queued", "submitted", "delivered"]
