@@ -22,7 +22,7 @@ class Lists(StoreBase):
         self._dead_letter = self._register("dead_letter")
         self._auth_failed = self._register("auth_failed")
 
-    # --- failed API keys per source address ---------------------------------
+    # --- failed API keys per source address --------------------------------
 
     async def auth_failed(self, source: str, window: int) -> tuple[int, int]:
         """Count one failed API key from `source`: (failures in the current
@@ -83,6 +83,8 @@ class Lists(StoreBase):
         nxt, members = await self.redis.sscan(optout_key(account), cursor, count=count)
         return int(nxt), sorted(m.decode() for m in members)
 
+
+    # --- dead letters ------------------------------------------------------
 
     async def dead_letter(
         self, message_id: str, status: str, error_code: str, connector: str

@@ -20,7 +20,8 @@ from gateway.store.lanes import LaneEntry, Lanes
 
 
 class Schedule(Lanes):
-    """(Failover and deferral take a message out of its lane entry.)"""
+    """Delivery's changes of plan (failover and deferral take a message out of
+    its lane entry, hence the lanes' bookkeeping beneath)."""
 
     def _init_schedule(self) -> None:
         self._reroute = self._register("reroute")

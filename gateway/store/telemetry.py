@@ -1,5 +1,5 @@
 """Telemetry: each worker's connector reports and metrics snapshots, for
-`smsgw status` and the metrics endpoint."""
+`smsgw status` and each host's metrics."""
 
 from __future__ import annotations
 
