@@ -120,7 +120,7 @@ def _history(fields: list[bytes | None]) -> list[tuple[str, str]]:
     out: list[tuple[str, str]] = []
     if first:
         text = first.decode()
-        if "\t" not in text:  # a bare ts: accepted and queued then (_ENQUEUE_CHUNK)
+        if "\t" not in text:  # a bare ts: accepted and queued then (enqueue_chunk.lua)
             out += [("accepted", text), ("queued", text)]
         else:
             for line in text.splitlines():

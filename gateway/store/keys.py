@@ -2,9 +2,10 @@
 
 Every key the gateway writes starts with ``smsgw:`` (PREFIX). Modules inside
 `gateway.store` and out (tests that inspect Redis, the load tools) take key
-names from here; the Lua scripts get every key (or the prefix of the keys they
-build from ids, e.g. ``smsgw:{t}:m:``) as KEYS from `shard_keys` and the
-functions below, never by spelling a prefix themselves.
+names from here; the Lua scripts (one `.lua` file each in gateway/store/lua/,
+loaded by `gateway.store.scripts`) get every key (or the prefix of the keys
+they build from ids, e.g. ``smsgw:{t}:m:``) as KEYS or ARGV from `shard_keys`
+and the functions below, never by spelling a prefix themselves.
 
 Shards (docs/cluster.md): the keys that a script touches together carry one
 hash tag, ``{t}`` = ``{TAGS[k]}`` of shard k, so every script call falls in one
@@ -227,7 +228,7 @@ def mo_due_key(shard: int) -> str:
 
 
 # The keys every shard script gets first, in this order (the Lua names them in
-# gateway/store's SHARD_LUA): prefixes of the keys built from ids or names, and
+# gateway/store/lua/lib/shard.lua): prefixes of the keys built from ids or names, and
 # the shard's own keys.
 SHARD_KEY_NAMES = ("m:", "depth", "expiry", "delayed", "dlq", "wh:due", "wh:lease",
                    "wh:try", "wh:dead", "wh:q:", "b:", "bo:", "mo:due")

@@ -18,7 +18,7 @@ import msgpack
 import pytest
 import redis
 
-from gateway.store import _ENQUEUE_CHUNK, SHARD_LUA
+from gateway.store import scripts
 from gateway.store.keys import depth_key, msg_key, msg_prefix
 from loadtest.harness import GatewayProcess
 from loadtest.loadgen import redis_url_of
@@ -27,7 +27,7 @@ from tests.integration.conftest import AUTH
 GOOD = {"to": "+8613800138000", "from": "SHOP", "text": "Your order shipped"}
 BODY_LIMIT = 100_000
 JSON = {"content-type": "application/json"}
-ENQUEUE_SHA = hashlib.sha1((SHARD_LUA + _ENQUEUE_CHUNK).encode()).hexdigest()
+ENQUEUE_SHA = hashlib.sha1(scripts.load("enqueue_chunk").encode()).hexdigest()
 
 
 @pytest.fixture(scope="module")

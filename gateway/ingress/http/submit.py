@@ -22,7 +22,7 @@ in this order:
    `idempotency_mismatch`;
 6. admission (gateway.admission.admit): 422 with the policy's code;
 7. persisted, then 202: messages without an `Idempotency-Key` go with every
-   other one admitted in the same event-loop turn in one `_ENQUEUE_CHUNK`
+   other one admitted in the same event-loop turn in one enqueue_chunk.lua
    script call, which also reads the opt-out lists of its marketing messages
    and leaves those on them out (422 `opted_out`); the script's account
    argument only matters for a batch's owner. A keyed request checks its
