@@ -54,6 +54,12 @@ class StoreBase:
         if len(calls) == 1:
             keys, args = calls[0]
             return [await script(keys=keys, args=args)]
+        return await self._scripts_calls([(script, keys, args) for keys, args in calls])
+
+    async def _scripts_calls(
+        self, calls: Sequence[tuple[AsyncScript, list[str], list[str | bytes | int]]]
+    ) -> list[object]:
+        """Run calls of any scripts in one pipelined round trip."""
         # EVALSHA straight on the pipeline: redis-py's script registration would
         # cost a SCRIPT EXISTS round trip on every request. A call answered
         # NOSCRIPT ran nothing (a restarted server or, on a cluster, a master
@@ -64,7 +70,7 @@ class StoreBase:
         for _attempt in range(2):
             pipe = self.redis.pipeline(transaction=False)
             for i in todo:
-                keys, args = calls[i]
+                script, keys, args = calls[i]
                 pipe.evalsha(script.sha, len(keys), *keys, *args)
             replies = await pipe.execute(raise_on_error=False)
             missing = []
@@ -77,7 +83,8 @@ class StoreBase:
                     out[i] = reply
             if not missing:
                 return out
-            await self.redis.script_load(script.script)
+            for script in {calls[i][0].sha: calls[i][0] for i in missing}.values():
+                await self.redis.script_load(script.script)
             todo = missing
         raise NoScriptError("script could not be loaded")
 

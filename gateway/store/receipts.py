@@ -4,9 +4,10 @@ and a part's final state deciding the message's."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import msgpack
+from redis.commands.core import AsyncScript
 
 from gateway.store.base import StoreBase, _by_shard, _ts
 from gateway.store.keys import (
@@ -14,6 +15,7 @@ from gateway.store.keys import (
     corr_shard,
     shard_of,
 )
+from gateway.store.scripts import PARKED
 
 # An acknowledged part, as Store.parts_submitted takes it: connector, message
 # id, part, SMSC id as written in submit_sm_resp, that id normalised (the
@@ -34,14 +36,18 @@ class Receipts(StoreBase):
     async def parts_submitted(self, parts: Sequence[AckedPart]) -> list[bytes | None]:
         """Record acknowledged parts, (connector, message id, part, smsc id as the
         SMSC wrote it, the same id normalised for correlation, ttl, parts in
-        total) each: first their correlations (one script call per correlation
-        shard), then the messages (one per message shard). The message keeps
-        the id as written (it is what the carrier's records show); receipts are
+        total) each: their correlations (one script call per correlation
+        shard) and the messages (one per message shard), all in one round
+        trip; then, only for parts whose receipt was there first (parked in its
+        correlation key), the messages again with that receipt. The order of
+        the two does not matter: a receipt that finds a message not yet knowing
+        its submission records it (lib/part_final.lua). The message keeps the
+        id as written (it is what the carrier's records show); receipts are
         matched on the normalised one. Per part: None, or what became of a
         receipt that arrived early: b"=<status>" / b"=" if it was applied, else
         its payload."""
         by_corr = _by_shard(parts, lambda p: corr_shard(p[4], self.shards))
-        calls = []
+        calls: list[tuple[AsyncScript, list[str], list[str | bytes | int]]] = []
         for k, (_, group) in by_corr.items():
             flat: list[str] = []
             for connector, message_id, part, smsc, match_id, ttl, total in group:
@@ -49,29 +55,44 @@ class Receipts(StoreBase):
                          f"{message_id}|{part}|{total}|{connector}|{smsc}",
                          str(max(ttl, 60)))
             # One packed argument: redis-py's per-argument packing was the cost.
-            calls.append(self._in(k, (), [msgpack.packb(flat, use_bin_type=False)]))
-        early: list[bytes] = [b""] * len(parts)
-        for (positions, _), reply in zip(by_corr.values(),
-                                         await self._script_calls(self._corr_write, calls),
-                                         strict=True):
+            calls.append((self._corr_write, *self._in(
+                k, (), [msgpack.packb(flat, use_bin_type=False)])))
+        ts = _ts()
+        by_msg = self._submitted_calls(parts, range(len(parts)), {}, ts)
+        calls += [(self._submitted, *call) for call in by_msg.values()]
+        replies = await self._scripts_calls(calls)
+        early: dict[int, bytes] = {}
+        for (positions, _), reply in zip(by_corr.values(), replies, strict=False):
             assert isinstance(reply, list)
             for pos, value in zip(positions, reply, strict=True):
-                early[pos] = value
-        by_msg = _by_shard(range(len(parts)), lambda i: shard_of(parts[i][1]))
-        ts, calls = _ts(), []
-        for k, (_, group) in by_msg.items():
-            flat = []
+                if value:
+                    early[pos] = value
+        out: list[bytes | None] = [None] * len(parts)
+        parked = [i for i, value in early.items() if value[:1] == PARKED.encode()]
+        if parked:  # the receipt came first: apply it (or hand it back) now
+            again = self._submitted_calls(parts, parked, early, ts)
+            for (_, group), reply in zip(
+                    again, await self._script_calls(self._submitted, list(again.values())),
+                    strict=True):
+                assert isinstance(reply, list)
+                for i, r in zip(group, reply, strict=True):
+                    out[i] = r or None
+        return out
+
+    def _submitted_calls(self, parts: Sequence[AckedPart], which: Iterable[int],
+                         early: dict[int, bytes], ts: str
+                         ) -> dict[tuple[int, tuple[int, ...]], tuple[list[str],
+                                                                       list[str | bytes | int]]]:
+        """submitted.lua calls for parts[which], per message shard: (shard, the
+        parts' indices) → call."""
+        out = {}
+        for k, (_, group) in _by_shard(which, lambda i: shard_of(parts[i][1])).items():
+            flat: list[str | bytes] = []
             for i in group:
                 connector, message_id, part, smsc_id, _match, _ttl, total = parts[i]
-                flat += (message_id, str(part), smsc_id, connector, str(total), early[i])
-            calls.append(self._in(k, (), [ts, msgpack.packb(flat, use_bin_type=False)]))
-        out: list[bytes | None] = [None] * len(parts)
-        for (_, group), reply in zip(by_msg.values(),
-                                     await self._script_calls(self._submitted, calls),
-                                     strict=True):
-            assert isinstance(reply, list)
-            for i, r in zip(group, reply, strict=True):
-                out[i] = r or None
+                flat += (message_id, str(part), smsc_id, connector, str(total),
+                         early.get(i, b""))
+            out[(k, tuple(group))] = self._in(k, (), [ts, msgpack.packb(flat, use_bin_type=False)])
         return out
 
     async def apply_receipts(
