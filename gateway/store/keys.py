@@ -99,6 +99,7 @@ Outside the shards (one key per command):
 
 from __future__ import annotations
 
+import functools
 import zlib
 
 from gateway.core.model import shard_of as shard_of  # a message's keys come from its id
@@ -138,10 +139,12 @@ CONN_PREFIX = f"{PREFIX}conn:"
 AUTH_BLOCKED = f"{PREFIX}authblocked"
 
 
+@functools.cache  # a few per message on the hot path, of a small domain
 def base(shard: int) -> str:
     return f"{PREFIX}{{{TAGS[shard]}}}:"
 
 
+@functools.cache  # a few per message on the hot path, of a small domain
 def msg_prefix(shard: int) -> str:
     return base(shard) + "m:"
 
@@ -150,6 +153,7 @@ def msg_key(message_id: str) -> str:
     return msg_prefix(shard_of(message_id)) + message_id
 
 
+@functools.cache  # a few per message on the hot path, of a small domain
 def lane_key(shard: int, connector: str, msg_class: str) -> str:
     return f"{base(shard)}lane:{connector}:{msg_class}"
 
