@@ -20,7 +20,6 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 import redis
-import redis.asyncio as aioredis
 from redis.exceptions import (
     ClusterDownError,
     RedisClusterUnreachableError,
@@ -32,9 +31,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from gateway.core.model import CLASSES as LANES  # the lanes, read in this order: OTP first
 from gateway.core.model import use_shards
 from gateway.store import scripts
-from gateway.store.client import Client, connect
+from gateway.store.client import Client, connect, is_cluster
 from gateway.store.keys import shard_keys
 from gateway.store.lanes import CONSUMER_TTL, LaneEntry
+from gateway.store.lists import Lists
 from gateway.store.messages import Messages, Record
 from gateway.store.notify import Claim, Notify, Settle
 from gateway.store.receipts import AckedPart, Receipts
@@ -86,7 +86,7 @@ def probe(host: str, port: int, connect_timeout: float) -> Iterator[Callable[[],
         client.close()
 
 
-class Store(Messages, Receipts, Schedule, Notify, Telemetry):
+class Store(Messages, Lists, Receipts, Schedule, Notify, Telemetry):
     """The gateway's Redis: every stage's reads and writes, over `shards`
     shards of the key layout (gateway.store.keys). A call that touches
     messages of several shards makes one script call per shard, all in one
@@ -101,7 +101,7 @@ class Store(Messages, Receipts, Schedule, Notify, Telemetry):
         self.shards = shards
         use_shards(shards)  # new ids spread over these shards
         # On Redis Cluster a blocking read cannot span shards (see read_lanes).
-        self.cluster = isinstance(client, aioredis.RedisCluster)
+        self.cluster = is_cluster(client)
         self._shard_keys = [shard_keys(k) for k in range(shards)]
         self.registered = {}
         self._init_messages()

@@ -56,7 +56,7 @@ Per shard k:
 - ``B(k)corr:<connector>:<smsc id>`` → ``<id>|<part>`` with a TTL: receipt
   correlation, the id in its per-connector normalised form (receipts are
   normalised the same way, so both meet here); or, prefixed with PARKED
-  (``~``), a receipt that beat its submit_sm_resp. k = `corr_shard` of the
+  (``~``), a receipt that beat its submit_sm_resp. k = `name_shard` of the
   SMSC id (a receipt knows nothing else), so correlation and message are
   written by two script calls (docs/cluster.md).
 - ``B(k)consumer:<consumer>`` — JSON identity of the worker reading lanes as
@@ -82,7 +82,7 @@ Per shard k:
   after `webhooks.max_age`.
 - ``B(k)mo:<conversation>`` hash — the parts of a concatenated MO message
   being reassembled (field: part number; ``done`` once it was queued), k =
-  `conversation_shard`; ``B(k)mo:due`` sorted set — conversation → when to
+  `name_shard` of it; ``B(k)mo:due`` sorted set — conversation → when to
   give up on its missing parts.
 
 Outside the shards (one key per command):
@@ -187,16 +187,18 @@ def batch_owner_key(batch_id: str) -> str:
     return f"{base(shard_of(batch_id))}bo:{batch_id}"
 
 
+def name_shard(name: str, shards: int) -> int:
+    """The shard of something known by name only (an SMSC id, an MO
+    conversation, a receiver queue, an idempotency key)."""
+    return zlib.crc32(name.encode()) % shards
+
+
 def idem_shard(account: str, key_digest: str, shards: int) -> int:
-    return zlib.crc32(f"{account}:{key_digest}".encode()) % shards
+    return name_shard(f"{account}:{key_digest}", shards)
 
 
 def idem_key(shard: int, account: str, key_digest: str) -> str:
     return f"{base(shard)}idem:{account}:{key_digest}"
-
-
-def corr_shard(match_id: str, shards: int) -> int:
-    return zlib.crc32(match_id.encode()) % shards
 
 
 def corr_key(shard: int, connector: str, match_id: str) -> str:
@@ -217,10 +219,6 @@ def wh_due_key(shard: int) -> str:
 
 def wh_dead_key(shard: int) -> str:
     return base(shard) + "wh:dead"
-
-
-def conversation_shard(conversation: str, shards: int) -> int:
-    return zlib.crc32(conversation.encode()) % shards
 
 
 def mo_parts_key(shard: int, conversation: str) -> str:

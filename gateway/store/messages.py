@@ -10,22 +10,22 @@ from collections.abc import Iterable, Sequence
 import msgpack
 
 from gateway.core.model import Message, MessageState
-from gateway.store.base import _by_shard, _ts
+from gateway.store.base import StoreBase, _by_shard, _ts
 from gateway.store.keys import (
     batch_key,
     batch_owner_key,
     key_shard,
     lane_key,
     msg_key,
+    optout_key,
     shard_of,
 )
-from gateway.store.lists import Lists
 
 # id, packed Message, lane key, parts, callback spec (`w`), expiry time, send_at or ''
 Record = tuple[str, bytes, str, int, str, float, str]
 
 
-class Messages(Lists):
+class Messages(StoreBase):
     """Admission writes and message reads (the opt-out lists are read before
     an enqueue of single messages)."""
 
@@ -183,16 +183,18 @@ class Messages(Lists):
 
         optouts: (index in records, account, number) of marketing messages; each
         whose number is on its account's opt-out list is left out. Returns the
-        indices left out. The lists are read first (one SMISMEMBER per account
-        with an opt-out list; an opt-out added meanwhile counts as after the
+        indices left out. The lists are read first, one SMISMEMBER per account
+        in one round trip (an opt-out added meanwhile counts as after the
         submission)."""
         left_out: set[int] = set()
         if optouts:
             by_account: dict[str, list[tuple[int, str]]] = {}
             for index, account, number in optouts:
                 by_account.setdefault(account, []).append((index, number))
+            pipe = self.redis.pipeline(transaction=False)
             for account, checks in by_account.items():
-                listed = await self.optout_many(account, [n for _, n in checks])
+                pipe.smismember(optout_key(account), [n for _, n in checks])
+            for checks, listed in zip(by_account.values(), await pipe.execute(), strict=True):
                 left_out.update(i for (i, _), out in zip(checks, listed, strict=True) if out)
         kept = [r for i, r in enumerate(records) if i not in left_out]
         if kept:

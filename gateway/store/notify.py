@@ -9,9 +9,9 @@ from typing import NamedTuple
 
 from gateway.store.base import StoreBase, _ts
 from gateway.store.keys import (
-    conversation_shard,
     mo_due_key,
     mo_parts_key,
+    name_shard,
     wh_dead_key,
     wh_due_key,
     wh_queue_key,
@@ -33,14 +33,14 @@ class Notify(StoreBase):
         receiver queue (in the shard of the queue's name, so one receiver's
         MO messages stay in order). Status callbacks are pushed by the status
         scripts."""
-        k = conversation_shard(queue, self.shards)
+        k = name_shard(queue, self.shards)
         await self._call(self._wh_push, k, (), [wh_queue_key(k, queue), queue, entry, _ts(now)])
 
     async def mo_part(self, conversation: str, seq: int, total: int, text: bytes,
                       due: float, ttl: int) -> dict[int, bytes] | None:
         """Keep part `seq` of `total` of an MO message; all its parts by number
         once every one is in (until `mo_done`), else None."""
-        k = conversation_shard(conversation, self.shards)
+        k = name_shard(conversation, self.shards)
         flat = await self._call(
             self._mo_part, k, (),
             [mo_parts_key(k, conversation), seq, text, total, _ts(due), ttl, conversation],
@@ -77,7 +77,7 @@ class Notify(StoreBase):
         """Queue the webhook of a whole (or given-up) MO message and drop its
         parts, leaving a mark for `ttl` seconds that ignores later copies of
         them; False if another call did it first."""
-        k = conversation_shard(conversation, self.shards)
+        k = name_shard(conversation, self.shards)
         return bool(await self._call(
             self._mo_done, k, (),
             [mo_parts_key(k, conversation), _ts(now), wh_queue_key(k, queue), queue, entry,

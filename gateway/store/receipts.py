@@ -12,7 +12,7 @@ from redis.commands.core import AsyncScript
 from gateway.store.base import StoreBase, _by_shard, _ts
 from gateway.store.keys import (
     corr_key,
-    corr_shard,
+    name_shard,
     shard_of,
 )
 from gateway.store.scripts import PARKED
@@ -46,7 +46,7 @@ class Receipts(StoreBase):
         matched on the normalised one. Per part: None, or what became of a
         receipt that arrived early: b"=<status>" / b"=" if it was applied, else
         its payload."""
-        by_corr = _by_shard(parts, lambda p: corr_shard(p[4], self.shards))
+        by_corr = _by_shard(parts, lambda p: name_shard(p[4], self.shards))
         calls: list[tuple[AsyncScript, list[str], list[str | bytes | int]]] = []
         for k, (_, group) in by_corr.items():
             flat: list[str] = []
@@ -102,7 +102,7 @@ class Receipts(StoreBase):
         per receipt None if parked until its submit_sm_resp, else (message id,
         the message's new final status if this receipt set one). One script
         call per correlation shard, then one per message shard."""
-        by_corr = _by_shard(receipts, lambda r: corr_shard(r[1], self.shards))
+        by_corr = _by_shard(receipts, lambda r: name_shard(r[1], self.shards))
         calls = []
         for k, (_, group) in by_corr.items():
             flat: list[str | bytes] = []
@@ -140,7 +140,7 @@ class Receipts(StoreBase):
     async def correlate(
         self, connector: str, smsc_id: str, receipt: bytes, ttl: int
     ) -> tuple[str, int] | None:
-        k = corr_shard(smsc_id, self.shards)
+        k = name_shard(smsc_id, self.shards)
         value = await self._call(self._correlate, k, [corr_key(k, connector, smsc_id)],
                                  [receipt, max(ttl, 60)])
         if not value:

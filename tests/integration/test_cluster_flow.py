@@ -6,8 +6,6 @@ slot (a script that reached past its declared keys would write elsewhere)."""
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +20,7 @@ from gateway.store import Store
 from loadtest.harness import GatewayProcess
 from tests.integration.conftest import AUTH, SimProcess, submit, wait_final, wait_for, write_config
 from tests.integration.receiver import Receiver
-from tests.integration.test_crash import audit, final_bodies, recorded_sim, submit_burst, workers_of
+from tests.integration.test_crash import audit, kill_one_of_two_workers
 from tests.integration.test_webhooks import FAST_RETRIES, _mo_requests, _mo_wiring, _udh_part
 from tests.redis_cluster import RedisCluster
 
@@ -154,21 +152,10 @@ def test_no_receipt_by_the_end_of_validity_means_expired(
 def test_a_killed_workers_messages_are_reclaimed_and_all_delivered(
     tmp_path: Path, backend: Backend
 ) -> None:
-    sim, record, config = recorded_sim(tmp_path)
-    gw = GatewayProcess(tmp_path, config=config, workers=2, env=backend.env)
-    try:
-        gw.start()
-        assert gw.process is not None
-        wait_for(lambda: len(workers_of(gw.process.pid)) == 2, 20)
-        ids = submit_burst(gw, sim, "cluster crash")
-        os.kill(workers_of(gw.process.pid)[0], signal.SIGKILL)
-        with httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
-            bodies = final_bodies(client, ids)
-    finally:
-        gw.stop()
-        stats = sim.stop()
+    bodies, record, stats, _alive, _log = kill_one_of_two_workers(
+        tmp_path, "cluster crash", env=backend.env)
     result = audit(bodies, record)
-    assert result["messages"] == len(ids)
+    assert result["messages"] == len(bodies)
     assert result["resent_unrecorded"] <= 16 and stats["duplicates"] <= 16
 
 

@@ -98,26 +98,39 @@ def workers_of(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
-def test_kill_9_of_one_worker_mid_burst(tmp_path: Path) -> None:
-    """Nothing lost; the killed worker can resend only the submit_sm it had not
-    recorded: at most one per in-flight slot, window × binds of the connector
-    (docs/architecture.md)."""
-    sim, record, config = recorded_sim(tmp_path)
-    window, binds = 16, 1  # connector(): window = 16, the default binds = 1
-    gw = GatewayProcess(tmp_path, config=config, workers=2)
+def kill_one_of_two_workers(
+    tmp_path: Path, label: str, claim_idle_ms: int = 1000, env: dict[str, str] | None = None,
+    final_timeout: float = 90,
+) -> tuple[list[dict[str, Any]], Path, dict[str, Any], bool, str]:
+    """A burst to a recording simulator through `--workers 2`, one worker
+    killed with SIGKILL once a quarter reached the SMSC: the final bodies, the
+    record, the simulator's stats, whether the gateway still ran when all
+    were final, and its log."""
+    sim, record, config = recorded_sim(tmp_path, claim_idle_ms=claim_idle_ms)
+    gw = GatewayProcess(tmp_path, config=config, workers=2, env=env or {})
     try:
         gw.start()
         assert gw.process is not None
         wait_for(lambda: len(workers_of(gw.process.pid)) == 2, 20)
-        ids = submit_burst(gw, sim, "crash test")
+        ids = submit_burst(gw, sim, label)
         os.kill(workers_of(gw.process.pid)[0], signal.SIGKILL)
         # New connections: the old ones may have belonged to the killed worker.
         with httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
-            bodies = final_bodies(client, ids)
-        assert gw.process.poll() is None  # the supervisor replaced the dead worker
+            bodies = final_bodies(client, ids, final_timeout)
+        alive = gw.process.poll() is None
     finally:
         gw.stop()
         stats = sim.stop()  # flushes its record
+    return bodies, record, stats, alive, gw.log_path.read_text()
+
+
+def test_kill_9_of_one_worker_mid_burst(tmp_path: Path) -> None:
+    """Nothing lost; the killed worker can resend only the submit_sm it had not
+    recorded: at most one per in-flight slot, window × binds of the connector
+    (docs/architecture.md)."""
+    window, binds = 16, 1  # connector(): window = 16, the default binds = 1
+    bodies, record, stats, alive, _log = kill_one_of_two_workers(tmp_path, "crash test")
+    assert alive  # the supervisor replaced the dead worker
     result = audit(bodies, record)
     assert result["messages"] == N
     assert result["resent_unrecorded"] <= window * binds
@@ -145,22 +158,11 @@ def test_a_killed_workers_messages_are_taken_over_at_once(tmp_path: Path) -> Non
     """kill -9 of one of two workers mid-burst: the supervisor starts its
     replacement naming the dead one, which takes over the lane entries it held
     at once, so delivery resumes without waiting `dispatch.claim_idle_ms`."""
-    sim, record, config = recorded_sim(tmp_path, claim_idle_ms=CLAIM_IDLE_MS)
     window, binds = 16, 1
-    gw = GatewayProcess(tmp_path, config=config, workers=2)
-    try:
-        gw.start()
-        assert gw.process is not None
-        wait_for(lambda: len(workers_of(gw.process.pid)) == 2, 20)
-        ids = submit_burst(gw, sim, "takeover test")
-        os.kill(workers_of(gw.process.pid)[0], signal.SIGKILL)
-        with httpx.Client(base_url=gw.base_url, headers=AUTH, timeout=10) as client:
-            bodies = final_bodies(client, ids, TAKEOVER_BOUND)
-        assert gw.process.poll() is None
-        assert "takeover_done" in gw.log_path.read_text()
-    finally:
-        gw.stop()
-        stats = sim.stop()  # flushes its record
+    bodies, record, stats, alive, log = kill_one_of_two_workers(
+        tmp_path, "takeover test", claim_idle_ms=CLAIM_IDLE_MS, final_timeout=TAKEOVER_BOUND)
+    assert alive
+    assert "takeover_done" in log
     result = audit(bodies, record)
     assert result["messages"] == N
     assert result["resent_unrecorded"] <= window * binds

@@ -533,11 +533,11 @@ async def test_a_receipt_between_the_two_steps_of_a_submit_sm_resp_records_the_s
     as written, connector, a `submitted` line) before the final state."""
     import msgpack
 
-    from gateway.store.keys import corr_key, corr_shard
+    from gateway.store.keys import corr_key, name_shard
 
     m = message()
     await store.enqueue([m])
-    k = corr_shard("ab12", store.shards)
+    k = name_shard("ab12", store.shards)
     value = f"{m.id}|1|1|sim|AB12"
     await store._call(store._corr_write, k, (), [msgpack.packb(
         [corr_key(k, "sim", "ab12"), value, "600"], use_bin_type=False)])

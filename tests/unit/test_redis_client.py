@@ -20,16 +20,7 @@ from redis.asyncio.connection import (
 from gateway.core.config import ConfigError, RedisSettings, load_settings
 from gateway.store import Store
 from gateway.store.client import Client, connect, is_cluster
-
-GOOD = """
-[accounts.shop]
-api_keys = ["k1"]
-[connectors.a]
-port = 2775
-system_id = "x"
-[[routes]]
-connectors = ["a"]
-"""
+from tests.unit.test_config import GOOD
 
 
 @pytest.fixture
